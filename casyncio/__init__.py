@@ -1,0 +1,48 @@
+"""casyncio: asyncio's event loop, Handle and TimerHandle in C.
+
+Switch an unchanged asyncio program over with one of::
+
+    casyncio.run(main())                        # like asyncio.run
+    asyncio.run(main(), loop_factory=casyncio.new_event_loop)   # Python 3.12+
+    asyncio.Runner(loop_factory=casyncio.new_event_loop)
+    casyncio.install()                          # sets the event loop policy
+    python -m casyncio script.py [args...]      # from the command line
+"""
+
+from __future__ import annotations
+
+import os as _os
+
+from ._casyncio import Handle, TimerHandle
+from ._loop import Loop
+from ._runner import EventLoopPolicy, install, new_event_loop, run
+
+__version__ = "0.1.0"
+
+if _os.environ.get("CASYNCIO_STATS"):
+    # Opt-in proof that a program ran on casyncio: at exit, stderr gets the
+    # C loop's totals (loops created, iterations, callbacks run).
+    import atexit as _atexit
+    import sys as _sys
+
+    from ._casyncio import _stats
+
+    def _print_stats() -> None:
+        s = _stats()
+        print(
+            f"casyncio: loops_created={s['loops_created']} "
+            f"iterations={s['iterations']} callbacks={s['callbacks']}",
+            file=_sys.stderr,
+        )
+
+    _atexit.register(_print_stats)
+
+__all__ = [
+    "EventLoopPolicy",
+    "Handle",
+    "Loop",
+    "TimerHandle",
+    "install",
+    "new_event_loop",
+    "run",
+]

@@ -1,0 +1,161 @@
+"""python -m casyncio: run an unchanged asyncio program on casyncio.
+
+    python -m casyncio script.py [args...]
+    python -m casyncio -m package.module [args...]
+    python -m casyncio                      # the demo
+
+The program runs as it would under plain ``python``: the same sys.argv,
+``__main__`` module, sys.path[0], output, exit status and traceback; the one
+difference is that asyncio's event loop policy makes casyncio loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import importlib.machinery
+import os
+import runpy
+import sys
+import types
+import warnings
+
+USAGE = """\
+usage: python -m casyncio [script.py | -m module] [args...]
+
+Run an unchanged asyncio program with casyncio's C event loop: asyncio.run(),
+asyncio.new_event_loop() and asyncio.get_event_loop() all make casyncio loops.
+The program sees the same sys.argv, __main__ and sys.path[0] as under plain
+`python`, and exits with the same status and traceback.
+
+  script.py [args...]   run a script, as `python script.py [args...]`
+  -m module [args...]   run a module, as `python -m module [args...]`
+  (no arguments)        demo: the chess exhibition of the asyncio walkthrough,
+                        timed on stock asyncio and on casyncio side by side
+  -h, --help            show this help
+
+Environment: CASYNCIO_POLLER=poll selects the poll(2) backend instead of epoll.
+"""
+
+
+def _use_casyncio() -> None:
+    from ._runner import EventLoopPolicy
+
+    with warnings.catch_warnings():
+        # Python 3.14 deprecates policies; the runner still needs one to
+        # reach programs that call asyncio.run() unchanged.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        asyncio.set_event_loop_policy(EventLoopPolicy())
+
+
+def _strip_runner_frames(tb, runner_code):
+    """The traceback from just after the runner's frame (the one executing
+    runner_code) on, so that it reads as under plain python; unchanged if
+    that frame is not found."""
+    t = tb
+    while t is not None:
+        if t.tb_frame.f_code is runner_code and t.tb_next is not None:
+            return t.tb_next
+        t = t.tb_next
+    return tb
+
+
+def _report_through_stripped_hook(runner_code) -> None:
+    """Wrap the current sys.excepthook (the program may have set its own) so
+    that the interpreter's report of the exception now propagating leaves out
+    this runner's frames."""
+    hook = sys.excepthook
+
+    def excepthook(exc_type, exc, tb):
+        sys.excepthook = hook
+        tb = _strip_runner_frames(tb, runner_code)
+        if isinstance(exc, BaseException):
+            # The default hook prints the exception's own __traceback__.
+            exc = exc.with_traceback(tb)
+        hook(exc_type, exc, tb)
+
+    sys.excepthook = excepthook
+
+
+def _run_path(path: str, args: list[str]) -> None:
+    if not os.path.exists(path):
+        print(f"{sys.executable}: can't open file {os.path.abspath(path)!r}: "
+              f"[Errno 2] No such file or directory", file=sys.stderr)
+        sys.exit(2)
+    sys.argv = [path, *args]
+    if os.path.isdir(path) or not path.endswith((".py", ".pyw")) and _is_zip(path):
+        # A directory or zip application with __main__.py, as python runs it.
+        sys.path[0] = path
+        runpy.run_path(path, run_name="__main__")
+        return
+    filename = os.path.abspath(path)
+    sys.path[0] = os.path.dirname(os.path.realpath(path))
+    with open(filename, "rb") as f:
+        code = compile(f.read(), filename, "exec", dont_inherit=True)
+    main = types.ModuleType("__main__")
+    main.__file__ = filename
+    main.__cached__ = None
+    main.__builtins__ = builtins
+    main.__loader__ = importlib.machinery.SourceFileLoader("__main__", filename)
+    main.__spec__ = None
+    sys.modules["__main__"] = main
+    _use_casyncio()
+    try:
+        exec(code, main.__dict__)
+    except SystemExit:
+        raise
+    except BaseException:
+        _report_through_stripped_hook(_run_path.__code__)
+        raise
+
+
+def _is_zip(path: str) -> bool:
+    import zipfile
+
+    return zipfile.is_zipfile(path)
+
+
+def _run_module(name: str, args: list[str]) -> None:
+    sys.argv = [name, *args]
+    # What `python -m` does: a fresh __main__, then runpy's own entry point
+    # (whose frames a `python -m` traceback shows, so ours must too).
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    _use_casyncio()
+    run_as_main = getattr(runpy, "_run_module_as_main", None)
+    try:
+        if run_as_main is not None:
+            run_as_main(name, alter_argv=True)
+        else:
+            runpy.run_module(name, run_name="__main__", alter_sys=True)
+    except SystemExit:
+        raise
+    except BaseException:
+        _report_through_stripped_hook(_run_module.__code__)
+        raise
+
+
+def main(argv: list[str]) -> None:
+    if not argv:
+        from ._demo import main as demo
+
+        demo()
+        return
+    if argv[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return
+    if argv[0] == "-m":
+        if len(argv) < 2:
+            print("python -m casyncio: -m needs a module name\n", file=sys.stderr)
+            print(USAGE, end="", file=sys.stderr)
+            sys.exit(2)
+        _run_module(argv[1], argv[2:])
+        return
+    if argv[0].startswith("-") and argv[0] != "-":
+        print(f"python -m casyncio: unknown option {argv[0]}\n", file=sys.stderr)
+        print(USAGE, end="", file=sys.stderr)
+        sys.exit(2)
+    _run_path(argv[0], argv[1:])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

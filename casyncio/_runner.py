@@ -1,0 +1,55 @@
+"""Plugging casyncio into asyncio: the loop factory, the policy, run()."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import warnings
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from ._loop import Loop
+
+_T = TypeVar("_T")
+
+
+def new_event_loop(*, poller: str | None = None) -> Loop:
+    """A new casyncio loop (``poller``: ``"epoll"``, the default, or
+    ``"poll"``)."""
+    return Loop(poller=poller)
+
+
+class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+    """asyncio's default policy, making casyncio loops.
+
+    ``asyncio.set_event_loop_policy(casyncio.EventLoopPolicy())`` (or
+    ``casyncio.install()``) makes ``asyncio.run()``, ``asyncio.new_event_loop()``
+    and ``asyncio.get_event_loop()`` use casyncio.
+    """
+
+    def _loop_factory(self) -> Loop:  # type: ignore[override]
+        return new_event_loop()
+
+
+def install() -> None:
+    """Make casyncio asyncio's default loop by setting the event loop policy.
+
+    Python 3.12 and later steer away from policies; there, prefer
+    ``casyncio.run()`` or ``loop_factory=casyncio.new_event_loop``.
+    """
+    if sys.version_info >= (3, 12):
+        warnings.warn(
+            "casyncio.install() is deprecated in favor of casyncio.run() "
+            "starting with Python 3.12.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    asyncio.set_event_loop_policy(EventLoopPolicy())
+
+
+def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None, **run_kwargs: Any) -> _T:
+    """Run a coroutine on a new casyncio loop, like ``asyncio.run()``:
+    cancel what is left, close async generators and the default executor,
+    then close the loop."""
+    with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+        return runner.run(main, **run_kwargs)

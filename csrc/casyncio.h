@@ -1,0 +1,286 @@
+/* casyncio.h: what the Python-object layer's files share.
+ *
+ * The module state (types, cached Python objects, free lists, live-object
+ * counters), the object structs that more than one file touches, and the
+ * ready-queue entry kinds.  Everything here uses the public C API only. */
+#ifndef CASYNCIO_H
+#define CASYNCIO_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#ifdef Py_GIL_DISABLED
+/* The ready queue and the sleeping flag rely on the GIL to serialise the
+ * loop thread with call_soon_threadsafe callers. */
+#error "casyncio does not support free-threaded CPython builds yet"
+#endif
+
+#include "core/clock.h"
+#include "core/fdtable.h"
+#include "core/heap.h"
+#include "core/poller.h"
+#include "core/ring.h"
+
+#define CIO_HANDLE_FREELIST_MAX 256
+
+/* Counters of live objects, kept in every build: tests assert that they
+ * return to their starting values (a leaked Handle shows up as a count). */
+typedef struct {
+    Py_ssize_t handles;
+    Py_ssize_t loops;
+} cio_counters;
+
+/* Totals since import, readable from Python (casyncio._casyncio._stats())
+ * and printed at exit with CASYNCIO_STATS=1: the proof that a program's
+ * callbacks really ran on this loop. */
+typedef struct {
+    unsigned long long loops_created;
+    unsigned long long iterations;
+    unsigned long long callbacks;
+} cio_totals;
+
+struct HandleObj;
+
+typedef struct {
+    PyTypeObject *LoopType;
+    PyTypeObject *HandleType;
+    PyTypeObject *TimerHandleType;
+
+    /* Imported lazily, because asyncio may import us (through the policy)
+     * while it is itself still importing. */
+    PyObject *asyncio_Future;           /* asyncio.Future */
+    PyObject *format_callback_source;   /* asyncio.format_helpers._format_callback_source */
+    PyObject *extract_stack;            /* asyncio.format_helpers.extract_stack */
+    PyObject *iscoroutinefunction;      /* asyncio.iscoroutinefunction */
+
+    /* Interned strings. */
+    PyObject *str_call_exception_handler;
+    PyObject *str_message;
+    PyObject *str_exception;
+    PyObject *str_handle;
+    PyObject *str_source_traceback;
+    PyObject *str_log_slow_callback;
+    PyObject *str_fileno;
+    PyObject *str_timer_handle_cancelled;
+    PyObject *str_get_debug;
+
+    /* Handle objects kept for reuse, linked through their `callback`. */
+    struct HandleObj *handle_freelist;
+    int handle_freelist_len;
+    struct HandleObj *timer_freelist;
+    int timer_freelist_len;
+
+    cio_counters live;
+    cio_totals totals;
+} cio_state;
+
+/* Ready-queue entry kinds (cio_ring_item.kind) and what a, b, c hold. */
+enum {
+    /* a: HandleObj (strong).  Runs the handle unless it was cancelled. */
+    CIO_READY_HANDLE = 1,
+    /* a: callable, b: its one argument, c: contextvars.Context or NULL (all
+     * strong).  A call with no Handle object behind it. */
+    CIO_READY_CALL1 = 2,
+};
+
+/* ---- Handle / TimerHandle (handle.c) ---- */
+
+typedef struct HandleObj {
+    PyObject_HEAD
+    cio_state *st;              /* borrowed; the type keeps the module alive */
+    PyObject *callback;         /* NULL once cancelled (or free-listed: next) */
+    PyObject *args;             /* tuple, or NULL for no arguments */
+    PyObject *context;          /* contextvars.Context */
+    PyObject *loop;
+    PyObject *repr;             /* repr saved at cancel() in debug mode */
+    PyObject *source_traceback; /* list of frames in debug mode, or NULL */
+    PyObject *weakreflist;
+    char cancelled;
+} HandleObj;
+
+typedef struct {
+    HandleObj base;
+    cio_heap_node node;         /* its place in the owning loop's heap */
+    double when;                /* as given; node.when differs only for NaN */
+} TimerHandleObj;
+
+#define CIO_TIMER_FROM_NODE(n) \
+    ((TimerHandleObj *)((char *)(n) - offsetof(TimerHandleObj, node)))
+
+/* New Handle running callback(*args) in context (NULL: copy the current
+ * one); args is a tuple or NULL.  Takes from the free list when it can. */
+HandleObj *cio_handle_new(cio_state *st, PyObject *callback, PyObject *args,
+                          PyObject *loop, PyObject *context);
+TimerHandleObj *cio_timer_new(cio_state *st, double when, PyObject *callback,
+                              PyObject *args, PyObject *loop,
+                              PyObject *context);
+/* Runs a handle's callback in its context.  Returns 0, or -1 with
+ * SystemExit/KeyboardInterrupt set (other errors go to the loop's exception
+ * handler, as asyncio's Handle._run does). */
+int cio_handle_run(HandleObj *h);
+/* Calls func(*args) inside context (NULL: the current one).  Returns NULL on
+ * success, or the exception it raised (a new reference, error indicator
+ * clear). */
+PyObject *cio_call_in_context(PyObject *context, PyObject *func,
+                              PyObject *const *args, size_t nargs);
+/* Reports that callback(*args) raised exc through the loop's exception
+ * handler, as "Exception in callback ..." with this handle.  Steals exc.
+ * Returns 0, or -1 if the handler raised SystemExit/KeyboardInterrupt. */
+int cio_handle_report_error(HandleObj *h, PyObject *callback, PyObject *args,
+                            PyObject *exc);
+/* Marks a handle cancelled and drops its callback; for a TimerHandle this
+ * also leaves the loop's heap.  Returns 0 or -1. */
+int cio_handle_cancel(HandleObj *h);
+int cio_handle_init_types(PyObject *module, cio_state *st);
+void cio_handle_clear_freelists(cio_state *st);
+
+static inline int
+cio_handle_check(cio_state *st, PyObject *op)
+{
+    return PyObject_TypeCheck(op, st->HandleType);
+}
+
+static inline int
+cio_timer_check(cio_state *st, PyObject *op)
+{
+    return PyObject_TypeCheck(op, st->TimerHandleType);
+}
+
+/* ---- Loop (loop.c, loop_fd.c) ---- */
+
+typedef struct {
+    PyObject_HEAD
+    cio_state *st; /* borrowed */
+    cio_ring ready;
+    cio_heap timers;
+    const cio_poller_backend *backend;
+    cio_poller *poller;
+    cio_fdtable fds;
+    cio_poll_event *fired;
+    int fired_cap;
+    int wakeup_fd;      /* eventfd for call_soon_threadsafe, or -1 */
+    char sleeping;      /* in the poller with a non-zero timeout */
+    char wake_pending;  /* wakeup_fd was written and not yet drained */
+    char closed;
+    char stopping;
+    char debug;
+    char running;
+    unsigned long thread_ident; /* valid while running */
+    double clock_resolution;
+    double slow_callback_duration;
+    PyObject *current_handle;   /* debug mode only */
+    PyObject *dict;
+    PyObject *weakreflist;
+} LoopObj;
+
+/* fdtable tag of the loop's own eventfd. */
+#define CIO_FD_TAG_WAKEUP 1
+
+static inline int
+cio_loop_check_closed(LoopObj *loop)
+{
+    if (loop->closed) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return -1;
+    }
+    return 0;
+}
+
+static inline int
+cio_loop_check(cio_state *st, PyObject *op)
+{
+    return PyObject_TypeCheck(op, st->LoopType);
+}
+
+int cio_loop_init_type(PyObject *module, cio_state *st);
+
+/* Appends an entry to the ready queue, taking the references it holds.
+ * Returns 0, or -1 with MemoryError set (references untouched). */
+static inline int
+cio_loop_push(LoopObj *loop, uint32_t kind, void *a, void *b, void *c)
+{
+    if (cio_ring_push(&loop->ready, kind, a, b, c) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* Drops the references a ready-queue entry holds. */
+void cio_loop_item_release(cio_ring_item *it);
+
+/* Puts a TimerHandle in the loop's heap (taking a new reference for it),
+ * or takes it out (dropping that reference). */
+int cio_loop_timer_add(LoopObj *loop, TimerHandleObj *t);
+void cio_loop_timer_remove(LoopObj *loop, TimerHandleObj *t);
+
+/* Calls loop.call_exception_handler(context).  Returns 0, or -1 if it
+ * raised SystemExit/KeyboardInterrupt, which stays set; any other error it
+ * raises is printed as unraisable, since there is nowhere left to report it. */
+int cio_call_exception_handler(cio_state *st, PyObject *loop, PyObject *context);
+
+/* Checks a callback for call_soon() and friends: callable and not a
+ * coroutine or coroutine function (TypeError otherwise).  `method` names the
+ * caller in the message.  Returns 0 or -1. */
+int cio_check_callback(cio_state *st, PyObject *callback, const char *method,
+                       int debug);
+
+/* loop_fd.c: readiness of file descriptors. */
+extern PyMethodDef cio_loop_fd_methods[];
+/* Turns fired poller events into ready-queue entries. */
+int cio_loop_dispatch_fd_events(LoopObj *loop, int n);
+/* Drops every fd watcher (loop close). */
+void cio_loop_fd_clear(LoopObj *loop);
+int cio_loop_fd_traverse(LoopObj *loop, visitproc visit, void *arg);
+
+/* ---- helpers (module.c) ---- */
+
+extern PyModuleDef cio_module_def;
+
+/* The module state behind one of our types or a Python subclass of it. */
+cio_state *cio_state_from_type(PyTypeObject *type);
+
+/* Takes the current exception as one normalized object with its traceback
+ * attached (NULL if none), and puts one back (stealing it): the 3.12
+ * PyErr_GetRaisedException pair, spelled for 3.11 as well. */
+static inline PyObject *
+cio_err_take(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL) {
+        return NULL;
+    }
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL) {
+        PyException_SetTraceback(value, tb);
+        Py_DECREF(tb);
+    }
+    Py_DECREF(type);
+    return value;
+#endif
+}
+
+static inline void
+cio_err_restore(PyObject *exc /* steals */)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc,
+                  PyException_GetTraceback(exc));
+#endif
+}
+
+/* Imports the lazily cached asyncio helpers into the state. Returns 0/-1. */
+int cio_state_import_asyncio(cio_state *st);
+
+/* True for SystemExit and KeyboardInterrupt: the exceptions a loop lets
+ * through instead of reporting. */
+int cio_exception_is_fatal(PyObject *exc);
+
+#endif

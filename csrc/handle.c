@@ -1,0 +1,742 @@
+/* handle.c: Handle and TimerHandle, what call_soon() and call_later() return.
+ *
+ * A Handle is a callback, its arguments and the contextvars.Context to run
+ * it in.  Both types come from per-module free lists, because a program that
+ * schedules callbacks in a loop would otherwise pay an allocation for each.
+ * A free-listed object is dead: untracked, fields cleared, type reference
+ * dropped; `callback` links the list.
+ *
+ * A TimerHandle carries its heap node inside it, so scheduling a timer
+ * allocates no node, and cancelling one removes it from the loop's heap at
+ * once (stock asyncio leaves it there until it would have fired). */
+#include "casyncio.h"
+
+#include <math.h>
+#include <stddef.h>
+
+static HandleObj *
+handle_alloc(cio_state *st, PyTypeObject *type)
+{
+    HandleObj *h;
+    HandleObj **list = NULL;
+    int *len = NULL;
+    if (type == st->HandleType) {
+        list = &st->handle_freelist;
+        len = &st->handle_freelist_len;
+    }
+    else if (type == st->TimerHandleType) {
+        list = &st->timer_freelist;
+        len = &st->timer_freelist_len;
+    }
+    if (list != NULL && *list != NULL) {
+        h = *list;
+        *list = (HandleObj *)h->callback;
+        (*len)--;
+        /* Sets the refcount to 1 and takes a reference to the type. */
+        PyObject_Init((PyObject *)h, type);
+    }
+    else {
+        h = PyObject_GC_New(HandleObj, type);
+        if (h == NULL) {
+            return NULL;
+        }
+    }
+    h->st = st;
+    h->callback = NULL;
+    h->args = NULL;
+    h->context = NULL;
+    h->loop = NULL;
+    h->repr = NULL;
+    h->source_traceback = NULL;
+    h->weakreflist = NULL;
+    h->cancelled = 0;
+    if (type == st->TimerHandleType || PyType_IsSubtype(type, st->TimerHandleType)) {
+        TimerHandleObj *t = (TimerHandleObj *)h;
+        cio_heap_node_init(&t->node);
+        t->when = 0.0;
+    }
+    st->live.handles++;
+    return h;
+}
+
+static int
+loop_debug(cio_state *st, PyObject *loop)
+{
+    if (cio_loop_check(st, loop)) {
+        return ((LoopObj *)loop)->debug;
+    }
+    PyObject *res = PyObject_CallMethodNoArgs(loop, st->str_get_debug);
+    if (res == NULL) {
+        return -1;
+    }
+    int debug = PyObject_IsTrue(res);
+    Py_DECREF(res);
+    return debug;
+}
+
+/* Fills in a freshly allocated handle; on error the handle is released. */
+static int
+handle_setup(HandleObj *h, PyObject *callback, PyObject *args, PyObject *loop,
+             PyObject *context)
+{
+    cio_state *st = h->st;
+    h->callback = Py_NewRef(callback);
+    if (args != NULL && PyTuple_GET_SIZE(args) > 0) {
+        h->args = Py_NewRef(args);
+    }
+    h->loop = Py_NewRef(loop);
+    if (context == NULL || context == Py_None) {
+        h->context = PyContext_CopyCurrent();
+        if (h->context == NULL) {
+            return -1;
+        }
+    }
+    else {
+        h->context = Py_NewRef(context);
+    }
+    int debug = loop_debug(st, loop);
+    if (debug < 0) {
+        return -1;
+    }
+    if (debug) {
+        /* Where the handle was made: the innermost Python frame is the
+         * caller of call_soon() (C methods have no frame of their own). */
+        PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
+        if (frame != NULL) {
+            if (cio_state_import_asyncio(st) < 0) {
+                return -1;
+            }
+            h->source_traceback = PyObject_CallOneArg(st->extract_stack,
+                                                      (PyObject *)frame);
+            if (h->source_traceback == NULL) {
+                return -1;
+            }
+        }
+    }
+    PyObject_GC_Track(h);
+    return 0;
+}
+
+HandleObj *
+cio_handle_new(cio_state *st, PyObject *callback, PyObject *args,
+               PyObject *loop, PyObject *context)
+{
+    HandleObj *h = handle_alloc(st, st->HandleType);
+    if (h == NULL) {
+        return NULL;
+    }
+    if (handle_setup(h, callback, args, loop, context) < 0) {
+        PyObject_GC_Track(h);
+        Py_DECREF(h);
+        return NULL;
+    }
+    return h;
+}
+
+TimerHandleObj *
+cio_timer_new(cio_state *st, double when, PyObject *callback, PyObject *args,
+              PyObject *loop, PyObject *context)
+{
+    TimerHandleObj *t = (TimerHandleObj *)handle_alloc(st, st->TimerHandleType);
+    if (t == NULL) {
+        return NULL;
+    }
+    t->when = when;
+    /* A NaN deadline would break the heap's order; stock asyncio runs such
+     * a timer at the next iteration, and so do we. */
+    t->node.when = isnan(when) ? -INFINITY : when;
+    if (handle_setup(&t->base, callback, args, loop, context) < 0) {
+        PyObject_GC_Track(t);
+        Py_DECREF(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* ---- running ---- */
+
+static PyObject *
+format_callback(cio_state *st, PyObject *callback, PyObject *args)
+{
+    if (cio_state_import_asyncio(st) < 0) {
+        return NULL;
+    }
+    PyObject *empty = NULL;
+    if (args == NULL) {
+        empty = PyTuple_New(0);
+        if (empty == NULL) {
+            return NULL;
+        }
+        args = empty;
+    }
+    PyObject *res = PyObject_CallFunctionObjArgs(st->format_callback_source,
+                                                 callback, args, NULL);
+    Py_XDECREF(empty);
+    return res;
+}
+
+int
+cio_handle_report_error(HandleObj *h, PyObject *callback, PyObject *args,
+                        PyObject *exc /* steals */)
+{
+    cio_state *st = h->st;
+    PyObject *ctx = NULL, *source = NULL, *message = NULL;
+    int rc = 0;
+
+    source = format_callback(st, callback, args);
+    if (source == NULL) {
+        goto error;
+    }
+    message = PyUnicode_FromFormat("Exception in callback %U", source);
+    if (message == NULL) {
+        goto error;
+    }
+    ctx = PyDict_New();
+    if (ctx == NULL || PyDict_SetItem(ctx, st->str_message, message) < 0 ||
+        PyDict_SetItem(ctx, st->str_exception, exc) < 0 ||
+        PyDict_SetItem(ctx, st->str_handle, (PyObject *)h) < 0) {
+        goto error;
+    }
+    if (h->source_traceback != NULL &&
+        PyDict_SetItem(ctx, st->str_source_traceback, h->source_traceback) < 0) {
+        goto error;
+    }
+    rc = cio_call_exception_handler(st, h->loop, ctx);
+    goto done;
+error:
+    /* Could not even build the report: say so the blunt way. */
+    PyErr_WriteUnraisable((PyObject *)h);
+done:
+    Py_XDECREF(ctx);
+    Py_XDECREF(message);
+    Py_XDECREF(source);
+    Py_DECREF(exc);
+    return rc;
+}
+
+PyObject *
+cio_call_in_context(PyObject *context, PyObject *func, PyObject *const *args,
+                    size_t nargs)
+{
+    PyObject *exc = NULL;
+    if (context != NULL && PyContext_Enter(context) < 0) {
+        return cio_err_take();
+    }
+    PyObject *res = PyObject_Vectorcall(func, args, nargs, NULL);
+    if (res == NULL) {
+        exc = cio_err_take();
+    }
+    Py_XDECREF(res);
+    if (context != NULL && PyContext_Exit(context) < 0) {
+        if (exc == NULL) {
+            exc = cio_err_take();
+        }
+        else {
+            PyErr_Clear();
+        }
+    }
+    return exc;
+}
+
+int
+cio_handle_run(HandleObj *h)
+{
+    if (h->cancelled || h->callback == NULL) {
+        return 0;
+    }
+    /* The callback may cancel its own handle, which clears these fields:
+     * hold our own references for the call and the report. */
+    PyObject *callback = Py_NewRef(h->callback);
+    PyObject *args = Py_XNewRef(h->args);
+    PyObject *context = Py_NewRef(h->context);
+    PyObject *exc;
+    if (args == NULL) {
+        exc = cio_call_in_context(context, callback, NULL, 0);
+    }
+    else {
+        exc = cio_call_in_context(context, callback, &PyTuple_GET_ITEM(args, 0),
+                                  PyTuple_GET_SIZE(args));
+    }
+    int rc = 0;
+    if (exc != NULL) {
+        if (cio_exception_is_fatal(exc)) {
+            cio_err_restore(exc);
+            rc = -1;
+        }
+        else {
+            rc = cio_handle_report_error(h, callback, args, exc);
+        }
+    }
+    Py_DECREF(callback);
+    Py_XDECREF(args);
+    Py_DECREF(context);
+    return rc;
+}
+
+int
+cio_handle_cancel(HandleObj *h)
+{
+    cio_state *st = h->st;
+    if (h->cancelled) {
+        return 0;
+    }
+    if (cio_timer_check(st, (PyObject *)h)) {
+        TimerHandleObj *t = (TimerHandleObj *)h;
+        if (cio_heap_node_attached(&t->node)) {
+            if (cio_loop_check(st, h->loop)) {
+                cio_loop_timer_remove((LoopObj *)h->loop, t);
+            }
+            else {
+                PyObject *res = PyObject_CallMethodOneArg(
+                    h->loop, st->str_timer_handle_cancelled, (PyObject *)h);
+                if (res == NULL) {
+                    return -1;
+                }
+                Py_DECREF(res);
+            }
+        }
+    }
+    h->cancelled = 1;
+    if (h->loop != NULL) {
+        int debug = loop_debug(st, h->loop);
+        if (debug < 0) {
+            return -1;
+        }
+        if (debug && h->repr == NULL) {
+            /* Keep a description: the callback is about to be dropped. */
+            PyObject *repr = PyObject_Repr((PyObject *)h);
+            if (repr == NULL) {
+                return -1;
+            }
+            h->repr = repr;
+        }
+    }
+    Py_CLEAR(h->callback);
+    Py_CLEAR(h->args);
+    return 0;
+}
+
+/* ---- type slots ---- */
+
+static int
+Handle_traverse(HandleObj *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->callback);
+    Py_VISIT(self->args);
+    Py_VISIT(self->context);
+    Py_VISIT(self->loop);
+    Py_VISIT(self->repr);
+    Py_VISIT(self->source_traceback);
+    return 0;
+}
+
+static int
+Handle_clear(HandleObj *self)
+{
+    Py_CLEAR(self->callback);
+    Py_CLEAR(self->args);
+    Py_CLEAR(self->context);
+    Py_CLEAR(self->loop);
+    Py_CLEAR(self->repr);
+    Py_CLEAR(self->source_traceback);
+    return 0;
+}
+
+static void
+Handle_dealloc(HandleObj *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    cio_state *st = self->st;
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    Handle_clear(self);
+    st->live.handles--;
+    if (tp == st->HandleType && st->handle_freelist_len < CIO_HANDLE_FREELIST_MAX) {
+        self->callback = (PyObject *)st->handle_freelist;
+        st->handle_freelist = self;
+        st->handle_freelist_len++;
+    }
+    else if (tp == st->TimerHandleType &&
+             st->timer_freelist_len < CIO_HANDLE_FREELIST_MAX) {
+        self->callback = (PyObject *)st->timer_freelist;
+        st->timer_freelist = self;
+        st->timer_freelist_len++;
+    }
+    else {
+        tp->tp_free(self);
+    }
+    Py_DECREF(tp);
+}
+
+void
+cio_handle_clear_freelists(cio_state *st)
+{
+    while (st->handle_freelist != NULL) {
+        HandleObj *h = st->handle_freelist;
+        st->handle_freelist = (HandleObj *)h->callback;
+        PyObject_GC_Del(h);
+    }
+    st->handle_freelist_len = 0;
+    while (st->timer_freelist != NULL) {
+        HandleObj *h = st->timer_freelist;
+        st->timer_freelist = (HandleObj *)h->callback;
+        PyObject_GC_Del(h);
+    }
+    st->timer_freelist_len = 0;
+}
+
+static PyObject *
+Handle_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"callback", "args", "loop", "context", NULL};
+    PyObject *callback, *cargs, *loop, *context = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|O:Handle", kwlist,
+                                     &callback, &cargs, &loop, &context)) {
+        return NULL;
+    }
+    cio_state *st = cio_state_from_type(type);
+    if (st == NULL) {
+        return NULL;
+    }
+    PyObject *tuple = cargs == Py_None ? NULL : PySequence_Tuple(cargs);
+    if (tuple == NULL && cargs != Py_None) {
+        return NULL;
+    }
+    HandleObj *h = handle_alloc(st, type);
+    if (h != NULL && handle_setup(h, callback, tuple, loop, context) < 0) {
+        PyObject_GC_Track(h);
+        Py_CLEAR(h);
+    }
+    Py_XDECREF(tuple);
+    return (PyObject *)h;
+}
+
+static PyObject *
+TimerHandle_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"when", "callback", "args", "loop", "context", NULL};
+    double when;
+    PyObject *callback, *cargs, *loop, *context = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "dOOO|O:TimerHandle", kwlist,
+                                     &when, &callback, &cargs, &loop, &context)) {
+        return NULL;
+    }
+    cio_state *st = cio_state_from_type(type);
+    if (st == NULL) {
+        return NULL;
+    }
+    PyObject *tuple = cargs == Py_None ? NULL : PySequence_Tuple(cargs);
+    if (tuple == NULL && cargs != Py_None) {
+        return NULL;
+    }
+    TimerHandleObj *t = (TimerHandleObj *)handle_alloc(st, type);
+    if (t != NULL) {
+        t->when = when;
+        t->node.when = isnan(when) ? -INFINITY : when;
+        if (handle_setup(&t->base, callback, tuple, loop, context) < 0) {
+            PyObject_GC_Track(t);
+            Py_CLEAR(t);
+        }
+    }
+    Py_XDECREF(tuple);
+    return (PyObject *)t;
+}
+
+static PyObject *
+Handle_repr(HandleObj *self)
+{
+    if (self->repr != NULL) {
+        return Py_NewRef(self->repr);
+    }
+    cio_state *st = self->st;
+    PyObject *info = PyList_New(0);
+    PyObject *item = NULL, *result = NULL, *sep = NULL, *joined = NULL;
+    if (info == NULL) {
+        return NULL;
+    }
+    item = PyType_GetName(Py_TYPE(self));
+    if (item == NULL || PyList_Append(info, item) < 0) {
+        goto done;
+    }
+    Py_CLEAR(item);
+    if (self->cancelled) {
+        item = PyUnicode_FromString("cancelled");
+        if (item == NULL || PyList_Append(info, item) < 0) {
+            goto done;
+        }
+        Py_CLEAR(item);
+    }
+    if (cio_timer_check(st, (PyObject *)self)) {
+        PyObject *when = PyFloat_FromDouble(((TimerHandleObj *)self)->when);
+        if (when == NULL) {
+            goto done;
+        }
+        item = PyUnicode_FromFormat("when=%R", when);
+        Py_DECREF(when);
+        if (item == NULL || PyList_Append(info, item) < 0) {
+            goto done;
+        }
+        Py_CLEAR(item);
+    }
+    if (self->callback != NULL) {
+        item = format_callback(st, self->callback, self->args);
+        if (item == NULL || PyList_Append(info, item) < 0) {
+            goto done;
+        }
+        Py_CLEAR(item);
+    }
+    if (self->source_traceback != NULL && PyList_Check(self->source_traceback) &&
+        PyList_GET_SIZE(self->source_traceback) > 0) {
+        PyObject *frame = PyList_GET_ITEM(
+            self->source_traceback, PyList_GET_SIZE(self->source_traceback) - 1);
+        PyObject *file = PySequence_GetItem(frame, 0);
+        PyObject *line = file ? PySequence_GetItem(frame, 1) : NULL;
+        if (line != NULL) {
+            item = PyUnicode_FromFormat("created at %S:%S", file, line);
+        }
+        Py_XDECREF(file);
+        Py_XDECREF(line);
+        if (item == NULL || PyList_Append(info, item) < 0) {
+            goto done;
+        }
+        Py_CLEAR(item);
+    }
+    sep = PyUnicode_FromString(" ");
+    if (sep == NULL) {
+        goto done;
+    }
+    joined = PyUnicode_Join(sep, info);
+    if (joined == NULL) {
+        goto done;
+    }
+    result = PyUnicode_FromFormat("<%U>", joined);
+done:
+    Py_XDECREF(item);
+    Py_XDECREF(sep);
+    Py_XDECREF(joined);
+    Py_DECREF(info);
+    return result;
+}
+
+static PyObject *
+Handle_cancel(HandleObj *self, PyObject *Py_UNUSED(ignored))
+{
+    if (cio_handle_cancel(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Handle_cancelled(HandleObj *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->cancelled);
+}
+
+static PyObject *
+Handle_get_context(HandleObj *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_NewRef(self->context ? self->context : Py_None);
+}
+
+static PyObject *
+Handle__run(HandleObj *self, PyObject *Py_UNUSED(ignored))
+{
+    if (cio_handle_run(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Handle_get_args(HandleObj *self, void *Py_UNUSED(closure))
+{
+    if (self->args != NULL) {
+        return Py_NewRef(self->args);
+    }
+    if (self->cancelled) {
+        Py_RETURN_NONE;
+    }
+    return PyTuple_New(0);
+}
+
+static PyObject *
+Handle_get_callback(HandleObj *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->callback ? self->callback : Py_None);
+}
+
+static PyObject *
+Handle_get_cancelled(HandleObj *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->cancelled);
+}
+
+static PyObject *
+Handle_get_source_traceback(HandleObj *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->source_traceback ? self->source_traceback : Py_None);
+}
+
+static PyMethodDef Handle_methods[] = {
+    {"cancel", (PyCFunction)Handle_cancel, METH_NOARGS, "Cancel the call."},
+    {"cancelled", (PyCFunction)Handle_cancelled, METH_NOARGS,
+     "Return True if the call was cancelled."},
+    {"get_context", (PyCFunction)Handle_get_context, METH_NOARGS,
+     "Return the contextvars.Context the callback runs in."},
+    {"_run", (PyCFunction)Handle__run, METH_NOARGS, "Run the callback now."},
+    {NULL, NULL},
+};
+
+static PyMemberDef Handle_members[] = {
+    {"_loop", T_OBJECT, offsetof(HandleObj, loop), READONLY, NULL},
+    {"_context", T_OBJECT, offsetof(HandleObj, context), READONLY, NULL},
+    {"_repr", T_OBJECT, offsetof(HandleObj, repr), READONLY, NULL},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(HandleObj, weakreflist), READONLY},
+    {NULL},
+};
+
+static PyGetSetDef Handle_getset[] = {
+    {"_callback", (getter)Handle_get_callback, NULL, NULL, NULL},
+    {"_args", (getter)Handle_get_args, NULL, NULL, NULL},
+    {"_cancelled", (getter)Handle_get_cancelled, NULL, NULL, NULL},
+    {"_source_traceback", (getter)Handle_get_source_traceback, NULL, NULL, NULL},
+    {NULL},
+};
+
+static PyType_Slot Handle_slots[] = {
+    {Py_tp_doc, "A callback scheduled by call_soon(), as asyncio.Handle."},
+    {Py_tp_new, Handle_new},
+    {Py_tp_dealloc, Handle_dealloc},
+    {Py_tp_traverse, Handle_traverse},
+    {Py_tp_clear, Handle_clear},
+    {Py_tp_repr, Handle_repr},
+    {Py_tp_methods, Handle_methods},
+    {Py_tp_members, Handle_members},
+    {Py_tp_getset, Handle_getset},
+    {0, NULL},
+};
+
+static PyType_Spec Handle_spec = {
+    .name = "casyncio.Handle",
+    .basicsize = sizeof(HandleObj),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = Handle_slots,
+};
+
+/* ---- TimerHandle ---- */
+
+static PyObject *
+TimerHandle_when(TimerHandleObj *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyFloat_FromDouble(self->when);
+}
+
+static PyObject *
+TimerHandle_get_when(TimerHandleObj *self, void *Py_UNUSED(closure))
+{
+    return PyFloat_FromDouble(self->when);
+}
+
+static PyObject *
+TimerHandle_get_scheduled(TimerHandleObj *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(cio_heap_node_attached(&self->node));
+}
+
+static Py_hash_t
+TimerHandle_hash(TimerHandleObj *self)
+{
+    PyObject *when = PyFloat_FromDouble(self->when);
+    if (when == NULL) {
+        return -1;
+    }
+    Py_hash_t h = PyObject_Hash(when);
+    Py_DECREF(when);
+    return h;
+}
+
+static PyObject *
+TimerHandle_richcompare(TimerHandleObj *self, PyObject *other, int op)
+{
+    /* As asyncio.TimerHandle: ordered by deadline; equal when the deadline,
+     * the call and the cancelled state all match. */
+    if (!cio_timer_check(self->base.st, other)) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    TimerHandleObj *o = (TimerHandleObj *)other;
+    if (op == Py_EQ || op == Py_NE) {
+        int eq = self->when == o->when && self->base.cancelled == o->base.cancelled;
+        if (eq && (PyObject *)self != other) {
+            PyObject *a = self->base.callback ? self->base.callback : Py_None;
+            PyObject *b = o->base.callback ? o->base.callback : Py_None;
+            eq = PyObject_RichCompareBool(a, b, Py_EQ);
+            if (eq > 0) {
+                PyObject *aa = Handle_get_args(&self->base, NULL);
+                PyObject *ba = Handle_get_args(&o->base, NULL);
+                eq = (aa && ba) ? PyObject_RichCompareBool(aa, ba, Py_EQ) : -1;
+                Py_XDECREF(aa);
+                Py_XDECREF(ba);
+            }
+            if (eq < 0) {
+                return NULL;
+            }
+        }
+        return PyBool_FromLong(op == Py_EQ ? eq : !eq);
+    }
+    Py_RETURN_RICHCOMPARE(self->when, o->when, op);
+}
+
+static PyMethodDef TimerHandle_methods[] = {
+    {"when", (PyCFunction)TimerHandle_when, METH_NOARGS,
+     "Return the scheduled time, on the loop's clock."},
+    {NULL, NULL},
+};
+
+static PyGetSetDef TimerHandle_getset[] = {
+    {"_when", (getter)TimerHandle_get_when, NULL, NULL, NULL},
+    {"_scheduled", (getter)TimerHandle_get_scheduled, NULL, NULL, NULL},
+    {NULL},
+};
+
+static PyType_Slot TimerHandle_slots[] = {
+    {Py_tp_doc, "A callback scheduled by call_later()/call_at(), as asyncio.TimerHandle."},
+    {Py_tp_new, TimerHandle_new},
+    {Py_tp_dealloc, Handle_dealloc},
+    {Py_tp_traverse, Handle_traverse},
+    {Py_tp_clear, Handle_clear},
+    {Py_tp_hash, TimerHandle_hash},
+    {Py_tp_richcompare, TimerHandle_richcompare},
+    {Py_tp_methods, TimerHandle_methods},
+    {Py_tp_getset, TimerHandle_getset},
+    {0, NULL},
+};
+
+static PyType_Spec TimerHandle_spec = {
+    .name = "casyncio.TimerHandle",
+    .basicsize = sizeof(TimerHandleObj),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = TimerHandle_slots,
+};
+
+int
+cio_handle_init_types(PyObject *module, cio_state *st)
+{
+    st->HandleType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Handle_spec, NULL);
+    if (st->HandleType == NULL) {
+        return -1;
+    }
+    st->TimerHandleType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &TimerHandle_spec, (PyObject *)st->HandleType);
+    if (st->TimerHandleType == NULL) {
+        return -1;
+    }
+    if (PyModule_AddType(module, st->HandleType) < 0 ||
+        PyModule_AddType(module, st->TimerHandleType) < 0) {
+        return -1;
+    }
+    return 0;
+}

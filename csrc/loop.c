@@ -1,0 +1,995 @@
+/* loop.c: the event loop's C base type (casyncio._casyncio.LoopBase).
+ *
+ * What lives here is the hot part of an asyncio loop: scheduling
+ * (call_soon, call_later, call_at, call_soon_threadsafe), the iteration
+ * (_run_once: poll, collect due timers, run what is ready) and the
+ * lifecycle flags.  casyncio.Loop (casyncio/_loop.py) subclasses this type
+ * together with asyncio.AbstractEventLoop and adds the cold parts in Python.
+ *
+ * One iteration, as asyncio's BaseEventLoop._run_once defines it:
+ *   1. poll for I/O, without blocking if anything is ready or stop() was
+ *      called, else until the earliest timer (or forever);
+ *   2. append the callbacks of ready fds, then of due timers, to the ready
+ *      queue;
+ *   3. run exactly the entries that are in the queue now; whatever they
+ *      schedule runs in the next iteration.
+ *
+ * Threads: the ready queue is only touched with the GIL held, which is what
+ * makes call_soon_threadsafe safe.  The loop thread raises `sleeping` before
+ * it releases the GIL to block in the poller; a thread that then schedules
+ * work writes the eventfd, and only then (`wake_pending` stops repeats). */
+#include "casyncio.h"
+
+#include <errno.h>
+#include <math.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+/* asyncio.base_events.MAXIMUM_SELECT_TIMEOUT: 24 hours. */
+#define MAX_POLL_MS (24 * 3600 * 1000)
+#define FIRED_CAP 1024
+
+/* ---- ready-queue entries ---- */
+
+void
+cio_loop_item_release(cio_ring_item *it)
+{
+    switch (it->kind) {
+    case CIO_READY_HANDLE:
+        Py_DECREF((PyObject *)it->a);
+        break;
+    case CIO_READY_CALL1:
+        Py_DECREF((PyObject *)it->a);
+        Py_DECREF((PyObject *)it->b);
+        Py_XDECREF((PyObject *)it->c);
+        break;
+    }
+}
+
+static int
+item_traverse(cio_ring_item *it, visitproc visit, void *arg)
+{
+    switch (it->kind) {
+    case CIO_READY_HANDLE:
+        Py_VISIT((PyObject *)it->a);
+        break;
+    case CIO_READY_CALL1:
+        Py_VISIT((PyObject *)it->a);
+        Py_VISIT((PyObject *)it->b);
+        Py_VISIT((PyObject *)it->c);
+        break;
+    }
+    return 0;
+}
+
+int
+cio_call_exception_handler(cio_state *st, PyObject *loop, PyObject *context)
+{
+    PyObject *res = PyObject_CallMethodOneArg(loop, st->str_call_exception_handler,
+                                              context);
+    if (res != NULL) {
+        Py_DECREF(res);
+        return 0;
+    }
+    PyObject *exc = cio_err_take();
+    if (cio_exception_is_fatal(exc)) {
+        cio_err_restore(exc);
+        return -1;
+    }
+    cio_err_restore(exc);
+    PyErr_WriteUnraisable(loop);
+    return 0;
+}
+
+/* Runs a CALL1 entry: a(b) in context c.  An error is reported with a
+ * Handle made for the occasion, so the exception handler sees the same
+ * context keys as for a call_soon() callback. */
+static int
+run_call1(LoopObj *self, cio_ring_item *it)
+{
+    PyObject *func = it->a, *arg = it->b, *ctx = it->c;
+    PyObject *exc = cio_call_in_context(ctx, func, &arg, 1);
+    if (exc == NULL) {
+        return 0;
+    }
+    if (cio_exception_is_fatal(exc)) {
+        cio_err_restore(exc);
+        return -1;
+    }
+    /* Report through a Handle made for the occasion (on this error path
+     * only), so the exception handler sees what a call_soon() callback's
+     * failure shows it. */
+    PyObject *args = PyTuple_Pack(1, arg);
+    HandleObj *h = args ? cio_handle_new(self->st, func, args, (PyObject *)self, ctx)
+                        : NULL;
+    if (h == NULL) {
+        Py_XDECREF(args);
+        Py_DECREF(exc);
+        return -1;
+    }
+    int rc = cio_handle_report_error(h, func, args, exc);
+    Py_DECREF(args);
+    Py_DECREF(h);
+    return rc;
+}
+
+static int
+run_item(LoopObj *self, cio_ring_item *it)
+{
+    switch (it->kind) {
+    case CIO_READY_HANDLE:
+        return cio_handle_run((HandleObj *)it->a);
+    case CIO_READY_CALL1:
+        return run_call1(self, it);
+    }
+    return 0;
+}
+
+/* Debug mode: remember the running handle (default_exception_handler shows
+ * where it was created) and warn about callbacks slower than
+ * slow_callback_duration. */
+static int
+run_item_debug(LoopObj *self, cio_ring_item *it)
+{
+    if (it->kind == CIO_READY_HANDLE) {
+        Py_XSETREF(self->current_handle, Py_NewRef((PyObject *)it->a));
+    }
+    double t0 = cio_clock_now();
+    int rc = run_item(self, it);
+    double dt = cio_clock_now() - t0;
+    Py_CLEAR(self->current_handle);
+    if (rc == 0 && dt >= self->slow_callback_duration && it->kind == CIO_READY_HANDLE) {
+        PyObject *res = PyObject_CallMethod((PyObject *)self, "_log_slow_callback",
+                                            "Od", (PyObject *)it->a, dt);
+        if (res == NULL) {
+            PyErr_WriteUnraisable((PyObject *)self);
+        }
+        Py_XDECREF(res);
+    }
+    return rc;
+}
+
+/* ---- timers ---- */
+
+int
+cio_loop_timer_add(LoopObj *self, TimerHandleObj *t)
+{
+    if (cio_heap_push(&self->timers, &t->node) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_INCREF(t);
+    return 0;
+}
+
+void
+cio_loop_timer_remove(LoopObj *self, TimerHandleObj *t)
+{
+    if (cio_heap_node_attached(&t->node)) {
+        cio_heap_remove(&self->timers, &t->node);
+        Py_DECREF(t);
+    }
+}
+
+/* ---- one iteration ---- */
+
+static int
+poll_io(LoopObj *self, int timeout_ms)
+{
+    int n;
+    if (timeout_ms == 0) {
+        if (self->fds.count == 0 && !self->wake_pending) {
+            /* Nothing but the wakeup fd is watched and nobody has written it:
+             * the syscall could only report nothing. */
+            return 0;
+        }
+        n = self->backend->wait(self->poller, self->fired, self->fired_cap, 0);
+    }
+    else {
+        self->sleeping = 1;
+        Py_BEGIN_ALLOW_THREADS
+        n = self->backend->wait(self->poller, self->fired, self->fired_cap, timeout_ms);
+        Py_END_ALLOW_THREADS
+        self->sleeping = 0;
+    }
+    if (n < 0) {
+        if (n != -EINTR) {
+            errno = -n;
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        n = 0;
+    }
+    /* A signal may have interrupted the wait (Ctrl-C): run Python's signal
+     * handlers now, which is where KeyboardInterrupt comes from. */
+    if (PyErr_CheckSignals() < 0) {
+        return -1;
+    }
+    if (n > 0) {
+        return cio_loop_dispatch_fd_events(self, n);
+    }
+    return 0;
+}
+
+static int
+collect_due_timers(LoopObj *self)
+{
+    if (cio_heap_len(&self->timers) == 0) {
+        return 0;
+    }
+    double end = cio_clock_now() + self->clock_resolution;
+    cio_heap_node *node;
+    while ((node = cio_heap_peek(&self->timers)) != NULL && node->when < end) {
+        cio_heap_pop(&self->timers);
+        TimerHandleObj *t = CIO_TIMER_FROM_NODE(node);
+        /* The heap's reference moves to the ready queue. */
+        if (cio_loop_push(self, CIO_READY_HANDLE, t, NULL, NULL) < 0) {
+            Py_DECREF(t);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int
+run_once(LoopObj *self)
+{
+    int timeout_ms;
+    if (cio_ring_len(&self->ready) > 0 || self->stopping) {
+        timeout_ms = 0;
+    }
+    else if (cio_heap_len(&self->timers) > 0) {
+        double delay = cio_heap_peek(&self->timers)->when - cio_clock_now();
+        timeout_ms = cio_clock_delay_to_ms(delay, MAX_POLL_MS);
+    }
+    else {
+        timeout_ms = -1;
+    }
+    if (poll_io(self, timeout_ms) < 0 || collect_due_timers(self) < 0) {
+        return -1;
+    }
+    /* Only what is queued now: callbacks scheduled by these callbacks wait
+     * for the next iteration, after the next poll. */
+    size_t ntodo = cio_ring_len(&self->ready);
+    self->st->totals.iterations++;
+    self->st->totals.callbacks += ntodo;
+    while (ntodo-- > 0) {
+        cio_ring_item it;
+        if (!cio_ring_pop(&self->ready, &it)) {
+            break; /* close() from a callback emptied the queue */
+        }
+        int rc = self->debug ? run_item_debug(self, &it) : run_item(self, &it);
+        cio_loop_item_release(&it);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- argument helpers ---- */
+
+static int
+is_coroutine_function(cio_state *st, PyObject *callback, int debug)
+{
+    PyObject *func = callback;
+    if (PyMethod_Check(func)) {
+        func = PyMethod_GET_FUNCTION(func);
+    }
+    if (PyFunction_Check(func)) {
+        PyCodeObject *code = (PyCodeObject *)PyFunction_GET_CODE(func);
+        if (code->co_flags & CO_COROUTINE) {
+            return 1;
+        }
+    }
+    if (!debug) {
+        return 0;
+    }
+    /* Debug mode pays for asyncio's full test (partials, markers). */
+    if (cio_state_import_asyncio(st) < 0) {
+        return -1;
+    }
+    PyObject *res = PyObject_CallOneArg(st->iscoroutinefunction, callback);
+    if (res == NULL) {
+        return -1;
+    }
+    int r = PyObject_IsTrue(res);
+    Py_DECREF(res);
+    return r;
+}
+
+int
+cio_check_callback(cio_state *st, PyObject *callback, const char *method, int debug)
+{
+    int coro = PyCoro_CheckExact(callback);
+    if (!coro) {
+        coro = is_coroutine_function(st, callback, debug);
+        if (coro < 0) {
+            return -1;
+        }
+    }
+    if (coro) {
+        PyErr_Format(PyExc_TypeError, "coroutines cannot be used with %s()", method);
+        return -1;
+    }
+    if (!PyCallable_Check(callback)) {
+        PyErr_Format(PyExc_TypeError,
+                     "a callable object was expected by %s(), got %R", method,
+                     callback);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+check_thread(LoopObj *self)
+{
+    if (self->running && self->thread_ident != PyThread_get_thread_ident()) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Non-thread-safe operation invoked on an event loop "
+                        "other than the current one");
+        return -1;
+    }
+    return 0;
+}
+
+/* Splits (first..., *rest, context=None) vectorcall arguments.  `nfixed`
+ * leading positionals are required; the rest become a tuple (NULL when
+ * empty).  *context is NULL for None. */
+static int
+parse_call_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames, Py_ssize_t nfixed, PyObject **rest,
+                PyObject **context)
+{
+    *rest = NULL;
+    *context = NULL;
+    if (kwnames != NULL) {
+        Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+        for (Py_ssize_t i = 0; i < nkw; i++) {
+            PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+            if (PyUnicode_CompareWithASCIIString(key, "context") != 0) {
+                PyErr_Format(PyExc_TypeError,
+                             "%s() got an unexpected keyword argument '%U'", fname,
+                             key);
+                return -1;
+            }
+            *context = args[nargs + i];
+        }
+    }
+    if (nargs < nfixed) {
+        PyErr_Format(PyExc_TypeError, "%s() missing %zd required positional argument%s",
+                     fname, nfixed - nargs, nfixed - nargs == 1 ? "" : "s");
+        return -1;
+    }
+    if (*context == Py_None) {
+        *context = NULL;
+    }
+    if (*context != NULL && !PyContext_CheckExact(*context)) {
+        PyErr_Format(PyExc_TypeError,
+                     "context must be a contextvars.Context, not %.200s",
+                     Py_TYPE(*context)->tp_name);
+        return -1;
+    }
+    if (nargs > nfixed) {
+        PyObject *tuple = PyTuple_New(nargs - nfixed);
+        if (tuple == NULL) {
+            return -1;
+        }
+        for (Py_ssize_t i = nfixed; i < nargs; i++) {
+            PyTuple_SET_ITEM(tuple, i - nfixed, Py_NewRef(args[i]));
+        }
+        *rest = tuple;
+    }
+    return 0;
+}
+
+/* ---- scheduling methods ---- */
+
+static PyObject *
+schedule_soon(LoopObj *self, const char *fname, PyObject *const *args,
+              Py_ssize_t nargs, PyObject *kwnames, int threadsafe)
+{
+    PyObject *rest, *context;
+    if (parse_call_args(fname, args, nargs, kwnames, 1, &rest, &context) < 0) {
+        return NULL;
+    }
+    HandleObj *h = NULL;
+    if (cio_loop_check_closed(self) < 0 || (self->debug && !threadsafe && check_thread(self) < 0) ||
+        cio_check_callback(self->st, args[0], fname, self->debug) < 0) {
+        goto done;
+    }
+    h = cio_handle_new(self->st, args[0], rest, (PyObject *)self, context);
+    if (h == NULL) {
+        goto done;
+    }
+    if (cio_loop_push(self, CIO_READY_HANDLE, Py_NewRef(h), NULL, NULL) < 0) {
+        Py_DECREF(h); /* the queue's reference */
+        Py_CLEAR(h);
+        goto done;
+    }
+    if (threadsafe && self->sleeping && !self->wake_pending) {
+        uint64_t one = 1;
+        self->wake_pending = 1;
+        if (write(self->wakeup_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+            /* EAGAIN: the counter is full, the loop is awake anyway. */
+            self->wake_pending = 0;
+        }
+    }
+done:
+    Py_XDECREF(rest);
+    return (PyObject *)h;
+}
+
+static PyObject *
+Loop_call_soon(LoopObj *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return schedule_soon(self, "call_soon", args, nargs, kwnames, 0);
+}
+
+static PyObject *
+Loop_call_soon_threadsafe(LoopObj *self, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames)
+{
+    return schedule_soon(self, "call_soon_threadsafe", args, nargs, kwnames, 1);
+}
+
+static PyObject *
+schedule_at(LoopObj *self, const char *fname, double when, PyObject *const *args,
+            Py_ssize_t nargs, PyObject *kwnames)
+{
+    /* args[0] is the delay or deadline, already converted to `when`. */
+    PyObject *rest, *context;
+    if (parse_call_args(fname, args, nargs, kwnames, 2, &rest, &context) < 0) {
+        return NULL;
+    }
+    TimerHandleObj *t = NULL;
+    if (cio_loop_check_closed(self) < 0 || (self->debug && check_thread(self) < 0) ||
+        cio_check_callback(self->st, args[1], fname, self->debug) < 0) {
+        goto done;
+    }
+    t = cio_timer_new(self->st, when, args[1], rest, (PyObject *)self, context);
+    if (t != NULL && cio_loop_timer_add(self, t) < 0) {
+        Py_CLEAR(t);
+    }
+done:
+    Py_XDECREF(rest);
+    return (PyObject *)t;
+}
+
+/* A delay or deadline as a double; None gets asyncio's own TypeError
+ * message, anything that is not a number float()'s TypeError. */
+static int
+get_seconds(PyObject *obj, const char *none_message, double *out)
+{
+    if (obj == Py_None) {
+        PyErr_SetString(PyExc_TypeError, none_message);
+        return -1;
+    }
+    *out = PyFloat_AsDouble(obj);
+    if (*out == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+Loop_call_later(LoopObj *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    double delay;
+    if (nargs >= 1 && get_seconds(args[0], "delay must not be None", &delay) < 0) {
+        return NULL;
+    }
+    double when = nargs >= 1 ? cio_clock_now() + delay : 0.0;
+    return schedule_at(self, "call_later", when, args, nargs, kwnames);
+}
+
+static PyObject *
+Loop_call_at(LoopObj *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    double when = 0.0;
+    if (nargs >= 1 && get_seconds(args[0], "when cannot be None", &when) < 0) {
+        return NULL;
+    }
+    return schedule_at(self, "call_at", when, args, nargs, kwnames);
+}
+
+static PyObject *
+Loop__add_handle(LoopObj *self, PyObject *handle)
+{
+    /* Queues an existing Handle (signal handlers are Handles made once and
+     * run on every delivery). */
+    if (!cio_handle_check(self->st, handle)) {
+        PyErr_SetString(PyExc_TypeError, "a casyncio Handle was expected");
+        return NULL;
+    }
+    if (cio_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (!((HandleObj *)handle)->cancelled &&
+        cio_loop_push(self, CIO_READY_HANDLE, Py_NewRef(handle), NULL, NULL) < 0) {
+        Py_DECREF(handle);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Loop__timer_handle_cancelled(LoopObj *self, PyObject *handle)
+{
+    /* Our own TimerHandles leave the heap in cancel(); this hook exists for
+     * asyncio code that calls it on foreign handles. */
+    (void)self;
+    (void)handle;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Loop_time(LoopObj *self, PyObject *Py_UNUSED(ignored))
+{
+    (void)self;
+    return PyFloat_FromDouble(cio_clock_now());
+}
+
+static PyObject *
+Loop_stop(LoopObj *self, PyObject *Py_UNUSED(ignored))
+{
+    self->stopping = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Loop_is_running(LoopObj *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->running);
+}
+
+static PyObject *
+Loop_is_closed(LoopObj *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->closed);
+}
+
+static PyObject *
+Loop_get_debug(LoopObj *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->debug);
+}
+
+static PyObject *
+Loop_create_future(LoopObj *self, PyObject *Py_UNUSED(ignored))
+{
+    if (cio_state_import_asyncio(self->st) < 0) {
+        return NULL;
+    }
+    PyObject *args[2] = {NULL, (PyObject *)self};
+    PyObject *kwnames = Py_BuildValue("(s)", "loop");
+    if (kwnames == NULL) {
+        return NULL;
+    }
+    PyObject *fut = PyObject_Vectorcall(self->st->asyncio_Future, args + 1,
+                                        0 | PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames);
+    Py_DECREF(kwnames);
+    return fut;
+}
+
+static PyObject *
+Loop__run(LoopObj *self, PyObject *Py_UNUSED(ignored))
+{
+    if (cio_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (self->running) {
+        PyErr_SetString(PyExc_RuntimeError, "This event loop is already running");
+        return NULL;
+    }
+    /* Keep ourselves alive whatever the callbacks drop. */
+    Py_INCREF(self);
+    self->running = 1;
+    self->thread_ident = PyThread_get_thread_ident();
+    int rc;
+    do {
+        rc = run_once(self);
+    } while (rc == 0 && !self->stopping);
+    self->stopping = 0;
+    self->running = 0;
+    self->thread_ident = 0;
+    Py_DECREF(self);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Loop__run_once(LoopObj *self, PyObject *Py_UNUSED(ignored))
+{
+    if (cio_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    Py_INCREF(self);
+    int rc = run_once(self);
+    Py_DECREF(self);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* Releases everything the loop holds; used by close() and dealloc. */
+static void
+release_resources(LoopObj *self)
+{
+    /* Pop one entry at a time: releasing one may run code (a finalizer) that
+     * looks at the queue. */
+    cio_ring_item it;
+    while (cio_ring_pop(&self->ready, &it)) {
+        cio_loop_item_release(&it);
+    }
+    cio_heap_node *node;
+    while ((node = cio_heap_pop(&self->timers)) != NULL) {
+        Py_DECREF(CIO_TIMER_FROM_NODE(node));
+    }
+    cio_loop_fd_clear(self);
+    if (self->poller != NULL) {
+        self->backend->close(self->poller);
+        self->poller = NULL;
+    }
+    if (self->wakeup_fd >= 0) {
+        close(self->wakeup_fd);
+        self->wakeup_fd = -1;
+    }
+}
+
+static PyObject *
+Loop__close(LoopObj *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->running) {
+        PyErr_SetString(PyExc_RuntimeError, "Cannot close a running event loop");
+        return NULL;
+    }
+    if (!self->closed) {
+        self->closed = 1;
+        release_resources(self);
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---- type slots ---- */
+
+static int
+Loop_init(LoopObj *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"poller", NULL};
+    const char *name = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|z:Loop", kwlist, &name)) {
+        return -1;
+    }
+    if (self->poller != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the loop is already initialised");
+        return -1;
+    }
+    if (name == NULL) {
+        name = getenv("CASYNCIO_POLLER");
+        if (name != NULL && name[0] == '\0') {
+            name = NULL;
+        }
+    }
+    const cio_poller_backend *backend = cio_poller_find(name);
+    if (backend == NULL) {
+        PyErr_Format(PyExc_ValueError, "unknown poller %s (expected 'epoll' or 'poll')",
+                     name);
+        return -1;
+    }
+    int err = backend->init(&self->poller);
+    if (err < 0) {
+        self->poller = NULL;
+        errno = -err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    self->backend = backend;
+    self->fired = PyMem_Calloc(FIRED_CAP, sizeof(cio_poll_event));
+    if (self->fired == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->fired_cap = FIRED_CAP;
+    self->wakeup_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (self->wakeup_fd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    cio_fd_entry *e;
+    err = cio_fdtable_ensure(&self->fds, self->wakeup_fd, &e);
+    if (err == 0) {
+        err = backend->modify(self->poller, self->wakeup_fd, 0, CIO_POLL_IN);
+    }
+    if (err < 0) {
+        errno = -err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    e->events = CIO_POLL_IN;
+    e->tag = CIO_FD_TAG_WAKEUP;
+    self->closed = 0;
+    return 0;
+}
+
+static PyObject *
+Loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    cio_state *st = cio_state_from_type(type);
+    if (st == NULL) {
+        return NULL;
+    }
+    LoopObj *self = (LoopObj *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->st = st;
+    cio_ring_init(&self->ready);
+    cio_heap_init(&self->timers);
+    cio_fdtable_init(&self->fds);
+    self->wakeup_fd = -1;
+    /* Until __init__ has run there is no poller: act closed. */
+    self->closed = 1;
+    self->clock_resolution = cio_clock_resolution();
+    self->slow_callback_duration = 0.1;
+    st->live.loops++;
+    st->totals.loops_created++;
+    return (PyObject *)self;
+}
+
+static int
+Loop_traverse(LoopObj *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->current_handle);
+    Py_VISIT(self->dict);
+    if (self->ready.len > 0) {
+        for (size_t i = 0; i < self->ready.len; i++) {
+            cio_ring_item *it =
+                &self->ready.buf[(self->ready.head + i) & (self->ready.cap - 1)];
+            int r = item_traverse(it, visit, arg);
+            if (r) {
+                return r;
+            }
+        }
+    }
+    for (size_t i = 0; i < self->timers.len; i++) {
+        Py_VISIT((PyObject *)CIO_TIMER_FROM_NODE(self->timers.items[i]));
+    }
+    return cio_loop_fd_traverse(self, visit, arg);
+}
+
+static int
+Loop_clear(LoopObj *self)
+{
+    Py_CLEAR(self->current_handle);
+    Py_CLEAR(self->dict);
+    cio_ring_item it;
+    while (cio_ring_pop(&self->ready, &it)) {
+        cio_loop_item_release(&it);
+    }
+    cio_heap_node *node;
+    while ((node = cio_heap_pop(&self->timers)) != NULL) {
+        Py_DECREF(CIO_TIMER_FROM_NODE(node));
+    }
+    cio_loop_fd_clear(self);
+    return 0;
+}
+
+static void
+Loop_finalize(LoopObj *self)
+{
+    if (self->closed) {
+        return;
+    }
+    PyObject *exc = cio_err_take();
+    if (PyErr_ResourceWarning((PyObject *)self, 1, "unclosed event loop %R", self) < 0) {
+        PyErr_WriteUnraisable((PyObject *)self);
+    }
+    if (!self->running) {
+        PyObject *res = PyObject_CallMethod((PyObject *)self, "close", NULL);
+        if (res == NULL) {
+            PyErr_WriteUnraisable((PyObject *)self);
+        }
+        Py_XDECREF(res);
+    }
+    if (exc != NULL) {
+        cio_err_restore(exc);
+    }
+}
+
+static void
+Loop_dealloc(LoopObj *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
+        return; /* resurrected */
+    }
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    Loop_clear(self);
+    release_resources(self);
+    cio_ring_fini(&self->ready);
+    cio_heap_fini(&self->timers);
+    cio_fdtable_fini(&self->fds);
+    PyMem_Free(self->fired);
+    self->st->live.loops--;
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+Loop_repr(LoopObj *self)
+{
+    PyObject *name = PyType_GetName(Py_TYPE(self));
+    if (name == NULL) {
+        return NULL;
+    }
+    PyObject *repr = PyUnicode_FromFormat("<%U running=%s closed=%s debug=%s>", name,
+                                          self->running ? "True" : "False",
+                                          self->closed ? "True" : "False",
+                                          self->debug ? "True" : "False");
+    Py_DECREF(name);
+    return repr;
+}
+
+/* ---- attributes ---- */
+
+static PyObject *
+Loop_get_flag(LoopObj *self, void *closure)
+{
+    return PyBool_FromLong(*(char *)((char *)self + (Py_ssize_t)closure));
+}
+
+static int
+Loop_set_flag(LoopObj *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete this attribute");
+        return -1;
+    }
+    int v = PyObject_IsTrue(value);
+    if (v < 0) {
+        return -1;
+    }
+    *(char *)((char *)self + (Py_ssize_t)closure) = (char)v;
+    return 0;
+}
+
+static PyObject *
+Loop_get_thread_id(LoopObj *self, void *Py_UNUSED(closure))
+{
+    if (!self->running) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromUnsignedLong(self->thread_ident);
+}
+
+static PyObject *
+Loop_get_poller(LoopObj *self, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(self->backend ? self->backend->name : "none");
+}
+
+static PyObject *
+Loop_get_ready_count(LoopObj *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSize_t(cio_ring_len(&self->ready));
+}
+
+static PyObject *
+Loop_get_timer_count(LoopObj *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSize_t(cio_heap_len(&self->timers));
+}
+
+static PyObject *
+Loop_get_current_handle(LoopObj *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->current_handle ? self->current_handle : Py_None);
+}
+
+#define FLAG(name, field)                                                  \
+    {name, (getter)Loop_get_flag, (setter)Loop_set_flag, NULL,             \
+     (void *)offsetof(LoopObj, field)}
+
+static PyGetSetDef Loop_getset[] = {
+    FLAG("_debug", debug),
+    FLAG("_stopping", stopping),
+    {"_closed", (getter)Loop_get_flag, NULL, NULL, (void *)offsetof(LoopObj, closed)},
+    {"_thread_id", (getter)Loop_get_thread_id, NULL, NULL, NULL},
+    {"_poller", (getter)Loop_get_poller, NULL, "Name of the I/O poller backend.", NULL},
+    {"_ready_count", (getter)Loop_get_ready_count, NULL, NULL, NULL},
+    {"_timer_count", (getter)Loop_get_timer_count, NULL, NULL, NULL},
+    {"_current_handle", (getter)Loop_get_current_handle, NULL, NULL, NULL},
+    {NULL},
+};
+
+static PyMemberDef Loop_members[] = {
+    {"slow_callback_duration", T_DOUBLE, offsetof(LoopObj, slow_callback_duration), 0,
+     NULL},
+    {"_clock_resolution", T_DOUBLE, offsetof(LoopObj, clock_resolution), READONLY, NULL},
+    {"__dictoffset__", T_PYSSIZET, offsetof(LoopObj, dict), READONLY},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(LoopObj, weakreflist), READONLY},
+    {NULL},
+};
+
+#define FASTKW (METH_FASTCALL | METH_KEYWORDS)
+
+static PyMethodDef Loop_methods[] = {
+    {"call_soon", (PyCFunction)(void (*)(void))Loop_call_soon, FASTKW,
+     "call_soon(callback, *args, context=None) -> Handle"},
+    {"call_soon_threadsafe", (PyCFunction)(void (*)(void))Loop_call_soon_threadsafe,
+     FASTKW, "call_soon_threadsafe(callback, *args, context=None) -> Handle"},
+    {"call_later", (PyCFunction)(void (*)(void))Loop_call_later, FASTKW,
+     "call_later(delay, callback, *args, context=None) -> TimerHandle"},
+    {"call_at", (PyCFunction)(void (*)(void))Loop_call_at, FASTKW,
+     "call_at(when, callback, *args, context=None) -> TimerHandle"},
+    {"time", (PyCFunction)Loop_time, METH_NOARGS,
+     "The loop's clock (time.monotonic())."},
+    {"stop", (PyCFunction)Loop_stop, METH_NOARGS,
+     "Stop after the current iteration."},
+    {"is_running", (PyCFunction)Loop_is_running, METH_NOARGS, NULL},
+    {"is_closed", (PyCFunction)Loop_is_closed, METH_NOARGS, NULL},
+    {"get_debug", (PyCFunction)Loop_get_debug, METH_NOARGS, NULL},
+    {"create_future", (PyCFunction)Loop_create_future, METH_NOARGS,
+     "Create a Future attached to the loop."},
+    {"_run", (PyCFunction)Loop__run, METH_NOARGS,
+     "Run iterations until stop() (run_forever without its Python set-up)."},
+    {"_run_once", (PyCFunction)Loop__run_once, METH_NOARGS, "Run one iteration."},
+    {"_close", (PyCFunction)Loop__close, METH_NOARGS,
+     "Drop queued callbacks, timers and watchers; release the poller."},
+    {"_add_handle", (PyCFunction)Loop__add_handle, METH_O,
+     "Queue an existing Handle to run in the next iteration."},
+    {"_timer_handle_cancelled", (PyCFunction)Loop__timer_handle_cancelled, METH_O, NULL},
+    {NULL, NULL},
+};
+
+static PyType_Slot Loop_slots[] = {
+    {Py_tp_doc, "The C core of casyncio's event loop (use casyncio.Loop)."},
+    {Py_tp_new, Loop_new},
+    {Py_tp_init, Loop_init},
+    {Py_tp_dealloc, Loop_dealloc},
+    {Py_tp_finalize, Loop_finalize},
+    {Py_tp_traverse, Loop_traverse},
+    {Py_tp_clear, Loop_clear},
+    {Py_tp_repr, Loop_repr},
+    {Py_tp_methods, Loop_methods},
+    {Py_tp_members, Loop_members},
+    {Py_tp_getset, Loop_getset},
+    {0, NULL},
+};
+
+static PyType_Spec Loop_spec = {
+    .name = "casyncio._casyncio.LoopBase",
+    .basicsize = sizeof(LoopObj),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = Loop_slots,
+};
+
+int
+cio_loop_init_type(PyObject *module, cio_state *st)
+{
+    st->LoopType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Loop_spec, NULL);
+    if (st->LoopType == NULL) {
+        return -1;
+    }
+    /* The fd methods live in loop_fd.c; graft them onto the type. */
+    for (PyMethodDef *def = cio_loop_fd_methods; def->ml_name != NULL; def++) {
+        PyObject *descr = PyDescr_NewMethod(st->LoopType, def);
+        if (descr == NULL) {
+            return -1;
+        }
+        int rc = PyObject_SetAttrString((PyObject *)st->LoopType, def->ml_name, descr);
+        Py_DECREF(descr);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    return PyModule_AddType(module, st->LoopType);
+}
