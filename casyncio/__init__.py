@@ -1,4 +1,4 @@
-"""casyncio: asyncio's event loop, Handle and TimerHandle in C.
+"""casyncio: asyncio's event loop, Handle, TimerHandle, Future and Task in C.
 
 Switch an unchanged asyncio program over with one of::
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os as _os
 
-from ._casyncio import Handle, TimerHandle
+from ._casyncio import Future, Handle, Task, TimerHandle
 from ._loop import Loop
 from ._runner import EventLoopPolicy, install, new_event_loop, run
 
@@ -39,8 +39,10 @@ if _os.environ.get("CASYNCIO_STATS"):
 
 __all__ = [
     "EventLoopPolicy",
+    "Future",
     "Handle",
     "Loop",
+    "Task",
     "TimerHandle",
     "install",
     "new_event_loop",

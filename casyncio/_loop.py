@@ -48,7 +48,7 @@ def _sighandler_noop(signum, frame):
 
 def _format_handle(handle) -> str:
     task = getattr(getattr(handle, "_callback", None), "__self__", None)
-    if isinstance(task, asyncio.Task):
+    if isinstance(task, (asyncio.Task, _casyncio.Task)):
         # A task step: the task says more than its bound __step method.
         return repr(task)
     return str(handle)
@@ -67,7 +67,6 @@ class Loop(_casyncio.LoopBase, asyncio.AbstractEventLoop):
         self._default_executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._executor_shutdown_called = False
         self._exception_handler: Callable[..., Any] | None = None
-        self._task_factory: Callable[..., Any] | None = None
         self._asyncgens: weakref.WeakSet = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
         self._coroutine_origin_tracking_enabled = False
@@ -181,32 +180,6 @@ class Loop(_casyncio.LoopBase, asyncio.AbstractEventLoop):
             raise TypeError(f"coroutines cannot be used with {method}()")
         if not callable(callback):
             raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
-
-    # ---- tasks -------------------------------------------------------------
-
-    def create_task(self, coro, *, name=None, context=None):
-        """Schedule a coroutine as a Task and return it."""
-        self._check_closed()
-        if self._task_factory is None:
-            task = tasks.Task(coro, loop=self, name=name, context=context)
-            if task._source_traceback:
-                del task._source_traceback[-1]
-        else:
-            if context is None:
-                task = self._task_factory(self, coro)
-            else:
-                task = self._task_factory(self, coro, context=context)
-            if name is not None:
-                task.set_name(name)
-        return task
-
-    def set_task_factory(self, factory) -> None:
-        if factory is not None and not callable(factory):
-            raise TypeError("task factory must be a callable or None")
-        self._task_factory = factory
-
-    def get_task_factory(self):
-        return self._task_factory
 
     # ---- exception handling --------------------------------------------------
 

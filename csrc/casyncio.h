@@ -29,6 +29,7 @@
 typedef struct {
     Py_ssize_t handles;
     Py_ssize_t loops;
+    Py_ssize_t futures; /* Futures and Tasks */
 } cio_counters;
 
 /* Totals since import, readable from Python (casyncio._casyncio._stats())
@@ -46,6 +47,9 @@ typedef struct {
     PyTypeObject *LoopType;
     PyTypeObject *HandleType;
     PyTypeObject *TimerHandleType;
+    PyTypeObject *FutureType;
+    PyTypeObject *FutureIterType;
+    PyTypeObject *TaskType;
 
     /* Imported lazily, because asyncio may import us (through the policy)
      * while it is itself still importing. */
@@ -53,6 +57,19 @@ typedef struct {
     PyObject *format_callback_source;   /* asyncio.format_helpers._format_callback_source */
     PyObject *extract_stack;            /* asyncio.format_helpers.extract_stack */
     PyObject *iscoroutinefunction;      /* asyncio.iscoroutinefunction */
+    PyObject *iscoroutine;              /* asyncio.iscoroutine */
+    PyObject *isgenerator;              /* inspect.isgenerator */
+    PyObject *get_event_loop;           /* asyncio.events._get_event_loop */
+    PyObject *future_repr;              /* asyncio.base_futures._future_repr */
+    PyObject *task_repr;                /* asyncio.base_tasks._task_repr */
+    PyObject *task_get_stack;           /* asyncio.base_tasks._task_get_stack */
+    PyObject *task_print_stack;         /* asyncio.base_tasks._task_print_stack */
+    PyObject *register_task;            /* asyncio.tasks._register_task */
+    PyObject *enter_task;               /* asyncio.tasks._enter_task */
+    PyObject *leave_task;               /* asyncio.tasks._leave_task */
+    PyObject *current_tasks;            /* asyncio.tasks._current_tasks, if a dict */
+    PyObject *CancelledError;
+    PyObject *InvalidStateError;
 
     /* Interned strings. */
     PyObject *str_call_exception_handler;
@@ -64,6 +81,28 @@ typedef struct {
     PyObject *str_fileno;
     PyObject *str_timer_handle_cancelled;
     PyObject *str_get_debug;
+    PyObject *str_call_soon;
+    PyObject *str_context;
+    PyObject *str_add_done_callback;
+    PyObject *str_asyncio_future_blocking;
+    PyObject *str_get_loop;
+    PyObject *str_loop;
+    PyObject *str_cancel;
+    PyObject *str_msg;
+    PyObject *str_result;
+    PyObject *str_throw;
+    PyObject *str_future;
+    PyObject *str_task;
+    PyObject *str_set_name;
+    PyObject *str_PENDING;
+    PyObject *str_CANCELLED;
+    PyObject *str_FINISHED;
+    PyObject *kwnames_context;          /* ("context",) */
+    PyObject *kwnames_msg;              /* ("msg",) */
+
+    unsigned long long task_name_counter;
+    struct FutureIterObj *iter_freelist;
+    int iter_freelist_len;
 
     /* Handle objects kept for reuse, linked through their `callback`. */
     struct HandleObj *handle_freelist;
@@ -82,6 +121,11 @@ enum {
     /* a: callable, b: its one argument, c: contextvars.Context or NULL (all
      * strong).  A call with no Handle object behind it. */
     CIO_READY_CALL1 = 2,
+    /* a: TaskObj, b: exception to throw in, or NULL (both strong).  One step
+     * of a task's coroutine. */
+    CIO_READY_TASK_STEP = 3,
+    /* a: TaskObj, b: the FutureObj it awaited, now done (both strong). */
+    CIO_READY_TASK_WAKEUP = 4,
 };
 
 /* ---- Handle / TimerHandle (handle.c) ---- */
@@ -170,6 +214,7 @@ typedef struct {
     double clock_resolution;
     double slow_callback_duration;
     PyObject *current_handle;   /* debug mode only */
+    PyObject *task_factory;
     PyObject *dict;
     PyObject *weakreflist;
 } LoopObj;
@@ -233,6 +278,116 @@ int cio_loop_dispatch_fd_events(LoopObj *loop, int n);
 /* Drops every fd watcher (loop close). */
 void cio_loop_fd_clear(LoopObj *loop);
 int cio_loop_fd_traverse(LoopObj *loop, visitproc visit, void *arg);
+
+/* ---- Future and Task (future.c, task.c) ---- */
+
+typedef enum { CIO_PENDING = 0, CIO_CANCELLED, CIO_FINISHED } cio_fut_state;
+
+/* A done-callback.  WAKEUP entries are tasks awaiting the future (fn is the
+ * TaskObj): they are woken by a direct call, with no bound method made. */
+enum { CIO_CB_CALL = 0, CIO_CB_WAKEUP = 1 };
+
+typedef struct {
+    PyObject *fn;
+    PyObject *ctx; /* contextvars.Context, or NULL */
+    int kind;
+} cio_fut_cb;
+
+typedef struct {
+    Py_ssize_t len;
+    Py_ssize_t cap;
+    cio_fut_cb items[];
+} cio_fut_cbs;
+
+typedef struct FutureObj {
+    PyObject_HEAD
+    cio_state *st;
+    PyObject *loop;
+    cio_fut_cb cb0;        /* the first callback, kept inline */
+    cio_fut_cbs *cbs;      /* the others, or NULL */
+    PyObject *result;
+    PyObject *exception;
+    PyObject *exception_tb;
+    PyObject *source_traceback;
+    PyObject *cancel_message;
+    PyObject *cancelled_exc;
+    PyObject *weakreflist;
+    unsigned char state;   /* cio_fut_state */
+    char log_tb;
+    char blocking;
+    char is_task;
+} FutureObj;
+
+typedef struct {
+    FutureObj fut;
+    PyObject *coro;
+    PyObject *context;
+    PyObject *name;        /* NULL until asked for: then "Task-<number>" */
+    PyObject *fut_waiter;
+    PyObject *wakeup_meth; /* bound method for foreign futures, made once */
+    unsigned long long number;
+    int num_cancels_requested;
+    char must_cancel;
+    char log_destroy_pending;
+} TaskObj;
+
+typedef struct FutureIterObj {
+    PyObject_HEAD
+    cio_state *st;
+    FutureObj *future;     /* NULL once exhausted (or free-listed: next) */
+} FutureIterObj;
+
+static inline int
+cio_future_check(cio_state *st, PyObject *op)
+{
+    return PyObject_TypeCheck(op, st->FutureType);
+}
+
+static inline int
+cio_future_check_exact(cio_state *st, PyObject *op)
+{
+    return Py_IS_TYPE(op, st->FutureType) || Py_IS_TYPE(op, st->TaskType);
+}
+
+static inline int
+cio_task_check(cio_state *st, PyObject *op)
+{
+    return PyObject_TypeCheck(op, st->TaskType);
+}
+
+int cio_future_init_types(PyObject *module, cio_state *st);
+int cio_task_init_type(PyObject *module, cio_state *st);
+void cio_future_clear_freelists(cio_state *st);
+
+/* A new pending Future on loop. */
+PyObject *cio_future_new(cio_state *st, PyObject *loop);
+/* A new Task running coro on loop (name, context may be NULL). */
+PyObject *cio_task_new(cio_state *st, PyObject *coro, PyObject *loop,
+                       PyObject *name, PyObject *context);
+
+/* Future internals shared with task.c.  Each returns 0 or -1. */
+int cio_future_init(FutureObj *fut, PyObject *loop);
+int cio_future_set_result(FutureObj *fut, PyObject *result);
+int cio_future_set_exception(FutureObj *fut, PyObject *exc);
+/* Returns 1 if cancelled now, 0 if it was already done, -1 on error. */
+int cio_future_cancel(FutureObj *fut, PyObject *msg);
+int cio_future_add_callback(FutureObj *fut, PyObject *fn, PyObject *ctx, int kind);
+/* The CancelledError to raise for a cancelled future (new reference). */
+PyObject *cio_future_make_cancelled_error(FutureObj *fut);
+/* For a done future: NULL with *exc set to the exception to deliver (new
+ * reference) -- as result() would raise it -- or the result (new reference)
+ * with *exc NULL. */
+PyObject *cio_future_outcome(FutureObj *fut, PyObject **exc);
+void cio_future_finalize(FutureObj *fut);
+int cio_future_traverse(FutureObj *fut, visitproc visit, void *arg);
+int cio_future_clear(FutureObj *fut);
+
+/* Run from the ready queue.  Return 0, or -1 with SystemExit or
+ * KeyboardInterrupt set (anything else is reported, not raised). */
+int cio_task_step(TaskObj *task, PyObject *exc);
+int cio_task_wakeup(TaskObj *task, FutureObj *fut);
+/* The callable that wakes the task when passed a done future (made once). */
+PyObject *cio_task_wakeup_method(TaskObj *task);
 
 /* ---- helpers (module.c) ---- */
 

@@ -43,6 +43,11 @@ cio_loop_item_release(cio_ring_item *it)
         Py_DECREF((PyObject *)it->b);
         Py_XDECREF((PyObject *)it->c);
         break;
+    case CIO_READY_TASK_STEP:
+    case CIO_READY_TASK_WAKEUP:
+        Py_DECREF((PyObject *)it->a);
+        Py_XDECREF((PyObject *)it->b);
+        break;
     }
 }
 
@@ -57,6 +62,11 @@ item_traverse(cio_ring_item *it, visitproc visit, void *arg)
         Py_VISIT((PyObject *)it->a);
         Py_VISIT((PyObject *)it->b);
         Py_VISIT((PyObject *)it->c);
+        break;
+    case CIO_READY_TASK_STEP:
+    case CIO_READY_TASK_WAKEUP:
+        Py_VISIT((PyObject *)it->a);
+        Py_VISIT((PyObject *)it->b);
         break;
     }
     return 0;
@@ -121,6 +131,10 @@ run_item(LoopObj *self, cio_ring_item *it)
         return cio_handle_run((HandleObj *)it->a);
     case CIO_READY_CALL1:
         return run_call1(self, it);
+    case CIO_READY_TASK_STEP:
+        return cio_task_step((TaskObj *)it->a, (PyObject *)it->b);
+    case CIO_READY_TASK_WAKEUP:
+        return cio_task_wakeup((TaskObj *)it->a, (FutureObj *)it->b);
     }
     return 0;
 }
@@ -558,18 +572,70 @@ Loop_get_debug(LoopObj *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Loop_create_future(LoopObj *self, PyObject *Py_UNUSED(ignored))
 {
-    if (cio_state_import_asyncio(self->st) < 0) {
+    return cio_future_new(self->st, (PyObject *)self);
+}
+
+static PyObject *
+Loop_create_task(LoopObj *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *name = Py_None, *context = Py_None;
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "create_task() takes exactly 1 positional argument (%zd given)", nargs);
         return NULL;
     }
-    PyObject *args[2] = {NULL, (PyObject *)self};
-    PyObject *kwnames = Py_BuildValue("(s)", "loop");
-    if (kwnames == NULL) {
+    if (kwnames != NULL) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+            PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+            if (PyUnicode_CompareWithASCIIString(key, "name") == 0) {
+                name = args[nargs + i];
+            }
+            else if (PyUnicode_CompareWithASCIIString(key, "context") == 0) {
+                context = args[nargs + i];
+            }
+            else {
+                PyErr_Format(PyExc_TypeError,
+                             "create_task() got an unexpected keyword argument '%U'", key);
+                return NULL;
+            }
+        }
+    }
+    if (cio_loop_check_closed(self) < 0) {
         return NULL;
     }
-    PyObject *fut = PyObject_Vectorcall(self->st->asyncio_Future, args + 1,
-                                        0 | PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames);
-    Py_DECREF(kwnames);
-    return fut;
+    if (self->task_factory == NULL) {
+        return cio_task_new(self->st, args[0], (PyObject *)self, name, context);
+    }
+    /* As asyncio: factory(loop, coro[, context=...]), then the name. */
+    PyObject *fargs[4] = {NULL, (PyObject *)self, args[0], context};
+    PyObject *task = PyObject_Vectorcall(self->task_factory, fargs + 1,
+                                         2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                         context == Py_None ? NULL : self->st->kwnames_context);
+    if (task != NULL && name != Py_None) {
+        PyObject *res = PyObject_CallMethodOneArg(task, self->st->str_set_name, name);
+        if (res == NULL) {
+            Py_CLEAR(task);
+        }
+        Py_XDECREF(res);
+    }
+    return task;
+}
+
+static PyObject *
+Loop_set_task_factory(LoopObj *self, PyObject *factory)
+{
+    if (factory != Py_None && !PyCallable_Check(factory)) {
+        PyErr_SetString(PyExc_TypeError, "task factory must be a callable or None");
+        return NULL;
+    }
+    Py_XSETREF(self->task_factory, factory == Py_None ? NULL : Py_NewRef(factory));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Loop_get_task_factory(LoopObj *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_NewRef(self->task_factory ? self->task_factory : Py_None);
 }
 
 static PyObject *
@@ -745,6 +811,7 @@ Loop_traverse(LoopObj *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->current_handle);
+    Py_VISIT(self->task_factory);
     Py_VISIT(self->dict);
     if (self->ready.len > 0) {
         for (size_t i = 0; i < self->ready.len; i++) {
@@ -766,6 +833,7 @@ static int
 Loop_clear(LoopObj *self)
 {
     Py_CLEAR(self->current_handle);
+    Py_CLEAR(self->task_factory);
     Py_CLEAR(self->dict);
     cio_ring_item it;
     while (cio_ring_pop(&self->ready, &it)) {
@@ -889,6 +957,12 @@ Loop_get_timer_count(LoopObj *self, void *Py_UNUSED(closure))
 }
 
 static PyObject *
+Loop_get_task_factory_attr(LoopObj *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->task_factory ? self->task_factory : Py_None);
+}
+
+static PyObject *
 Loop_get_current_handle(LoopObj *self, void *Py_UNUSED(closure))
 {
     return Py_NewRef(self->current_handle ? self->current_handle : Py_None);
@@ -907,6 +981,7 @@ static PyGetSetDef Loop_getset[] = {
     {"_ready_count", (getter)Loop_get_ready_count, NULL, NULL, NULL},
     {"_timer_count", (getter)Loop_get_timer_count, NULL, NULL, NULL},
     {"_current_handle", (getter)Loop_get_current_handle, NULL, NULL, NULL},
+    {"_task_factory", (getter)Loop_get_task_factory_attr, NULL, NULL, NULL},
     {NULL},
 };
 
@@ -939,6 +1014,11 @@ static PyMethodDef Loop_methods[] = {
     {"get_debug", (PyCFunction)Loop_get_debug, METH_NOARGS, NULL},
     {"create_future", (PyCFunction)Loop_create_future, METH_NOARGS,
      "Create a Future attached to the loop."},
+    {"create_task", (PyCFunction)(void (*)(void))Loop_create_task, FASTKW,
+     "create_task(coro, *, name=None, context=None) -> Task"},
+    {"set_task_factory", (PyCFunction)Loop_set_task_factory, METH_O,
+     "Set the factory create_task() uses (None: casyncio.Task)."},
+    {"get_task_factory", (PyCFunction)Loop_get_task_factory, METH_NOARGS, NULL},
     {"_run", (PyCFunction)Loop__run, METH_NOARGS,
      "Run iterations until stop() (run_forever without its Python set-up)."},
     {"_run_once", (PyCFunction)Loop__run_once, METH_NOARGS, "Run one iteration."},

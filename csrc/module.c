@@ -26,47 +26,75 @@ cio_state_from_type(PyTypeObject *type)
     return mod ? (cio_state *)PyModule_GetState(mod) : NULL;
 }
 
+/* Sets *field to module.name (a new reference).  Returns 0 or -1. */
+static int
+import_attr(PyObject **field, const char *module, const char *name)
+{
+    PyObject *mod = PyImport_ImportModule(module);
+    if (mod == NULL) {
+        return -1;
+    }
+    PyObject *value = PyObject_GetAttrString(mod, name);
+    Py_DECREF(mod);
+    if (value == NULL) {
+        return -1;
+    }
+    Py_XSETREF(*field, value);
+    return 0;
+}
+
 int
 cio_state_import_asyncio(cio_state *st)
 {
     if (st->format_callback_source != NULL) {
         return 0;
     }
-    PyObject *helpers = PyImport_ImportModule("asyncio.format_helpers");
-    if (helpers == NULL) {
+    if (import_attr(&st->extract_stack, "asyncio.format_helpers", "extract_stack") < 0 ||
+        import_attr(&st->asyncio_Future, "asyncio", "Future") < 0 ||
+        import_attr(&st->iscoroutinefunction, "asyncio", "iscoroutinefunction") < 0 ||
+        import_attr(&st->iscoroutine, "asyncio", "iscoroutine") < 0 ||
+        import_attr(&st->isgenerator, "inspect", "isgenerator") < 0 ||
+        import_attr(&st->future_repr, "asyncio.base_futures", "_future_repr") < 0 ||
+        import_attr(&st->task_repr, "asyncio.base_tasks", "_task_repr") < 0 ||
+        import_attr(&st->task_get_stack, "asyncio.base_tasks", "_task_get_stack") < 0 ||
+        import_attr(&st->task_print_stack, "asyncio.base_tasks", "_task_print_stack") < 0 ||
+        import_attr(&st->register_task, "asyncio.tasks", "_register_task") < 0 ||
+        import_attr(&st->enter_task, "asyncio.tasks", "_enter_task") < 0 ||
+        import_attr(&st->leave_task, "asyncio.tasks", "_leave_task") < 0 ||
+        import_attr(&st->CancelledError, "asyncio", "CancelledError") < 0 ||
+        import_attr(&st->InvalidStateError, "asyncio", "InvalidStateError") < 0) {
         return -1;
     }
-    PyObject *asyncio = PyImport_ImportModule("asyncio");
-    if (asyncio == NULL) {
-        Py_DECREF(helpers);
-        return -1;
+    /* asyncio.events._get_event_loop (3.10.9+) warns like asyncio's own
+     * futures do when there is no loop; older Pythons have get_event_loop. */
+    if (import_attr(&st->get_event_loop, "asyncio.events", "_get_event_loop") < 0) {
+        PyErr_Clear();
+        if (import_attr(&st->get_event_loop, "asyncio.events", "get_event_loop") < 0) {
+            return -1;
+        }
     }
-    PyObject *fmt = PyObject_GetAttrString(helpers, "_format_callback_source");
-    PyObject *stack = PyObject_GetAttrString(helpers, "extract_stack");
-    PyObject *fut = PyObject_GetAttrString(asyncio, "Future");
-    PyObject *iscorofunc = PyObject_GetAttrString(asyncio, "iscoroutinefunction");
-    Py_DECREF(helpers);
-    Py_DECREF(asyncio);
-    if (fmt == NULL || stack == NULL || fut == NULL || iscorofunc == NULL) {
-        Py_XDECREF(fmt);
-        Py_XDECREF(stack);
-        Py_XDECREF(fut);
-        Py_XDECREF(iscorofunc);
-        return -1;
+    /* Where asyncio keeps the current task per loop: a dict on Pythons
+     * whose current_task() reads one (3.11-3.13), which we update directly;
+     * otherwise we call _enter_task/_leave_task. */
+    PyObject *current = NULL;
+    if (import_attr(&current, "asyncio.tasks", "_current_tasks") < 0) {
+        PyErr_Clear();
     }
-    st->extract_stack = stack;
-    st->asyncio_Future = fut;
-    st->iscoroutinefunction = iscorofunc;
-    st->format_callback_source = fmt; /* last: it marks the import done */
-    return 0;
+    else if (PyDict_CheckExact(current)) {
+        Py_XSETREF(st->current_tasks, Py_NewRef(current));
+    }
+    Py_XDECREF(current);
+    /* Last: it marks the import done. */
+    return import_attr(&st->format_callback_source, "asyncio.format_helpers",
+                       "_format_callback_source");
 }
 
 static PyObject *
 mod_live_counts(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
     cio_state *st = PyModule_GetState(module);
-    return Py_BuildValue("{sn,sn,si,si}", "handles", st->live.handles, "loops",
-                         st->live.loops, "handle_freelist",
+    return Py_BuildValue("{sn,sn,sn,si,si}", "handles", st->live.handles, "loops",
+                         st->live.loops, "futures", st->live.futures, "handle_freelist",
                          st->handle_freelist_len, "timer_freelist",
                          st->timer_freelist_len);
 }
@@ -108,11 +136,35 @@ module_exec(PyObject *module)
     INTERN(str_fileno, "fileno");
     INTERN(str_timer_handle_cancelled, "_timer_handle_cancelled");
     INTERN(str_get_debug, "get_debug");
+    INTERN(str_call_soon, "call_soon");
+    INTERN(str_context, "context");
+    INTERN(str_add_done_callback, "add_done_callback");
+    INTERN(str_asyncio_future_blocking, "_asyncio_future_blocking");
+    INTERN(str_get_loop, "get_loop");
+    INTERN(str_loop, "loop");
+    INTERN(str_cancel, "cancel");
+    INTERN(str_msg, "msg");
+    INTERN(str_result, "result");
+    INTERN(str_throw, "throw");
+    INTERN(str_future, "future");
+    INTERN(str_task, "task");
+    INTERN(str_set_name, "set_name");
+    INTERN(str_PENDING, "PENDING");
+    INTERN(str_CANCELLED, "CANCELLED");
+    INTERN(str_FINISHED, "FINISHED");
 #undef INTERN
+    st->kwnames_context = PyTuple_Pack(1, st->str_context);
+    st->kwnames_msg = PyTuple_Pack(1, st->str_msg);
+    if (st->kwnames_context == NULL || st->kwnames_msg == NULL) {
+        return -1;
+    }
     if (cio_handle_init_types(module, st) < 0) {
         return -1;
     }
     if (cio_loop_init_type(module, st) < 0) {
+        return -1;
+    }
+    if (cio_future_init_types(module, st) < 0 || cio_task_init_type(module, st) < 0) {
         return -1;
     }
     return 0;
@@ -125,10 +177,28 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->LoopType);
     Py_VISIT(st->HandleType);
     Py_VISIT(st->TimerHandleType);
+    Py_VISIT(st->FutureType);
+    Py_VISIT(st->FutureIterType);
+    Py_VISIT(st->TaskType);
     Py_VISIT(st->asyncio_Future);
     Py_VISIT(st->format_callback_source);
     Py_VISIT(st->extract_stack);
     Py_VISIT(st->iscoroutinefunction);
+    Py_VISIT(st->iscoroutine);
+    Py_VISIT(st->isgenerator);
+    Py_VISIT(st->get_event_loop);
+    Py_VISIT(st->future_repr);
+    Py_VISIT(st->task_repr);
+    Py_VISIT(st->task_get_stack);
+    Py_VISIT(st->task_print_stack);
+    Py_VISIT(st->register_task);
+    Py_VISIT(st->enter_task);
+    Py_VISIT(st->leave_task);
+    Py_VISIT(st->current_tasks);
+    Py_VISIT(st->CancelledError);
+    Py_VISIT(st->InvalidStateError);
+    Py_VISIT(st->kwnames_context);
+    Py_VISIT(st->kwnames_msg);
     return 0;
 }
 
@@ -137,13 +207,32 @@ module_clear(PyObject *module)
 {
     cio_state *st = PyModule_GetState(module);
     cio_handle_clear_freelists(st);
+    cio_future_clear_freelists(st);
     Py_CLEAR(st->LoopType);
     Py_CLEAR(st->HandleType);
     Py_CLEAR(st->TimerHandleType);
+    Py_CLEAR(st->FutureType);
+    Py_CLEAR(st->FutureIterType);
+    Py_CLEAR(st->TaskType);
     Py_CLEAR(st->asyncio_Future);
     Py_CLEAR(st->format_callback_source);
     Py_CLEAR(st->extract_stack);
     Py_CLEAR(st->iscoroutinefunction);
+    Py_CLEAR(st->iscoroutine);
+    Py_CLEAR(st->isgenerator);
+    Py_CLEAR(st->get_event_loop);
+    Py_CLEAR(st->future_repr);
+    Py_CLEAR(st->task_repr);
+    Py_CLEAR(st->task_get_stack);
+    Py_CLEAR(st->task_print_stack);
+    Py_CLEAR(st->register_task);
+    Py_CLEAR(st->enter_task);
+    Py_CLEAR(st->leave_task);
+    Py_CLEAR(st->current_tasks);
+    Py_CLEAR(st->CancelledError);
+    Py_CLEAR(st->InvalidStateError);
+    Py_CLEAR(st->kwnames_context);
+    Py_CLEAR(st->kwnames_msg);
     Py_CLEAR(st->str_call_exception_handler);
     Py_CLEAR(st->str_message);
     Py_CLEAR(st->str_exception);
@@ -153,6 +242,22 @@ module_clear(PyObject *module)
     Py_CLEAR(st->str_fileno);
     Py_CLEAR(st->str_timer_handle_cancelled);
     Py_CLEAR(st->str_get_debug);
+    Py_CLEAR(st->str_call_soon);
+    Py_CLEAR(st->str_context);
+    Py_CLEAR(st->str_add_done_callback);
+    Py_CLEAR(st->str_asyncio_future_blocking);
+    Py_CLEAR(st->str_get_loop);
+    Py_CLEAR(st->str_loop);
+    Py_CLEAR(st->str_cancel);
+    Py_CLEAR(st->str_msg);
+    Py_CLEAR(st->str_result);
+    Py_CLEAR(st->str_throw);
+    Py_CLEAR(st->str_future);
+    Py_CLEAR(st->str_task);
+    Py_CLEAR(st->str_set_name);
+    Py_CLEAR(st->str_PENDING);
+    Py_CLEAR(st->str_CANCELLED);
+    Py_CLEAR(st->str_FINISHED);
     return 0;
 }
 
