@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _casyncio
+from ._net import NetworkMixin
 
 logger = logging.getLogger("asyncio")
 
@@ -54,7 +55,7 @@ def _format_handle(handle) -> str:
     return str(handle)
 
 
-class Loop(_casyncio.LoopBase, asyncio.AbstractEventLoop):
+class Loop(_casyncio.LoopBase, NetworkMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop implemented in C.
 
     ``Loop(poller=None)``: ``poller`` picks the I/O backend, ``"epoll"`` (the

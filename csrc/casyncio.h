@@ -50,6 +50,9 @@ typedef struct {
     PyTypeObject *FutureType;
     PyTypeObject *FutureIterType;
     PyTypeObject *TaskType;
+    PyTypeObject *StreamType;
+    PyTypeObject *DgramType;
+    PyTypeObject *SockOpType;
 
     /* Imported lazily, because asyncio may import us (through the policy)
      * while it is itself still importing. */
@@ -70,6 +73,11 @@ typedef struct {
     PyObject *current_tasks;            /* asyncio.tasks._current_tasks, if a dict */
     PyObject *CancelledError;
     PyObject *InvalidStateError;
+    PyObject *TransportSocket;          /* asyncio.trsock.TransportSocket */
+    PyObject *set_nodelay;              /* asyncio.base_events._set_nodelay */
+    PyObject *set_result_unless_cancelled; /* asyncio.futures._set_result_unless_cancelled */
+    PyObject *logger;                   /* logging.getLogger("asyncio") */
+    PyObject *BufferedProtocol;         /* asyncio.BufferedProtocol */
 
     /* Interned strings. */
     PyObject *str_call_exception_handler;
@@ -126,6 +134,9 @@ enum {
     CIO_READY_TASK_STEP = 3,
     /* a: TaskObj, b: the FutureObj it awaited, now done (both strong). */
     CIO_READY_TASK_WAKEUP = 4,
+    /* a: a watcher object (strong), b: (tag << 1 | CIO_READ/CIO_WRITE) as an
+     * integer.  Its fd is ready. */
+    CIO_READY_IO = 5,
 };
 
 /* ---- Handle / TimerHandle (handle.c) ---- */
@@ -215,12 +226,21 @@ typedef struct {
     double slow_callback_duration;
     PyObject *current_handle;   /* debug mode only */
     PyObject *task_factory;
+    char *rbuf;                 /* read buffer shared by the transports */
     PyObject *dict;
     PyObject *weakreflist;
 } LoopObj;
 
-/* fdtable tag of the loop's own eventfd. */
-#define CIO_FD_TAG_WAKEUP 1
+/* What watches an fd direction (cio_fd_entry reader_tag/writer_tag). */
+enum {
+    CIO_W_NONE = 0,
+    CIO_W_HANDLE,  /* add_reader()/add_writer(): a HandleObj */
+    CIO_W_WAKEUP,  /* the loop's own eventfd (no object) */
+    CIO_W_STREAM,  /* a stream transport (transport_stream.c) */
+    CIO_W_DGRAM,   /* a datagram transport (transport_dgram.c) */
+    CIO_W_SOCKOP,  /* a pending sock_*() operation (sockops.c) */
+};
+enum { CIO_READ = 0, CIO_WRITE = 1 };
 
 static inline int
 cio_loop_check_closed(LoopObj *loop)
@@ -275,9 +295,29 @@ int cio_check_callback(cio_state *st, PyObject *callback, const char *method,
 extern PyMethodDef cio_loop_fd_methods[];
 /* Turns fired poller events into ready-queue entries. */
 int cio_loop_dispatch_fd_events(LoopObj *loop, int n);
+/* Runs a CIO_READY_IO entry. */
+int cio_loop_run_io(LoopObj *loop, cio_ring_item *it);
 /* Drops every fd watcher (loop close). */
 void cio_loop_fd_clear(LoopObj *loop);
 int cio_loop_fd_traverse(LoopObj *loop, visitproc visit, void *arg);
+/* fd of an int or of an object with fileno(), with selectors' errors.
+ * Returns the fd or -1. */
+int cio_fileobj_to_fd(cio_state *st, PyObject *obj);
+/* Makes obj (a new reference is taken) the reader or writer of fd, with a
+ * tag, and tells the poller.  The watcher it replaces is handed back in
+ * *old (a reference the caller must drop; NULL if none).  On failure
+ * (OSError, MemoryError) nothing changed. */
+int cio_loop_watch(LoopObj *loop, int fd, int which, PyObject *obj, uint16_t tag,
+                   PyObject **old, uint16_t *old_tag);
+/* Removes the reader or writer of fd; hands it back like cio_loop_watch. */
+void cio_loop_unwatch(LoopObj *loop, int fd, int which, PyObject **old, uint16_t *old_tag);
+/* The object owning fd (a transport; borrowed), or NULL. */
+PyObject *cio_loop_fd_owner(LoopObj *loop, int fd);
+/* Records (or, with NULL, forgets) a borrowed owner for fd. */
+int cio_loop_set_fd_owner(LoopObj *loop, int fd, PyObject *owner);
+/* RuntimeError if a transport owns fd, as asyncio's loops refuse to let
+ * add_reader() or sock_recv() steal a transport's fd.  Returns 0 or -1. */
+int cio_loop_ensure_fd_no_transport(LoopObj *loop, int fd);
 
 /* ---- Future and Task (future.c, task.c) ---- */
 
@@ -285,7 +325,10 @@ typedef enum { CIO_PENDING = 0, CIO_CANCELLED, CIO_FINISHED } cio_fut_state;
 
 /* A done-callback.  WAKEUP entries are tasks awaiting the future (fn is the
  * TaskObj): they are woken by a direct call, with no bound method made. */
-enum { CIO_CB_CALL = 0, CIO_CB_WAKEUP = 1 };
+enum { CIO_CB_CALL = 0, CIO_CB_WAKEUP = 1, CIO_CB_SOCKOP = 2 };
+
+/* sockops.c: a pending sock_*() operation's future is done. */
+void cio_sockop_future_done(PyObject *op);
 
 typedef struct {
     PyObject *fn;
@@ -388,6 +431,22 @@ int cio_task_step(TaskObj *task, PyObject *exc);
 int cio_task_wakeup(TaskObj *task, FutureObj *fut);
 /* The callable that wakes the task when passed a done future (made once). */
 PyObject *cio_task_wakeup_method(TaskObj *task);
+
+/* ---- networking (transport*.c, sockops.c) ---- */
+
+#define CIO_READ_BUFFER_SIZE (256 * 1024)
+
+int cio_transport_init_types(PyObject *module, cio_state *st);
+int cio_sockops_init(PyObject *module, cio_state *st);
+extern PyMethodDef cio_stream_loop_methods[];
+extern PyMethodDef cio_dgram_loop_methods[];
+extern PyMethodDef cio_sockops_loop_methods[];
+/* Schedules callable(*args) on the loop through a Handle.  args may be
+ * NULL.  Returns 0 or -1. */
+int cio_loop_call_soon(LoopObj *loop, PyObject *callable, PyObject *args);
+/* The loop's shared read buffer (CIO_READ_BUFFER_SIZE bytes), or NULL with
+ * MemoryError. */
+char *cio_loop_read_buffer(LoopObj *loop);
 
 /* ---- helpers (module.c) ---- */
 

@@ -87,6 +87,12 @@ call_soon_cb(FutureObj *fut, cio_fut_cb *cb)
     cio_state *st = fut->st;
     PyObject *loop = fut->loop;
     int rc = 0;
+    if (cb->kind == CIO_CB_SOCKOP) {
+        /* Internal bookkeeping (unwatch the fd), done at once. */
+        cio_sockop_future_done(cb->fn);
+        cb_release(cb);
+        return 0;
+    }
     if (cio_loop_check(st, loop) && !((LoopObj *)loop)->debug) {
         LoopObj *lp = (LoopObj *)loop;
         if (cio_loop_check_closed(lp) < 0) {

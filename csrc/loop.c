@@ -48,6 +48,9 @@ cio_loop_item_release(cio_ring_item *it)
         Py_DECREF((PyObject *)it->a);
         Py_XDECREF((PyObject *)it->b);
         break;
+    case CIO_READY_IO:
+        Py_DECREF((PyObject *)it->a);
+        break;
     }
 }
 
@@ -67,6 +70,9 @@ item_traverse(cio_ring_item *it, visitproc visit, void *arg)
     case CIO_READY_TASK_WAKEUP:
         Py_VISIT((PyObject *)it->a);
         Py_VISIT((PyObject *)it->b);
+        break;
+    case CIO_READY_IO:
+        Py_VISIT((PyObject *)it->a);
         break;
     }
     return 0;
@@ -135,6 +141,8 @@ run_item(LoopObj *self, cio_ring_item *it)
         return cio_task_step((TaskObj *)it->a, (PyObject *)it->b);
     case CIO_READY_TASK_WAKEUP:
         return cio_task_wakeup((TaskObj *)it->a, (FutureObj *)it->b);
+    case CIO_READY_IO:
+        return cio_loop_run_io(self, it);
     }
     return 0;
 }
@@ -776,7 +784,7 @@ Loop_init(LoopObj *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     e->events = CIO_POLL_IN;
-    e->tag = CIO_FD_TAG_WAKEUP;
+    e->reader_tag = CIO_W_WAKEUP;
     self->closed = 0;
     return 0;
 }
@@ -886,6 +894,7 @@ Loop_dealloc(LoopObj *self)
     cio_heap_fini(&self->timers);
     cio_fdtable_fini(&self->fds);
     PyMem_Free(self->fired);
+    PyMem_Free(self->rbuf);
     self->st->live.loops--;
     tp->tp_free(self);
     Py_DECREF(tp);
@@ -1059,16 +1068,21 @@ cio_loop_init_type(PyObject *module, cio_state *st)
     if (st->LoopType == NULL) {
         return -1;
     }
-    /* The fd methods live in loop_fd.c; graft them onto the type. */
-    for (PyMethodDef *def = cio_loop_fd_methods; def->ml_name != NULL; def++) {
-        PyObject *descr = PyDescr_NewMethod(st->LoopType, def);
-        if (descr == NULL) {
-            return -1;
-        }
-        int rc = PyObject_SetAttrString((PyObject *)st->LoopType, def->ml_name, descr);
-        Py_DECREF(descr);
-        if (rc < 0) {
-            return -1;
+    /* Methods living in other files (fd watching, transports, socket
+     * operations) are grafted onto the type here. */
+    PyMethodDef *tables[] = {cio_loop_fd_methods, cio_stream_loop_methods,
+                             cio_dgram_loop_methods, cio_sockops_loop_methods};
+    for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+        for (PyMethodDef *def = tables[i]; def->ml_name != NULL; def++) {
+            PyObject *descr = PyDescr_NewMethod(st->LoopType, def);
+            if (descr == NULL) {
+                return -1;
+            }
+            int rc = PyObject_SetAttrString((PyObject *)st->LoopType, def->ml_name, descr);
+            Py_DECREF(descr);
+            if (rc < 0) {
+                return -1;
+            }
         }
     }
     return PyModule_AddType(module, st->LoopType);

@@ -1,23 +1,26 @@
-/* loop_fd.c: watching file descriptors (add_reader/add_writer and their
- * removal) and turning the poller's events into ready-queue entries.
+/* loop_fd.c: watching file descriptors, and turning the poller's events into
+ * ready-queue entries.
  *
- * Each fd's table entry owns (a strong reference to) the Handle of its
- * reader and of its writer, and records the event mask registered with the
- * poller, so every change tells the poller exactly the difference.  Events
- * are dispatched by appending the watcher's Handle to the ready queue, as
- * asyncio's selector loop does, so I/O callbacks run in the same order
- * relative to call_soon() callbacks as on stock asyncio. */
+ * Each fd's table entry holds (a strong reference to) a watcher per
+ * direction -- the Handle of add_reader()/add_writer(), a transport, or a
+ * pending sock_*() operation -- tagged with its kind, plus the event mask
+ * registered with the poller, so every change tells the poller exactly the
+ * difference.  Readiness is dispatched by appending an entry to the ready
+ * queue, as asyncio's selector loop appends the reader's Handle, so I/O
+ * callbacks run in the same order relative to call_soon() callbacks as on
+ * stock asyncio.  A transport also marks the fd as owned, so add_reader()
+ * and sock_*() refuse it, as asyncio's loops do. */
 #include "casyncio.h"
 
 #include <errno.h>
 #include <unistd.h>
 
-enum { READER, WRITER };
+int cio_stream_io(PyObject *transport, int which);
+int cio_dgram_io(PyObject *transport, int which);
+int cio_sockop_io(PyObject *op, int which);
 
-/* fd from an int or an object with fileno(), with the errors selectors
- * give: ValueError for a bad file object or a negative number. */
-static int
-fileobj_to_fd(cio_state *st, PyObject *obj)
+int
+cio_fileobj_to_fd(cio_state *st, PyObject *obj)
 {
     long fd;
     if (PyLong_Check(obj)) {
@@ -55,8 +58,7 @@ wanted_events(const cio_fd_entry *e)
     return (e->reader ? CIO_POLL_IN : 0) | (e->writer ? CIO_POLL_OUT : 0);
 }
 
-/* Tells the poller about the entry's current owners.  On failure the
- * caller restores the owners. */
+/* Tells the poller about the entry's current watchers. */
 static int
 sync_poller(LoopObj *self, int fd, cio_fd_entry *e)
 {
@@ -70,15 +72,123 @@ sync_poller(LoopObj *self, int fd, cio_fd_entry *e)
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
-    /* Removal failing means the fd is gone already (closed): not watched,
+    /* A failed removal means the fd is gone already (closed): not watched,
      * which was the goal. */
     e->events = want;
     return 0;
 }
 
+int
+cio_loop_watch(LoopObj *self, int fd, int which, PyObject *obj, uint16_t tag,
+               PyObject **old, uint16_t *old_tag)
+{
+    cio_fd_entry *e;
+    *old = NULL;
+    *old_tag = CIO_W_NONE;
+    if (cio_fdtable_ensure(&self->fds, fd, &e) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (e->reader_tag == CIO_W_WAKEUP) {
+        PyErr_Format(PyExc_ValueError, "fd %d is the loop's own wakeup fd", fd);
+        return -1;
+    }
+    void **slot = which == CIO_READ ? &e->reader : &e->writer;
+    uint16_t *tag_slot = which == CIO_READ ? &e->reader_tag : &e->writer_tag;
+    void *prev = *slot;
+    uint16_t prev_tag = *tag_slot;
+    int was_used = cio_fd_entry_used(e);
+    *slot = obj;
+    if (sync_poller(self, fd, e) < 0) {
+        *slot = prev;
+        return -1;
+    }
+    Py_INCREF(obj);
+    *tag_slot = tag;
+    cio_fdtable_update_count(&self->fds, e, was_used);
+    *old = prev;
+    *old_tag = prev ? prev_tag : CIO_W_NONE;
+    return 0;
+}
+
+void
+cio_loop_unwatch(LoopObj *self, int fd, int which, PyObject **old, uint16_t *old_tag)
+{
+    *old = NULL;
+    *old_tag = CIO_W_NONE;
+    cio_fd_entry *e = cio_fdtable_get(&self->fds, fd);
+    if (e == NULL) {
+        return;
+    }
+    void **slot = which == CIO_READ ? &e->reader : &e->writer;
+    uint16_t *tag_slot = which == CIO_READ ? &e->reader_tag : &e->writer_tag;
+    if (*slot == NULL) {
+        return;
+    }
+    *old = *slot;
+    *old_tag = *tag_slot;
+    *slot = NULL;
+    *tag_slot = CIO_W_NONE;
+    (void)sync_poller(self, fd, e); /* a removal cannot fail */
+    cio_fdtable_update_count(&self->fds, e, 1);
+}
+
+PyObject *
+cio_loop_fd_owner(LoopObj *self, int fd)
+{
+    cio_fd_entry *e = cio_fdtable_get(&self->fds, fd);
+    return e ? (PyObject *)e->owner : NULL;
+}
+
+int
+cio_loop_set_fd_owner(LoopObj *self, int fd, PyObject *owner)
+{
+    cio_fd_entry *e;
+    if (owner == NULL) {
+        e = cio_fdtable_get(&self->fds, fd);
+        if (e != NULL) {
+            e->owner = NULL;
+        }
+        return 0;
+    }
+    if (cio_fdtable_ensure(&self->fds, fd, &e) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    e->owner = owner;
+    return 0;
+}
+
+int
+cio_loop_ensure_fd_no_transport(LoopObj *self, int fd)
+{
+    PyObject *owner = cio_loop_fd_owner(self, fd);
+    if (owner != NULL) {
+        PyErr_Format(PyExc_RuntimeError, "File descriptor %d is used by transport %R", fd,
+                     owner);
+        return -1;
+    }
+    return 0;
+}
+
+/* Drops a watcher taken out of the table.  A replaced or removed Handle is
+ * cancelled, as asyncio does. */
+static int
+drop_watcher(PyObject *old, uint16_t tag)
+{
+    int rc = 0;
+    if (old != NULL && tag == CIO_W_HANDLE) {
+        rc = cio_handle_cancel((HandleObj *)old);
+    }
+    Py_XDECREF(old);
+    return rc;
+}
+
+/* ---- add_reader() and friends ---- */
+
 static PyObject *
-add_watcher(LoopObj *self, int which, const char *fname, PyObject *const *args,
-            Py_ssize_t nargs)
+add_handle(LoopObj *self, int which, const char *fname, PyObject *const *args,
+           Py_ssize_t nargs)
 {
     if (nargs < 2) {
         PyErr_Format(PyExc_TypeError, "%s() missing required arguments 'fd' and 'callback'",
@@ -88,8 +198,8 @@ add_watcher(LoopObj *self, int which, const char *fname, PyObject *const *args,
     if (cio_loop_check_closed(self) < 0) {
         return NULL;
     }
-    int fd = fileobj_to_fd(self->st, args[0]);
-    if (fd < 0) {
+    int fd = cio_fileobj_to_fd(self->st, args[0]);
+    if (fd < 0 || cio_loop_ensure_fd_no_transport(self, fd) < 0) {
         return NULL;
     }
     if (cio_check_callback(self->st, args[1], fname, self->debug) < 0) {
@@ -110,60 +220,33 @@ add_watcher(LoopObj *self, int which, const char *fname, PyObject *const *args,
     if (h == NULL) {
         return NULL;
     }
-    cio_fd_entry *e;
-    int err = cio_fdtable_ensure(&self->fds, fd, &e);
-    if (err < 0) {
-        Py_DECREF(h);
-        return PyErr_NoMemory();
-    }
-    if (e->tag == CIO_FD_TAG_WAKEUP) {
-        Py_DECREF(h);
-        PyErr_Format(PyExc_ValueError, "fd %d is the loop's own wakeup fd", fd);
+    PyObject *old;
+    uint16_t old_tag;
+    int rc = cio_loop_watch(self, fd, which, (PyObject *)h, CIO_W_HANDLE, &old, &old_tag);
+    Py_DECREF(h);
+    if (rc < 0 || drop_watcher(old, old_tag) < 0) {
         return NULL;
-    }
-    void **slot = which == READER ? &e->reader : &e->writer;
-    HandleObj *old = *slot;
-    int was_used = cio_fd_entry_used(e);
-    *slot = h;
-    if (sync_poller(self, fd, e) < 0) {
-        *slot = old;
-        Py_DECREF(h);
-        return NULL;
-    }
-    cio_fdtable_update_count(&self->fds, e, was_used);
-    if (old != NULL) {
-        /* As asyncio: replacing a watcher cancels the old Handle. */
-        int rc = cio_handle_cancel(old);
-        Py_DECREF(old);
-        if (rc < 0) {
-            return NULL;
-        }
     }
     Py_RETURN_NONE;
 }
 
 static PyObject *
-remove_watcher(LoopObj *self, int which, PyObject *fdobj)
+remove_handle(LoopObj *self, int which, PyObject *fdobj)
 {
     if (self->closed) {
         Py_RETURN_FALSE;
     }
-    int fd = fileobj_to_fd(self->st, fdobj);
-    if (fd < 0) {
+    int fd = cio_fileobj_to_fd(self->st, fdobj);
+    if (fd < 0 || cio_loop_ensure_fd_no_transport(self, fd) < 0) {
         return NULL;
     }
-    cio_fd_entry *e = cio_fdtable_get(&self->fds, fd);
-    void **slot = e ? (which == READER ? &e->reader : &e->writer) : NULL;
-    if (slot == NULL || *slot == NULL) {
+    PyObject *old;
+    uint16_t old_tag;
+    cio_loop_unwatch(self, fd, which, &old, &old_tag);
+    if (old == NULL) {
         Py_RETURN_FALSE;
     }
-    HandleObj *old = *slot;
-    *slot = NULL;
-    (void)sync_poller(self, fd, e); /* cannot fail for a removal */
-    cio_fdtable_update_count(&self->fds, e, 1);
-    int rc = cio_handle_cancel(old);
-    Py_DECREF(old);
-    if (rc < 0) {
+    if (drop_watcher(old, old_tag) < 0) {
         return NULL;
     }
     Py_RETURN_TRUE;
@@ -172,31 +255,79 @@ remove_watcher(LoopObj *self, int which, PyObject *fdobj)
 static PyObject *
 Loop_add_reader(LoopObj *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    return add_watcher(self, READER, "add_reader", args, nargs);
+    return add_handle(self, CIO_READ, "add_reader", args, nargs);
 }
 
 static PyObject *
 Loop_add_writer(LoopObj *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    return add_watcher(self, WRITER, "add_writer", args, nargs);
+    return add_handle(self, CIO_WRITE, "add_writer", args, nargs);
 }
 
 static PyObject *
 Loop_remove_reader(LoopObj *self, PyObject *fd)
 {
-    return remove_watcher(self, READER, fd);
+    return remove_handle(self, CIO_READ, fd);
 }
 
 static PyObject *
 Loop_remove_writer(LoopObj *self, PyObject *fd)
 {
-    return remove_watcher(self, WRITER, fd);
+    return remove_handle(self, CIO_WRITE, fd);
+}
+
+static PyObject *
+Loop__ensure_fd_no_transport(LoopObj *self, PyObject *fdobj)
+{
+    int fd = cio_fileobj_to_fd(self->st, fdobj);
+    if (fd < 0 || cio_loop_ensure_fd_no_transport(self, fd) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Loop__transport_fd_release(LoopObj *self, PyObject *fdobj)
+{
+    /* sendfile on a transport uses sock_sendfile() on its fd: hand the fd
+     * over for that time.  Returns the owner, to give back afterwards. */
+    int fd = cio_fileobj_to_fd(self->st, fdobj);
+    if (fd < 0) {
+        return NULL;
+    }
+    PyObject *owner = cio_loop_fd_owner(self, fd);
+    cio_loop_set_fd_owner(self, fd, NULL);
+    return Py_NewRef(owner ? owner : Py_None);
+}
+
+static PyObject *
+Loop__transport_fd_restore(LoopObj *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_transport_fd_restore(fd, transport)");
+        return NULL;
+    }
+    int fd = cio_fileobj_to_fd(self->st, args[0]);
+    if (fd < 0) {
+        return NULL;
+    }
+    PyObject *t = args[1];
+    if (t != Py_None && !PyObject_TypeCheck(t, self->st->StreamType) &&
+        !PyObject_TypeCheck(t, self->st->DgramType)) {
+        PyErr_SetString(PyExc_TypeError, "a casyncio transport was expected");
+        return NULL;
+    }
+    /* The pointer is borrowed: a transport clears it before it goes. */
+    if (cio_loop_set_fd_owner(self, fd, t == Py_None ? NULL : t) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 static PyObject *
 Loop__watched_fds(LoopObj *self, PyObject *Py_UNUSED(ignored))
 {
-    /* {fd: (reader Handle or None, writer Handle or None)}, for tests. */
+    /* {fd: (reader or None, writer or None)}, for tests. */
     PyObject *d = PyDict_New();
     if (d == NULL) {
         return NULL;
@@ -230,24 +361,39 @@ PyMethodDef cio_loop_fd_methods[] = {
      "Stop watching fd for reading; True if it was watched."},
     {"remove_writer", (PyCFunction)Loop_remove_writer, METH_O,
      "Stop watching fd for writing; True if it was watched."},
+    {"_ensure_fd_no_transport", (PyCFunction)Loop__ensure_fd_no_transport, METH_O, NULL},
     {"_watched_fds", (PyCFunction)Loop__watched_fds, METH_NOARGS, NULL},
+    {"_transport_fd_release", (PyCFunction)Loop__transport_fd_release, METH_O, NULL},
+    {"_transport_fd_restore", (PyCFunction)(void (*)(void))Loop__transport_fd_restore,
+     METH_FASTCALL, NULL},
     {NULL, NULL},
 };
 
-/* Queues the watcher in *slot, or drops it if it was cancelled behind our
- * back (asyncio removes such a watcher at this point too). */
+/* ---- dispatch ---- */
+
+/* Queues the watcher of one direction of a fired fd. */
 static int
-dispatch_one(LoopObj *self, int fd, cio_fd_entry *e, void **slot)
+queue_watcher(LoopObj *self, int fd, cio_fd_entry *e, int which)
 {
-    HandleObj *h = *slot;
-    if (h->cancelled) {
-        *slot = NULL;
-        (void)sync_poller(self, fd, e);
-        cio_fdtable_update_count(&self->fds, e, 1);
-        Py_DECREF(h);
-        return 0;
+    PyObject *w = which == CIO_READ ? e->reader : e->writer;
+    uint16_t tag = which == CIO_READ ? e->reader_tag : e->writer_tag;
+    if (tag == CIO_W_HANDLE) {
+        if (((HandleObj *)w)->cancelled) {
+            /* Cancelled behind our back: asyncio drops such a watcher here. */
+            PyObject *old;
+            uint16_t old_tag;
+            cio_loop_unwatch(self, fd, which, &old, &old_tag);
+            Py_XDECREF(old);
+            return 0;
+        }
+        return cio_loop_push(self, CIO_READY_HANDLE, Py_NewRef(w), NULL, NULL) < 0 ? -1 : 0;
     }
-    return cio_loop_push(self, CIO_READY_HANDLE, Py_NewRef(h), NULL, NULL) < 0 ? -1 : 0;
+    void *how = (void *)(uintptr_t)(((unsigned)tag << 1) | (unsigned)which);
+    if (cio_loop_push(self, CIO_READY_IO, Py_NewRef(w), how, NULL) < 0) {
+        Py_DECREF(w);
+        return -1;
+    }
+    return 0;
 }
 
 int
@@ -260,21 +406,39 @@ cio_loop_dispatch_fd_events(LoopObj *self, int n)
         if (e == NULL) {
             continue;
         }
-        if (e->tag == CIO_FD_TAG_WAKEUP) {
+        if (e->reader_tag == CIO_W_WAKEUP) {
             uint64_t value;
             while (read(fd, &value, sizeof(value)) == sizeof(value)) {
             }
             self->wake_pending = 0;
             continue;
         }
-        if ((ev & CIO_POLL_IN) && e->reader != NULL &&
-            dispatch_one(self, fd, e, &e->reader) < 0) {
+        if ((ev & CIO_POLL_IN) && e->reader != NULL && queue_watcher(self, fd, e, CIO_READ) < 0) {
             return -1;
         }
+        /* Re-fetch: growing the queue runs no Python code, but keep the rule
+         * of re-reading fd state after any step. */
+        e = cio_fdtable_get(&self->fds, fd);
         if ((ev & CIO_POLL_OUT) && e->writer != NULL &&
-            dispatch_one(self, fd, e, &e->writer) < 0) {
+            queue_watcher(self, fd, e, CIO_WRITE) < 0) {
             return -1;
         }
+    }
+    return 0;
+}
+
+int
+cio_loop_run_io(LoopObj *self, cio_ring_item *it)
+{
+    unsigned how = (unsigned)(uintptr_t)it->b;
+    int which = (int)(how & 1);
+    switch (how >> 1) {
+    case CIO_W_STREAM:
+        return cio_stream_io((PyObject *)it->a, which);
+    case CIO_W_DGRAM:
+        return cio_dgram_io((PyObject *)it->a, which);
+    case CIO_W_SOCKOP:
+        return cio_sockop_io((PyObject *)it->a, which);
     }
     return 0;
 }
@@ -284,8 +448,13 @@ cio_loop_fd_clear(LoopObj *self)
 {
     for (int fd = 0; fd < self->fds.cap; fd++) {
         cio_fd_entry *e = &self->fds.entries[fd];
-        HandleObj *r = e->reader, *w = e->writer;
+        PyObject *r = e->reader, *w = e->writer;
+        if (e->reader_tag == CIO_W_WAKEUP) {
+            continue;
+        }
         e->reader = e->writer = NULL;
+        e->reader_tag = e->writer_tag = CIO_W_NONE;
+        e->owner = NULL;
         if (r != NULL || w != NULL) {
             self->fds.count--;
         }

@@ -62,6 +62,12 @@ cio_state_import_asyncio(cio_state *st)
         import_attr(&st->enter_task, "asyncio.tasks", "_enter_task") < 0 ||
         import_attr(&st->leave_task, "asyncio.tasks", "_leave_task") < 0 ||
         import_attr(&st->CancelledError, "asyncio", "CancelledError") < 0 ||
+        import_attr(&st->TransportSocket, "asyncio.trsock", "TransportSocket") < 0 ||
+        import_attr(&st->set_nodelay, "asyncio.base_events", "_set_nodelay") < 0 ||
+        import_attr(&st->set_result_unless_cancelled, "asyncio.futures",
+                    "_set_result_unless_cancelled") < 0 ||
+        import_attr(&st->logger, "asyncio.log", "logger") < 0 ||
+        import_attr(&st->BufferedProtocol, "asyncio", "BufferedProtocol") < 0 ||
         import_attr(&st->InvalidStateError, "asyncio", "InvalidStateError") < 0) {
         return -1;
     }
@@ -164,7 +170,14 @@ module_exec(PyObject *module)
     if (cio_loop_init_type(module, st) < 0) {
         return -1;
     }
-    if (cio_future_init_types(module, st) < 0 || cio_task_init_type(module, st) < 0) {
+    if (cio_future_init_types(module, st) < 0 || cio_task_init_type(module, st) < 0 ||
+        cio_transport_init_types(module, st) < 0 || cio_sockops_init(module, st) < 0) {
+        return -1;
+    }
+    /* asyncio never imports casyncio, so importing it here cannot cycle;
+     * having its exceptions and helpers from the start keeps every later
+     * path free of "not imported yet" cases. */
+    if (cio_state_import_asyncio(st) < 0) {
         return -1;
     }
     return 0;
@@ -180,6 +193,14 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->FutureType);
     Py_VISIT(st->FutureIterType);
     Py_VISIT(st->TaskType);
+    Py_VISIT(st->BufferedProtocol);
+    Py_VISIT(st->logger);
+    Py_VISIT(st->set_result_unless_cancelled);
+    Py_VISIT(st->set_nodelay);
+    Py_VISIT(st->TransportSocket);
+    Py_VISIT(st->SockOpType);
+    Py_VISIT(st->DgramType);
+    Py_VISIT(st->StreamType);
     Py_VISIT(st->asyncio_Future);
     Py_VISIT(st->format_callback_source);
     Py_VISIT(st->extract_stack);
@@ -214,6 +235,14 @@ module_clear(PyObject *module)
     Py_CLEAR(st->FutureType);
     Py_CLEAR(st->FutureIterType);
     Py_CLEAR(st->TaskType);
+    Py_CLEAR(st->BufferedProtocol);
+    Py_CLEAR(st->logger);
+    Py_CLEAR(st->set_result_unless_cancelled);
+    Py_CLEAR(st->set_nodelay);
+    Py_CLEAR(st->TransportSocket);
+    Py_CLEAR(st->SockOpType);
+    Py_CLEAR(st->DgramType);
+    Py_CLEAR(st->StreamType);
     Py_CLEAR(st->asyncio_Future);
     Py_CLEAR(st->format_callback_source);
     Py_CLEAR(st->extract_stack);

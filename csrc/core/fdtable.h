@@ -1,9 +1,10 @@
 /* fdtable.h: what the loop watches on each file descriptor.
  *
  * A flat array indexed by fd (fds are small, dense integers), grown on
- * demand.  An entry holds two opaque owner pointers, one per direction, and
- * the event mask currently registered with the poller, so the loop can tell
- * the poller exactly what changed.  The core never interprets the owners. */
+ * demand.  An entry holds an opaque watcher pointer per direction, each with
+ * a tag saying what kind of watcher it is, an owner pointer, and the event
+ * mask currently registered with the poller, so the loop can tell the poller
+ * exactly what changed.  The core never interprets pointers or tags. */
 #ifndef CIO_FDTABLE_H
 #define CIO_FDTABLE_H
 
@@ -11,10 +12,12 @@
 #include <stdint.h>
 
 typedef struct {
-    void *reader;    /* owner of read readiness, or NULL */
-    void *writer;    /* owner of write readiness, or NULL */
-    uint32_t events; /* CIO_POLL_* mask registered with the poller */
-    uint32_t tag;    /* the owner layer's label for this fd */
+    void *reader;        /* who wants read readiness, or NULL */
+    void *writer;        /* who wants write readiness, or NULL */
+    void *owner;         /* who owns the fd itself (a transport), or NULL */
+    uint32_t events;     /* CIO_POLL_* mask registered with the poller */
+    uint16_t reader_tag; /* the layer above's label for reader, */
+    uint16_t writer_tag; /* and for writer */
 } cio_fd_entry;
 
 typedef struct {

@@ -1,0 +1,652 @@
+/* sockops.c: the loop's sock_*() operations on non-blocking sockets.
+ *
+ * Each operation tries its syscall at once; only if the socket would block
+ * does it become a pending SockOp: the fd's reader (or writer) in the fd
+ * table until the syscall succeeds, fails, or the caller gives up (the
+ * operation's future is cancelled, e.g. by asyncio.wait_for()).  That last
+ * case is seen through a callback the op puts on its own future, which
+ * unregisters the fd at once.  The operations are:
+ *   recv, recv_into, sendall     -- raw syscalls on the fd, MSG_DONTWAIT;
+ *   recvfrom, recvfrom_into, sendto -- the socket object's methods (they
+ *   convert addresses for every family), with MSG_DONTWAIT.
+ * MSG_DONTWAIT means a socket left in blocking mode cannot block the loop;
+ * in debug mode such a socket is refused with ValueError, as asyncio does.
+ *
+ * A second operation of the same direction on the same fd replaces the
+ * first (whose future then stays pending), as asyncio's add_reader() does. */
+#include "casyncio.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <sys/socket.h>
+
+enum {
+    OP_RECV,
+    OP_RECV_INTO,
+    OP_RECVFROM,
+    OP_RECVFROM_INTO,
+    OP_SENDALL,
+    OP_SENDTO,
+    OP_ACCEPT,
+    OP_CONNECT,
+};
+
+typedef struct {
+    PyObject_HEAD
+    cio_state *st;
+    LoopObj *loop;
+    PyObject *sock;
+    PyObject *future;
+    PyObject *data;     /* the buffer object (recv_into, sendall, sendto) */
+    PyObject *addr;     /* sendto, connect */
+    Py_buffer view;     /* of `data`, held while pending (recv_into, sendall) */
+    Py_ssize_t n;       /* bytes to receive (recv, recvfrom, recvfrom_into) */
+    Py_ssize_t offset;  /* bytes sent so far (sendall) */
+    int fd;
+    int kind;
+    int which;          /* CIO_READ or CIO_WRITE */
+    char has_view;
+    char watching;
+    char started;       /* connect: the connect() call was made */
+} SockOpObj;
+
+/* ---- the syscalls ---- */
+
+/* Runs a socket method; turns BlockingIOError into "would block" (0).
+ * Returns 1 with *result set, 0, or -1 with an exception. */
+static int
+call_method(PyObject **result, PyObject *sock, const char *name, const char *fmt, ...)
+{
+    va_list va;
+    va_start(va, fmt);
+    PyObject *meth = PyObject_GetAttrString(sock, name);
+    PyObject *args = meth ? Py_VaBuildValue(fmt, va) : NULL;
+    va_end(va);
+    *result = args ? PyObject_CallObject(meth, args) : NULL;
+    Py_XDECREF(meth);
+    Py_XDECREF(args);
+    if (*result != NULL) {
+        return 1;
+    }
+    if (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
+        PyErr_ExceptionMatches(PyExc_InterruptedError)) {
+        PyErr_Clear();
+        return 0;
+    }
+    return -1;
+}
+
+static int
+os_error(void)
+{
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        return 0;
+    }
+    PyErr_SetFromErrno(PyExc_OSError);
+    return -1;
+}
+
+/* Tries the operation once.  Returns 1 done (*result set), 0 would block,
+ * -1 failed (exception set). */
+static int
+attempt(SockOpObj *op, PyObject **result)
+{
+    *result = NULL;
+    switch (op->kind) {
+    case OP_RECV: {
+        if (op->n > CIO_READ_BUFFER_SIZE) {
+            return call_method(result, op->sock, "recv", "(ni)", op->n, MSG_DONTWAIT);
+        }
+        char *buf = cio_loop_read_buffer(op->loop);
+        if (buf == NULL) {
+            return -1;
+        }
+        ssize_t r = recv(op->fd, buf, (size_t)op->n, MSG_DONTWAIT);
+        if (r < 0) {
+            return os_error();
+        }
+        *result = PyBytes_FromStringAndSize(buf, r);
+        return *result ? 1 : -1;
+    }
+    case OP_RECV_INTO: {
+        ssize_t r = recv(op->fd, op->view.buf, (size_t)op->view.len, MSG_DONTWAIT);
+        if (r < 0) {
+            return os_error();
+        }
+        *result = PyLong_FromSsize_t(r);
+        return *result ? 1 : -1;
+    }
+    case OP_RECVFROM:
+        return call_method(result, op->sock, "recvfrom", "(ni)", op->n, MSG_DONTWAIT);
+    case OP_RECVFROM_INTO:
+        return call_method(result, op->sock, "recvfrom_into", "(Oni)", op->data, op->n,
+                           MSG_DONTWAIT);
+    case OP_SENDTO:
+        return call_method(result, op->sock, "sendto", "(OiO)", op->data, MSG_DONTWAIT,
+                           op->addr);
+    case OP_ACCEPT: {
+        int r = call_method(result, op->sock, "accept", "()");
+        if (r > 0) {
+            PyObject *conn = PyTuple_Check(*result) && PyTuple_GET_SIZE(*result) == 2
+                                 ? PyTuple_GET_ITEM(*result, 0)
+                                 : NULL;
+            PyObject *res = conn ? PyObject_CallMethod(conn, "setblocking", "O", Py_False) : NULL;
+            if (res == NULL) {
+                if (conn != NULL) {
+                    PyObject *exc = cio_err_take();
+                    PyObject *closed = PyObject_CallMethod(conn, "close", NULL);
+                    Py_XDECREF(closed);
+                    PyErr_Clear();
+                    cio_err_restore(exc);
+                }
+                else {
+                    PyErr_SetString(PyExc_TypeError, "accept() did not return (conn, address)");
+                }
+                Py_CLEAR(*result);
+                return -1;
+            }
+            Py_DECREF(res);
+        }
+        return r;
+    }
+    case OP_CONNECT: {
+        if (!op->started) {
+            op->started = 1;
+            int r = call_method(result, op->sock, "connect", "(O)", op->addr);
+            if (r > 0) {
+                Py_SETREF(*result, Py_NewRef(Py_None));
+            }
+            return r;
+        }
+        /* Writable after a connect() in progress: did it work? */
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(op->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
+            return os_error();
+        }
+        if (err != 0) {
+            PyObject *msg = PyUnicode_FromFormat("Connect call failed %S", op->addr);
+            PyObject *exc = msg ? PyObject_CallFunction(PyExc_OSError, "iO", err, msg) : NULL;
+            Py_XDECREF(msg);
+            if (exc != NULL) {
+                PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+                Py_DECREF(exc);
+            }
+            return -1;
+        }
+        *result = Py_NewRef(Py_None);
+        return 1;
+    }
+    case OP_SENDALL:
+        while (op->offset < op->view.len) {
+            ssize_t r = send(op->fd, (char *)op->view.buf + op->offset,
+                             (size_t)(op->view.len - op->offset), MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (r < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                return os_error();
+            }
+            op->offset += r;
+        }
+        *result = Py_NewRef(Py_None);
+        return 1;
+    }
+    PyErr_SetString(PyExc_SystemError, "unknown socket operation");
+    return -1;
+}
+
+/* ---- completion ---- */
+
+static void
+stop_watching(SockOpObj *op)
+{
+    if (!op->watching) {
+        return;
+    }
+    op->watching = 0;
+    cio_fd_entry *e = op->loop ? cio_fdtable_get(&op->loop->fds, op->fd) : NULL;
+    void *current = e ? (op->which == CIO_READ ? e->reader : e->writer) : NULL;
+    if (current == (void *)op) {
+        PyObject *old;
+        uint16_t old_tag;
+        cio_loop_unwatch(op->loop, op->fd, op->which, &old, &old_tag);
+        Py_XDECREF(old);
+    }
+}
+
+static void
+release_view(SockOpObj *op)
+{
+    if (op->has_view) {
+        op->has_view = 0;
+        PyBuffer_Release(&op->view);
+    }
+}
+
+/* Finishes with a result (stolen) or, when result is NULL, the current
+ * exception.  Returns 0, or -1 if the future could not be completed. */
+static int
+finish(SockOpObj *op, PyObject *result)
+{
+    stop_watching(op);
+    release_view(op);
+    FutureObj *fut = (FutureObj *)op->future;
+    int rc;
+    if (result == NULL) {
+        PyObject *exc = cio_err_take();
+        rc = fut->state == CIO_PENDING ? cio_future_set_exception(fut, exc) : 0;
+        Py_DECREF(exc);
+    }
+    else {
+        rc = fut->state == CIO_PENDING ? cio_future_set_result(fut, result) : 0;
+        Py_DECREF(result);
+    }
+    return rc;
+}
+
+/* The op's future is done (cancelled, usually): stop watching at once. */
+void
+cio_sockop_future_done(PyObject *obj)
+{
+    SockOpObj *op = (SockOpObj *)obj;
+    stop_watching(op);
+    release_view(op);
+}
+
+int
+cio_sockop_io(PyObject *obj, int which)
+{
+    SockOpObj *op = (SockOpObj *)obj;
+    if (!op->watching) {
+        return 0;
+    }
+    if (((FutureObj *)op->future)->state != CIO_PENDING) {
+        cio_sockop_future_done(obj);
+        return 0;
+    }
+    PyObject *result;
+    int r = attempt(op, &result);
+    if (r == 0) {
+        return 0; /* spurious wakeup: keep waiting */
+    }
+    if (r < 0 && (PyErr_ExceptionMatches(PyExc_SystemExit) ||
+                  PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))) {
+        return -1;
+    }
+    if (finish(op, r > 0 ? result : NULL) < 0) {
+        PyErr_WriteUnraisable(obj);
+    }
+    return 0;
+}
+
+/* ---- starting an operation ---- */
+
+/* TypeError for an ssl.SSLSocket, as asyncio.  ssl is only consulted if
+ * something imported it already: otherwise no socket can be an SSLSocket. */
+static int
+check_plain_socket(PyObject *sock)
+{
+    PyObject *name = PyUnicode_FromString("ssl");
+    if (name == NULL) {
+        return -1;
+    }
+    PyObject *ssl = PyImport_GetModule(name);
+    Py_DECREF(name);
+    if (ssl == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    PyObject *cls = PyObject_GetAttrString(ssl, "SSLSocket");
+    Py_DECREF(ssl);
+    if (cls == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int is_ssl = PyObject_IsInstance(sock, cls);
+    Py_DECREF(cls);
+    if (is_ssl < 0) {
+        return -1;
+    }
+    if (is_ssl) {
+        PyErr_SetString(PyExc_TypeError, "Socket cannot be of type SSLSocket");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+check_socket(LoopObj *loop, PyObject *sock)
+{
+    if (cio_loop_check_closed(loop) < 0 || check_plain_socket(sock) < 0) {
+        return -1;
+    }
+    if (loop->debug) {
+        PyObject *timeout = PyObject_CallMethod(sock, "gettimeout", NULL);
+        if (timeout == NULL) {
+            return -1;
+        }
+        int blocking = timeout != Py_None && PyFloat_AsDouble(timeout) != 0.0;
+        blocking = blocking || timeout == Py_None;
+        Py_DECREF(timeout);
+        if (blocking) {
+            PyErr_SetString(PyExc_ValueError, "the socket must be non-blocking");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Starts an operation: a future that is done already if the syscall went
+ * through, or pending with the op watching the fd. */
+static PyObject *
+start(SockOpObj *op)
+{
+    LoopObj *loop = op->loop;
+    op->future = cio_future_new(op->st, (PyObject *)loop);
+    if (op->future == NULL) {
+        return NULL;
+    }
+    PyObject *result;
+    int r = attempt(op, &result);
+    if (r != 0) {
+        if (r < 0 && (PyErr_ExceptionMatches(PyExc_SystemExit) ||
+                      PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))) {
+            return NULL;
+        }
+        if (finish(op, r > 0 ? result : NULL) < 0) {
+            return NULL;
+        }
+        return Py_NewRef(op->future);
+    }
+    if (cio_loop_ensure_fd_no_transport(loop, op->fd) < 0) {
+        return NULL;
+    }
+    PyObject *old;
+    uint16_t old_tag;
+    if (cio_loop_watch(loop, op->fd, op->which, (PyObject *)op, CIO_W_SOCKOP, &old,
+                       &old_tag) < 0) {
+        return NULL;
+    }
+    op->watching = 1;
+    if (old != NULL) {
+        if (old_tag == CIO_W_SOCKOP) {
+            ((SockOpObj *)old)->watching = 0;
+        }
+        else if (old_tag == CIO_W_HANDLE && cio_handle_cancel((HandleObj *)old) < 0) {
+            Py_DECREF(old);
+            return NULL;
+        }
+        Py_DECREF(old);
+    }
+    if (cio_future_add_callback((FutureObj *)op->future, (PyObject *)op, NULL,
+                                CIO_CB_SOCKOP) < 0) {
+        stop_watching(op);
+        return NULL;
+    }
+    return Py_NewRef(op->future);
+}
+
+static SockOpObj *
+new_op(LoopObj *loop, PyObject *sock, int kind, int which)
+{
+    if (check_socket(loop, sock) < 0) {
+        return NULL;
+    }
+    int fd = cio_fileobj_to_fd(loop->st, sock);
+    if (fd < 0) {
+        return NULL;
+    }
+    SockOpObj *op = PyObject_GC_New(SockOpObj, loop->st->SockOpType);
+    if (op == NULL) {
+        return NULL;
+    }
+    op->st = loop->st;
+    op->loop = (LoopObj *)Py_NewRef(loop);
+    op->sock = Py_NewRef(sock);
+    op->future = op->data = op->addr = NULL;
+    op->n = op->offset = 0;
+    op->fd = fd;
+    op->kind = kind;
+    op->which = which;
+    op->has_view = 0;
+    op->watching = 0;
+    op->started = 0;
+    PyObject_GC_Track(op);
+    return op;
+}
+
+static int
+get_view(SockOpObj *op, PyObject *data, int writable)
+{
+    if (PyObject_GetBuffer(data, &op->view, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    op->has_view = 1;
+    op->data = Py_NewRef(data);
+    return 0;
+}
+
+static PyObject *
+run_op(SockOpObj *op)
+{
+    if (op == NULL) {
+        return NULL;
+    }
+    PyObject *fut = start(op);
+    Py_DECREF(op);
+    return fut;
+}
+
+static int
+get_size(PyObject *obj, Py_ssize_t *n)
+{
+    *n = PyNumber_AsSsize_t(obj, PyExc_OverflowError);
+    if (*n == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (*n < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative buffersize in recv");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+Loop__sock_recv(LoopObj *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t n;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "sock_recv() takes 2 arguments (sock, n)");
+        return NULL;
+    }
+    if (get_size(args[1], &n) < 0) {
+        return NULL;
+    }
+    SockOpObj *op = new_op(loop, args[0], OP_RECV, CIO_READ);
+    if (op != NULL) {
+        op->n = n;
+    }
+    return run_op(op);
+}
+
+static PyObject *
+Loop__sock_recv_into(LoopObj *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "sock_recv_into() takes 2 arguments (sock, buf)");
+        return NULL;
+    }
+    SockOpObj *op = new_op(loop, args[0], OP_RECV_INTO, CIO_READ);
+    if (op != NULL && get_view(op, args[1], 1) < 0) {
+        Py_CLEAR(op);
+    }
+    return run_op(op);
+}
+
+static PyObject *
+Loop__sock_recvfrom(LoopObj *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t n;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "sock_recvfrom() takes 2 arguments (sock, bufsize)");
+        return NULL;
+    }
+    if (get_size(args[1], &n) < 0) {
+        return NULL;
+    }
+    SockOpObj *op = new_op(loop, args[0], OP_RECVFROM, CIO_READ);
+    if (op != NULL) {
+        op->n = n;
+    }
+    return run_op(op);
+}
+
+static PyObject *
+Loop__sock_recvfrom_into(LoopObj *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t n;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "sock_recvfrom_into() takes 3 arguments (sock, buf, nbytes)");
+        return NULL;
+    }
+    if (get_size(args[2], &n) < 0) {
+        return NULL;
+    }
+    SockOpObj *op = new_op(loop, args[0], OP_RECVFROM_INTO, CIO_READ);
+    if (op != NULL) {
+        op->data = Py_NewRef(args[1]);
+        op->n = n;
+    }
+    return run_op(op);
+}
+
+static PyObject *
+Loop__sock_sendall(LoopObj *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "sock_sendall() takes 2 arguments (sock, data)");
+        return NULL;
+    }
+    SockOpObj *op = new_op(loop, args[0], OP_SENDALL, CIO_WRITE);
+    if (op != NULL && get_view(op, args[1], 0) < 0) {
+        Py_CLEAR(op);
+    }
+    return run_op(op);
+}
+
+static PyObject *
+Loop__sock_sendto(LoopObj *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "sock_sendto() takes 3 arguments (sock, data, address)");
+        return NULL;
+    }
+    SockOpObj *op = new_op(loop, args[0], OP_SENDTO, CIO_WRITE);
+    if (op != NULL) {
+        op->data = Py_NewRef(args[1]);
+        op->addr = Py_NewRef(args[2]);
+    }
+    return run_op(op);
+}
+
+static PyObject *
+Loop__sock_accept(LoopObj *loop, PyObject *sock)
+{
+    return run_op(new_op(loop, sock, OP_ACCEPT, CIO_READ));
+}
+
+static PyObject *
+Loop__sock_connect(LoopObj *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "sock_connect() takes 2 arguments (sock, address)");
+        return NULL;
+    }
+    SockOpObj *op = new_op(loop, args[0], OP_CONNECT, CIO_WRITE);
+    if (op != NULL) {
+        op->addr = Py_NewRef(args[1]);
+    }
+    return run_op(op);
+}
+
+/* ---- type ---- */
+
+static int
+SockOp_traverse(SockOpObj *op, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(op->loop);
+    Py_VISIT(op->sock);
+    Py_VISIT(op->future);
+    Py_VISIT(op->data);
+    Py_VISIT(op->addr);
+    return 0;
+}
+
+static int
+SockOp_clear(SockOpObj *op)
+{
+    release_view(op);
+    Py_CLEAR(op->loop);
+    Py_CLEAR(op->sock);
+    Py_CLEAR(op->future);
+    Py_CLEAR(op->data);
+    Py_CLEAR(op->addr);
+    return 0;
+}
+
+static void
+SockOp_dealloc(SockOpObj *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    SockOp_clear(op);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+SockOp_repr(SockOpObj *op)
+{
+    static const char *names[] = {"recv",    "recv_into", "recvfrom", "recvfrom_into",
+                                  "sendall", "sendto",    "accept",   "connect"};
+    return PyUnicode_FromFormat("<sock_%s fd=%d%s>", names[op->kind], op->fd,
+                                op->watching ? " waiting" : "");
+}
+
+static PyType_Slot SockOp_slots[] = {
+    {Py_tp_dealloc, SockOp_dealloc},
+    {Py_tp_traverse, SockOp_traverse},
+    {Py_tp_clear, SockOp_clear},
+    {Py_tp_repr, SockOp_repr},
+    {0, NULL},
+};
+
+static PyType_Spec SockOp_spec = {
+    .name = "casyncio._casyncio.SockOp",
+    .basicsize = sizeof(SockOpObj),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = SockOp_slots,
+};
+
+int
+cio_sockops_init(PyObject *module, cio_state *st)
+{
+    st->SockOpType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &SockOp_spec, NULL);
+    return st->SockOpType ? 0 : -1;
+}
+
+#define FAST(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_FASTCALL, doc}
+
+PyMethodDef cio_sockops_loop_methods[] = {
+    FAST("_sock_recv", Loop__sock_recv, "Future of sock.recv(n), done if data was there."),
+    FAST("_sock_recv_into", Loop__sock_recv_into, NULL),
+    FAST("_sock_recvfrom", Loop__sock_recvfrom, NULL),
+    FAST("_sock_recvfrom_into", Loop__sock_recvfrom_into, NULL),
+    FAST("_sock_sendall", Loop__sock_sendall, NULL),
+    FAST("_sock_sendto", Loop__sock_sendto, NULL),
+    FAST("_sock_connect", Loop__sock_connect, NULL),
+    {"_sock_accept", (PyCFunction)Loop__sock_accept, METH_O, NULL},
+    {NULL, NULL},
+};

@@ -1,0 +1,624 @@
+/* transport.c: the machinery the stream and datagram transports share --
+ * set-up, watching the fd, write flow control, fatal errors and the close
+ * path, the repr and the methods of asyncio.BaseTransport.  See
+ * transport.h for the lifecycle. */
+#include "transport.h"
+
+/* asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES */
+#define DEFAULT_HIGH_WATER (64 * 1024)
+
+int
+cio_loop_call_soon(LoopObj *loop, PyObject *callable, PyObject *args)
+{
+    if (cio_loop_check_closed(loop) < 0) {
+        return -1;
+    }
+    HandleObj *h = cio_handle_new(loop->st, callable, args, (PyObject *)loop, NULL);
+    if (h == NULL) {
+        return -1;
+    }
+    /* The queue takes the reference. */
+    if (cio_loop_push(loop, CIO_READY_HANDLE, h, NULL, NULL) < 0) {
+        Py_DECREF(h);
+        return -1;
+    }
+    return 0;
+}
+
+char *
+cio_loop_read_buffer(LoopObj *loop)
+{
+    if (loop->rbuf == NULL) {
+        loop->rbuf = PyMem_Malloc(CIO_READ_BUFFER_SIZE);
+        if (loop->rbuf == NULL) {
+            PyErr_NoMemory();
+        }
+    }
+    return loop->rbuf;
+}
+
+/* Calls a method of the transport's own through call_soon (cold paths). */
+static int
+call_soon_method(TransportObj *t, const char *name, PyObject *arg)
+{
+    PyObject *meth = PyObject_GetAttrString((PyObject *)t, name);
+    if (meth == NULL) {
+        return -1;
+    }
+    PyObject *args = arg ? PyTuple_Pack(1, arg) : NULL;
+    int rc = (arg && args == NULL) ? -1 : cio_loop_call_soon(t->loop, meth, args);
+    Py_XDECREF(args);
+    Py_DECREF(meth);
+    return rc;
+}
+
+static int
+debug_log(TransportObj *t, const char *fmt, PyObject *arg)
+{
+    if (t->loop == NULL || !t->loop->debug) {
+        return 0;
+    }
+    PyObject *res = PyObject_CallMethod(t->st->logger, "debug", "sOO", fmt, (PyObject *)t,
+                                        arg ? arg : Py_None);
+    Py_XDECREF(res);
+    return res ? 0 : -1;
+}
+
+/* ---- set-up ---- */
+
+static int
+extra_from_call(PyObject *extra, const char *key, PyObject *sock, const char *method)
+{
+    PyObject *value = PyObject_CallMethod(sock, method, NULL);
+    if (value == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_OSError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        value = Py_NewRef(Py_None);
+    }
+    int rc = PyDict_SetItemString(extra, key, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+int
+cio_transport_setup(TransportObj *t, cio_state *st, LoopObj *loop, PyObject *sock,
+                    PyObject *protocol, PyObject *extra, PyObject *server)
+{
+    t->st = st;
+    t->loop = (LoopObj *)Py_NewRef(loop);
+    t->sock = Py_NewRef(sock);
+    t->extra = (extra == NULL || extra == Py_None) ? PyDict_New() : PyDict_Copy(extra);
+    if (t->extra == NULL) {
+        return -1;
+    }
+    PyObject *trsock = PyObject_CallOneArg(st->TransportSocket, sock);
+    if (trsock == NULL || PyDict_SetItemString(t->extra, "socket", trsock) < 0) {
+        Py_XDECREF(trsock);
+        return -1;
+    }
+    Py_DECREF(trsock);
+    if (extra_from_call(t->extra, "sockname", sock, "getsockname") < 0) {
+        return -1;
+    }
+    PyObject *key = PyUnicode_FromString("peername");
+    int has_peer = key ? PyDict_Contains(t->extra, key) : -1;
+    Py_XDECREF(key);
+    if (has_peer < 0 || (!has_peer && extra_from_call(t->extra, "peername", sock,
+                                                      "getpeername") < 0)) {
+        return -1;
+    }
+    t->fd = cio_fileobj_to_fd(st, sock);
+    if (t->fd < 0) {
+        return -1;
+    }
+    if (cio_loop_set_fd_owner(loop, t->fd, (PyObject *)t) < 0) {
+        return -1;
+    }
+    t->protocol = Py_NewRef(protocol);
+    t->protocol_connected = 1;
+    t->high_water = DEFAULT_HIGH_WATER;
+    t->low_water = DEFAULT_HIGH_WATER / 4;
+    if (server != NULL && server != Py_None) {
+        t->server = Py_NewRef(server);
+        PyObject *res = PyObject_CallMethod(server, "_attach", NULL);
+        if (res == NULL) {
+            return -1;
+        }
+        Py_DECREF(res);
+    }
+    return 0;
+}
+
+int
+cio_transport_start(TransportObj *t, PyObject *waiter)
+{
+    /* As asyncio: connection_made() first, then reading (so that data never
+     * reaches a protocol before it knows its transport), then the waiter. */
+    PyObject *made = PyObject_GetAttrString(t->protocol, "connection_made");
+    PyObject *args = made ? PyTuple_Pack(1, (PyObject *)t) : NULL;
+    int rc = args ? cio_loop_call_soon(t->loop, made, args) : -1;
+    Py_XDECREF(made);
+    Py_XDECREF(args);
+    if (rc < 0 || call_soon_method(t, "_start_reading", NULL) < 0) {
+        return -1;
+    }
+    if (waiter != NULL && waiter != Py_None) {
+        args = PyTuple_Pack(2, waiter, Py_None);
+        rc = args ? cio_loop_call_soon(t->loop, t->st->set_result_unless_cancelled, args) : -1;
+        Py_XDECREF(args);
+        return rc;
+    }
+    return 0;
+}
+
+PyObject *
+cio_transport_start_reading_meth(TransportObj *t, PyObject *Py_UNUSED(ignored))
+{
+    if (!t->closing && !t->paused && t->loop != NULL &&
+        cio_transport_watch(t, CIO_READ, 1) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+int
+cio_transport_watch(TransportObj *t, int which, int on)
+{
+    char *flag = which == CIO_READ ? &t->reading : &t->writing;
+    if (t->loop == NULL || *flag == on) {
+        return 0;
+    }
+    PyObject *old;
+    uint16_t old_tag;
+    if (on) {
+        if (cio_loop_watch(t->loop, t->fd, which, (PyObject *)t, t->tag, &old, &old_tag) < 0) {
+            return -1;
+        }
+    }
+    else {
+        cio_loop_unwatch(t->loop, t->fd, which, &old, &old_tag);
+    }
+    *flag = (char)on;
+    Py_XDECREF(old);
+    return 0;
+}
+
+/* ---- flow control ---- */
+
+static int
+report_protocol_error(TransportObj *t, const char *message, PyObject *exc)
+{
+    PyObject *ctx = Py_BuildValue("{sssOsOsO}", "message", message, "exception", exc,
+                                  "transport", (PyObject *)t, "protocol",
+                                  t->protocol ? t->protocol : Py_None);
+    if (ctx == NULL) {
+        return -1;
+    }
+    int rc = cio_call_exception_handler(t->st, (PyObject *)t->loop, ctx);
+    Py_DECREF(ctx);
+    return rc;
+}
+
+int
+cio_transport_call_protocol(TransportObj *t, const char *name, PyObject *const *args,
+                            size_t nargs, const char *message, PyObject **result)
+{
+    PyObject *res = NULL;
+    PyObject *meth = PyObject_GetAttrString(t->protocol, name);
+    if (meth != NULL) {
+        res = PyObject_Vectorcall(meth, args, nargs, NULL);
+        Py_DECREF(meth);
+    }
+    if (result != NULL) {
+        *result = res;
+    }
+    else {
+        Py_XDECREF(res);
+    }
+    if (res != NULL) {
+        return 0;
+    }
+    if (message == NULL) {
+        PyObject *exc = cio_err_take();
+        if (cio_exception_is_fatal(exc)) {
+            cio_err_restore(exc);
+            return -1;
+        }
+        char buf[128];
+        PyOS_snprintf(buf, sizeof(buf), "protocol.%s() failed", name);
+        int rc = report_protocol_error(t, buf, exc);
+        Py_DECREF(exc);
+        return rc;
+    }
+    return cio_transport_fatal_error(t, message);
+}
+
+int
+cio_transport_maybe_pause(TransportObj *t, Py_ssize_t size)
+{
+    if (size <= t->high_water || t->protocol_paused) {
+        return 0;
+    }
+    t->protocol_paused = 1;
+    return cio_transport_call_protocol(t, "pause_writing", NULL, 0, NULL, NULL);
+}
+
+int
+cio_transport_maybe_resume(TransportObj *t, Py_ssize_t size)
+{
+    if (!t->protocol_paused || size > t->low_water) {
+        return 0;
+    }
+    t->protocol_paused = 0;
+    return cio_transport_call_protocol(t, "resume_writing", NULL, 0, NULL, NULL);
+}
+
+/* ---- ending the connection ---- */
+
+int
+cio_transport_schedule_connection_lost(TransportObj *t, PyObject *exc)
+{
+    return call_soon_method(t, "_call_connection_lost", exc ? exc : Py_None);
+}
+
+int
+cio_transport_force_close(TransportObj *t, PyObject *exc)
+{
+    if (t->conn_lost) {
+        return 0;
+    }
+    if (t->ops->buffer_size(t) > 0) {
+        t->ops->buffer_clear(t);
+        cio_transport_watch(t, CIO_WRITE, 0);
+    }
+    if (!t->closing) {
+        t->closing = 1;
+        cio_transport_watch(t, CIO_READ, 0);
+    }
+    t->conn_lost++;
+    return cio_transport_schedule_connection_lost(t, exc);
+}
+
+int
+cio_transport_fatal_error(TransportObj *t, const char *message)
+{
+    PyObject *exc = cio_err_take();
+    if (cio_exception_is_fatal(exc)) {
+        cio_err_restore(exc);
+        return -1;
+    }
+    int rc = 0;
+    if (PyErr_GivenExceptionMatches(exc, PyExc_OSError)) {
+        /* Expected at the end of a connection: a debug message only. */
+        if (t->loop != NULL && t->loop->debug) {
+            PyObject *kw = Py_BuildValue("{sO}", "exc_info", Py_True);
+            PyObject *fn = PyObject_GetAttrString(t->st->logger, "debug");
+            PyObject *args = Py_BuildValue("(sOs)", "%r: %s", (PyObject *)t, message);
+            PyObject *res = (kw && fn && args) ? PyObject_Call(fn, args, kw) : NULL;
+            if (res == NULL) {
+                PyErr_Clear();
+            }
+            Py_XDECREF(res);
+            Py_XDECREF(kw);
+            Py_XDECREF(fn);
+            Py_XDECREF(args);
+        }
+    }
+    else if (t->loop != NULL) {
+        rc = report_protocol_error(t, message, exc);
+    }
+    if (rc == 0 && cio_transport_force_close(t, exc) < 0) {
+        rc = -1;
+    }
+    Py_DECREF(exc);
+    return rc;
+}
+
+int
+cio_transport_connection_lost(TransportObj *t, PyObject *exc)
+{
+    int rc = 0;
+    if (t->protocol_connected && t->protocol != NULL) {
+        PyObject *arg = exc ? exc : Py_None;
+        PyObject *res = PyObject_CallMethod(t->protocol, "connection_lost", "O", arg);
+        rc = res ? 0 : -1;
+        Py_XDECREF(res);
+    }
+    /* Whatever connection_lost() did, the socket goes (as asyncio's
+     * `finally:`), keeping its exception if it raised. */
+    PyObject *pending = rc < 0 ? cio_err_take() : NULL;
+    if (t->loop != NULL) {
+        cio_transport_watch(t, CIO_READ, 0);
+        cio_transport_watch(t, CIO_WRITE, 0);
+        if (cio_loop_fd_owner(t->loop, t->fd) == (PyObject *)t) {
+            cio_loop_set_fd_owner(t->loop, t->fd, NULL);
+        }
+    }
+    if (t->sock != NULL) {
+        PyObject *res = PyObject_CallMethod(t->sock, "close", NULL);
+        if (res == NULL) {
+            if (pending == NULL) {
+                pending = cio_err_take();
+            }
+            else {
+                PyErr_Clear();
+            }
+        }
+        Py_XDECREF(res);
+        Py_CLEAR(t->sock);
+    }
+    Py_CLEAR(t->protocol);
+    Py_CLEAR(t->loop);
+    PyObject *server = t->server;
+    t->server = NULL;
+    if (server != NULL) {
+        PyObject *res = PyObject_CallMethod(server, "_detach", NULL);
+        if (res == NULL && pending == NULL) {
+            pending = cio_err_take();
+        }
+        else if (res == NULL) {
+            PyErr_Clear();
+        }
+        Py_XDECREF(res);
+        Py_DECREF(server);
+    }
+    if (pending != NULL) {
+        cio_err_restore(pending);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- methods ---- */
+
+PyObject *
+cio_transport_call_connection_lost_meth(TransportObj *t, PyObject *exc)
+{
+    if (cio_transport_connection_lost(t, exc == Py_None ? NULL : exc) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+PyObject *
+cio_transport_close(TransportObj *t, PyObject *Py_UNUSED(ignored))
+{
+    if (t->closing) {
+        Py_RETURN_NONE;
+    }
+    t->closing = 1;
+    if (cio_transport_watch(t, CIO_READ, 0) < 0) {
+        return NULL;
+    }
+    if (t->ops->buffer_size(t) == 0) {
+        t->conn_lost++;
+        if (cio_transport_watch(t, CIO_WRITE, 0) < 0 ||
+            cio_transport_schedule_connection_lost(t, NULL) < 0) {
+            return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+PyObject *
+cio_transport_abort(TransportObj *t, PyObject *Py_UNUSED(ignored))
+{
+    if (cio_transport_force_close(t, NULL) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+PyObject *
+cio_transport_is_closing(TransportObj *t, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(t->closing);
+}
+
+PyObject *
+cio_transport_get_protocol(TransportObj *t, PyObject *Py_UNUSED(ignored))
+{
+    return Py_NewRef(t->protocol ? t->protocol : Py_None);
+}
+
+PyObject *
+cio_transport_is_reading(TransportObj *t, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(!t->closing && !t->paused);
+}
+
+PyObject *
+cio_transport_pause_reading(TransportObj *t, PyObject *Py_UNUSED(ignored))
+{
+    if (t->closing || t->paused) {
+        Py_RETURN_NONE;
+    }
+    t->paused = 1;
+    if (cio_transport_watch(t, CIO_READ, 0) < 0 || debug_log(t, "%r pauses reading", NULL) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+PyObject *
+cio_transport_resume_reading(TransportObj *t, PyObject *Py_UNUSED(ignored))
+{
+    if (t->closing || !t->paused) {
+        Py_RETURN_NONE;
+    }
+    t->paused = 0;
+    if (cio_transport_watch(t, CIO_READ, 1) < 0 ||
+        debug_log(t, "%r resumes reading", NULL) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+PyObject *
+cio_transport_get_write_buffer_size(TransportObj *t, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromSsize_t(t->ops->buffer_size(t));
+}
+
+PyObject *
+cio_transport_get_write_buffer_limits(TransportObj *t, PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("(nn)", t->low_water, t->high_water);
+}
+
+PyObject *
+cio_transport_set_write_buffer_limits(TransportObj *t, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"high", "low", NULL};
+    PyObject *high_obj = Py_None, *low_obj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:set_write_buffer_limits", kwlist,
+                                     &high_obj, &low_obj)) {
+        return NULL;
+    }
+    Py_ssize_t high, low;
+    if (high_obj == Py_None) {
+        if (low_obj == Py_None) {
+            high = DEFAULT_HIGH_WATER;
+        }
+        else {
+            low = PyNumber_AsSsize_t(low_obj, PyExc_OverflowError);
+            if (low == -1 && PyErr_Occurred()) {
+                return NULL;
+            }
+            high = 4 * low;
+        }
+    }
+    else {
+        high = PyNumber_AsSsize_t(high_obj, PyExc_OverflowError);
+        if (high == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (low_obj == Py_None) {
+        low = high / 4;
+    }
+    else {
+        low = PyNumber_AsSsize_t(low_obj, PyExc_OverflowError);
+        if (low == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (!(high >= low && low >= 0)) {
+        PyErr_Format(PyExc_ValueError, "high (%zd) must be >= low (%zd) must be >= 0", high,
+                     low);
+        return NULL;
+    }
+    t->high_water = high;
+    t->low_water = low;
+    if (cio_transport_maybe_pause(t, t->ops->buffer_size(t)) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---- GC, finalization, repr ---- */
+
+int
+cio_transport_traverse(TransportObj *t, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(t));
+    Py_VISIT(t->extra);
+    Py_VISIT(t->loop);
+    Py_VISIT(t->sock);
+    Py_VISIT(t->protocol);
+    Py_VISIT(t->server);
+    Py_VISIT(t->dict);
+    return 0;
+}
+
+int
+cio_transport_clear(TransportObj *t)
+{
+    if (t->loop != NULL && cio_loop_fd_owner(t->loop, t->fd) == (PyObject *)t) {
+        cio_loop_set_fd_owner(t->loop, t->fd, NULL);
+    }
+    Py_CLEAR(t->extra);
+    Py_CLEAR(t->loop);
+    Py_CLEAR(t->sock);
+    Py_CLEAR(t->protocol);
+    Py_CLEAR(t->server);
+    Py_CLEAR(t->dict);
+    return 0;
+}
+
+void
+cio_transport_finalize(TransportObj *t)
+{
+    if (t->sock == NULL) {
+        return;
+    }
+    PyObject *saved = cio_err_take();
+    if (PyErr_ResourceWarning((PyObject *)t, 1, "unclosed transport %R", t) < 0) {
+        PyErr_WriteUnraisable((PyObject *)t);
+    }
+    if (t->loop != NULL) {
+        cio_transport_watch(t, CIO_READ, 0);
+        cio_transport_watch(t, CIO_WRITE, 0);
+        if (cio_loop_fd_owner(t->loop, t->fd) == (PyObject *)t) {
+            cio_loop_set_fd_owner(t->loop, t->fd, NULL);
+        }
+    }
+    PyObject *res = PyObject_CallMethod(t->sock, "close", NULL);
+    if (res == NULL) {
+        PyErr_WriteUnraisable((PyObject *)t);
+    }
+    Py_XDECREF(res);
+    Py_CLEAR(t->sock);
+    if (saved != NULL) {
+        cio_err_restore(saved);
+    }
+}
+
+PyObject *
+cio_transport_repr(TransportObj *t, Py_ssize_t bufsize)
+{
+    PyObject *name = PyType_GetName(Py_TYPE(t));
+    if (name == NULL) {
+        return NULL;
+    }
+    const char *state = t->sock == NULL ? " closed" : t->closing ? " closing" : "";
+    PyObject *repr;
+    if (t->loop != NULL && !t->loop->closed) {
+        repr = PyUnicode_FromFormat("<%U%s fd=%d read=%s write=<%s, bufsize=%zd>>", name,
+                                    state, t->fd, t->reading ? "polling" : "idle",
+                                    t->writing ? "polling" : "idle", bufsize);
+    }
+    else {
+        repr = PyUnicode_FromFormat("<%U%s fd=%d>", name, state, t->fd);
+    }
+    Py_DECREF(name);
+    return repr;
+}
+
+PyTypeObject *
+cio_transport_make_type(PyObject *module, PyType_Spec *spec, const char *base_name)
+{
+    PyObject *mod = PyImport_ImportModule("asyncio.transports");
+    if (mod == NULL) {
+        return NULL;
+    }
+    PyObject *base = PyObject_GetAttrString(mod, base_name);
+    Py_DECREF(mod);
+    if (base == NULL) {
+        return NULL;
+    }
+    /* Our struct must continue the base's layout: header, then `_extra`. */
+    if (!PyType_Check(base) ||
+        ((PyTypeObject *)base)->tp_basicsize != (Py_ssize_t)offsetof(TransportObj, st)) {
+        PyErr_Format(PyExc_ImportError,
+                     "asyncio.%s has an unexpected layout; casyncio cannot subclass it",
+                     base_name);
+        Py_DECREF(base);
+        return NULL;
+    }
+    PyObject *type = PyType_FromModuleAndSpec(module, spec, base);
+    Py_DECREF(base);
+    return (PyTypeObject *)type;
+}

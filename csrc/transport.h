@@ -1,0 +1,146 @@
+/* transport.h: what the stream and datagram transports share.
+ *
+ * Both are C types whose Python base is asyncio's own transport class
+ * (asyncio.Transport, asyncio.DatagramTransport), so isinstance() checks in
+ * user code and libraries hold.  Those bases are Python classes with
+ * __slots__ = ('_extra',): their instances are a PyObject header followed
+ * by that one slot, so our structs start with the same two fields and the
+ * inherited `_extra` descriptor and get_extra_info() find the dict where
+ * they expect it (checked against the base's __basicsize__ at import).
+ *
+ * Lifecycle, as asyncio's selector transports: made with the socket and
+ * protocol, connection_made() and then reading start on the next loop
+ * iterations; close() stops reading and, once the write buffer is empty,
+ * schedules connection_lost(); abort() and fatal errors drop the buffer and
+ * do the same at once.  `conn_lost` counts writes after the end, like
+ * asyncio, to warn about programs that keep writing to a dead peer. */
+#ifndef CIO_TRANSPORT_H
+#define CIO_TRANSPORT_H
+
+#include "casyncio.h"
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *extra;     /* asyncio.BaseTransport's `_extra` slot: keep first */
+    cio_state *st;
+    LoopObj *loop;       /* NULL once connection_lost() has run */
+    PyObject *sock;      /* NULL once the socket is closed */
+    PyObject *protocol;
+    PyObject *server;    /* asyncio Server to detach from, or NULL */
+    PyObject *dict;
+    PyObject *weakreflist;
+    Py_ssize_t high_water;
+    Py_ssize_t low_water;
+    int fd;
+    int conn_lost;
+    char closing;
+    char paused;           /* reading paused by pause_reading() */
+    char protocol_paused;  /* we called protocol.pause_writing() */
+    char protocol_connected;
+    char reading;          /* the fd's reader is this transport */
+    char writing;          /* the fd's writer is this transport */
+    uint16_t tag;          /* CIO_W_STREAM or CIO_W_DGRAM */
+    const struct cio_transport_ops *ops;
+} TransportObj;
+
+/* What differs between transports, for the shared code. */
+typedef struct cio_transport_ops {
+    Py_ssize_t (*buffer_size)(TransportObj *t);
+    void (*buffer_clear)(TransportObj *t);
+} cio_transport_ops;
+
+/* Sets up the common fields: extra info (socket, sockname, peername), fd
+ * ownership, protocol, server attachment.  Returns 0 or -1. */
+int cio_transport_setup(TransportObj *t, cio_state *st, LoopObj *loop, PyObject *sock,
+                        PyObject *protocol, PyObject *extra, PyObject *server);
+/* Schedules connection_made(), the start of reading, and the waiter. */
+int cio_transport_start(TransportObj *t, PyObject *waiter);
+
+/* Starts or stops watching the fd for reading / writing. */
+int cio_transport_watch(TransportObj *t, int which, int on);
+
+/* Write flow control: pause/resume the protocol around the water marks,
+ * given the current buffer size. */
+int cio_transport_maybe_pause(TransportObj *t, Py_ssize_t size);
+int cio_transport_maybe_resume(TransportObj *t, Py_ssize_t size);
+
+/* Reports an error that ends the connection; consumes the current
+ * exception.  Returns 0, or -1 for SystemExit/KeyboardInterrupt. */
+int cio_transport_fatal_error(TransportObj *t, const char *message);
+/* Ends the connection now (exc may be NULL).  Returns 0 or -1. */
+int cio_transport_force_close(TransportObj *t, PyObject *exc);
+/* Schedules connection_lost(exc) through call_soon(). */
+int cio_transport_schedule_connection_lost(TransportObj *t, PyObject *exc);
+/* Runs protocol.connection_lost(exc) and releases the socket. */
+int cio_transport_connection_lost(TransportObj *t, PyObject *exc);
+
+/* Calls protocol.<name>(args...); on an exception other than SystemExit
+ * and KeyboardInterrupt, reports it as fatal with `message` (or, when
+ * message is NULL, through the exception handler without closing).
+ * Returns 0, or -1 only for SystemExit/KeyboardInterrupt. */
+int cio_transport_call_protocol(TransportObj *t, const char *name, PyObject *const *args,
+                                size_t nargs, const char *message, PyObject **result);
+
+int cio_transport_traverse(TransportObj *t, visitproc visit, void *arg);
+int cio_transport_clear(TransportObj *t);
+void cio_transport_finalize(TransportObj *t);
+PyObject *cio_transport_repr(TransportObj *t, Py_ssize_t bufsize);
+/* Methods every transport has, implemented in transport.c. */
+PyObject *cio_transport_close(TransportObj *t, PyObject *ignored);
+PyObject *cio_transport_abort(TransportObj *t, PyObject *ignored);
+PyObject *cio_transport_is_closing(TransportObj *t, PyObject *ignored);
+PyObject *cio_transport_get_protocol(TransportObj *t, PyObject *ignored);
+PyObject *cio_transport_pause_reading(TransportObj *t, PyObject *ignored);
+PyObject *cio_transport_resume_reading(TransportObj *t, PyObject *ignored);
+PyObject *cio_transport_is_reading(TransportObj *t, PyObject *ignored);
+PyObject *cio_transport_get_write_buffer_size(TransportObj *t, PyObject *ignored);
+PyObject *cio_transport_get_write_buffer_limits(TransportObj *t, PyObject *ignored);
+PyObject *cio_transport_set_write_buffer_limits(TransportObj *t, PyObject *args,
+                                                PyObject *kwds);
+PyObject *cio_transport_call_connection_lost_meth(TransportObj *t, PyObject *exc);
+PyObject *cio_transport_start_reading_meth(TransportObj *t, PyObject *ignored);
+
+#define CIO_TRANSPORT_METHODS                                                          \
+    {"close", (PyCFunction)cio_transport_close, METH_NOARGS,                           \
+     "Close the transport once the write buffer is flushed."},                         \
+    {"abort", (PyCFunction)cio_transport_abort, METH_NOARGS,                           \
+     "Close the transport at once, dropping buffered data."},                          \
+    {"is_closing", (PyCFunction)cio_transport_is_closing, METH_NOARGS, NULL},          \
+    {"get_protocol", (PyCFunction)cio_transport_get_protocol, METH_NOARGS, NULL},      \
+    {"pause_reading", (PyCFunction)cio_transport_pause_reading, METH_NOARGS, NULL},    \
+    {"resume_reading", (PyCFunction)cio_transport_resume_reading, METH_NOARGS, NULL},  \
+    {"is_reading", (PyCFunction)cio_transport_is_reading, METH_NOARGS, NULL},          \
+    {"get_write_buffer_size", (PyCFunction)cio_transport_get_write_buffer_size,        \
+     METH_NOARGS, NULL},                                                               \
+    {"get_write_buffer_limits", (PyCFunction)cio_transport_get_write_buffer_limits,    \
+     METH_NOARGS, NULL},                                                               \
+    {"set_write_buffer_limits",                                                        \
+     (PyCFunction)(void (*)(void))cio_transport_set_write_buffer_limits,               \
+     METH_VARARGS | METH_KEYWORDS, NULL},                                              \
+    {"_call_connection_lost", (PyCFunction)cio_transport_call_connection_lost_meth,    \
+     METH_O, NULL},                                                                    \
+    {"_start_reading", (PyCFunction)cio_transport_start_reading_meth, METH_NOARGS,     \
+     NULL}
+
+#define CIO_TRANSPORT_MEMBERS                                                          \
+    {"_sock_fd", T_INT, offsetof(TransportObj, fd), READONLY, NULL},                   \
+    {"_conn_lost", T_INT, offsetof(TransportObj, conn_lost), READONLY, NULL},          \
+    {"_closing", T_BOOL, offsetof(TransportObj, closing), READONLY, NULL},             \
+    {"_paused", T_BOOL, offsetof(TransportObj, paused), READONLY, NULL},               \
+    {"_protocol_paused", T_BOOL, offsetof(TransportObj, protocol_paused), READONLY,    \
+     NULL},                                                                            \
+    {"_sock", T_OBJECT, offsetof(TransportObj, sock), READONLY, NULL},                 \
+    {"_protocol", T_OBJECT, offsetof(TransportObj, protocol), READONLY, NULL},         \
+    {"_loop", T_OBJECT, offsetof(TransportObj, loop), READONLY, NULL},                 \
+    {"_server", T_OBJECT, offsetof(TransportObj, server), READONLY, NULL},             \
+    {"_high_water", T_PYSSIZET, offsetof(TransportObj, high_water), READONLY, NULL},   \
+    {"_low_water", T_PYSSIZET, offsetof(TransportObj, low_water), READONLY, NULL},     \
+    {"__dictoffset__", T_PYSSIZET, offsetof(TransportObj, dict), READONLY, NULL},      \
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(TransportObj, weakreflist), READONLY,  \
+     NULL}
+
+/* Type creation with an asyncio transport class as the Python base. */
+PyTypeObject *cio_transport_make_type(PyObject *module, PyType_Spec *spec,
+                                      const char *base_name);
+
+#endif

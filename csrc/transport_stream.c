@@ -1,0 +1,849 @@
+/* transport_stream.c: the TCP/Unix stream transport, as asyncio's
+ * _SelectorSocketTransport.
+ *
+ * write() tries the send() syscall at once and buffers only what the kernel
+ * did not take; writelines() does the same with one sendmsg() over all the
+ * pieces; buffered data is flushed with sendmsg() over the queued chunks
+ * when the fd becomes writable.  The queue holds references to the caller's
+ * bytes objects (immutable, so no copy) and copies of anything mutable.
+ * Reading receives into the loop's shared buffer and hands the protocol a
+ * bytes object of exactly the received size; a BufferedProtocol gets data
+ * straight into its own buffer (get_buffer/buffer_updated).
+ *
+ * Invariants: `writing` (watching for writability) is set exactly while the
+ * queue is not empty; wsize is the number of unsent bytes in the queue. */
+#include "transport.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#ifndef IOV_MAX
+#define IOV_MAX 1024
+#endif
+#define MAX_IOV (IOV_MAX < 512 ? IOV_MAX : 512)
+
+typedef struct {
+    PyObject *obj;     /* a bytes object */
+    Py_ssize_t offset; /* how much of it was sent already */
+} wchunk;
+
+typedef struct {
+    TransportObj base;
+    PyObject *read_cb;        /* protocol.data_received, or get_buffer */
+    PyObject *buffer_updated; /* for a BufferedProtocol, else NULL */
+    PyObject *empty_waiter;   /* sendfile waits for an empty buffer */
+    wchunk *wq;               /* ring of queued chunks */
+    Py_ssize_t wq_head, wq_len, wq_cap;
+    Py_ssize_t wsize;
+    char eof;                 /* write_eof() was called */
+} StreamObj;
+
+/* ---- the write queue ---- */
+
+static Py_ssize_t
+stream_buffer_size(TransportObj *t)
+{
+    return ((StreamObj *)t)->wsize;
+}
+
+static void
+stream_buffer_clear(TransportObj *t)
+{
+    StreamObj *s = (StreamObj *)t;
+    while (s->wq_len > 0) {
+        wchunk *c = &s->wq[s->wq_head];
+        s->wq_head = (s->wq_head + 1) % s->wq_cap;
+        s->wq_len--;
+        Py_DECREF(c->obj);
+    }
+    s->wsize = 0;
+}
+
+static const cio_transport_ops stream_ops = {stream_buffer_size, stream_buffer_clear};
+
+/* Appends data[offset:] (a buffer view) to the queue, keeping a reference
+ * to bytes and copying anything else. */
+static int
+queue_append(StreamObj *s, PyObject *obj, Py_buffer *view, Py_ssize_t offset)
+{
+    if (s->wq_len == s->wq_cap) {
+        Py_ssize_t cap = s->wq_cap ? s->wq_cap * 2 : 16;
+        wchunk *wq = PyMem_Malloc(cap * sizeof(wchunk));
+        if (wq == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < s->wq_len; i++) {
+            wq[i] = s->wq[(s->wq_head + i) % s->wq_cap];
+        }
+        PyMem_Free(s->wq);
+        s->wq = wq;
+        s->wq_head = 0;
+        s->wq_cap = cap;
+    }
+    PyObject *data;
+    if (PyBytes_CheckExact(obj)) {
+        data = Py_NewRef(obj);
+    }
+    else {
+        /* The caller may change a bytearray after write() returns. */
+        data = PyBytes_FromStringAndSize((char *)view->buf + offset, view->len - offset);
+        if (data == NULL) {
+            return -1;
+        }
+        offset = 0;
+    }
+    wchunk *c = &s->wq[(s->wq_head + s->wq_len) % s->wq_cap];
+    c->obj = data;
+    c->offset = offset;
+    s->wq_len++;
+    s->wsize += PyBytes_GET_SIZE(data) - offset;
+    return 0;
+}
+
+/* Drops n sent bytes from the front of the queue. */
+static void
+queue_consume(StreamObj *s, Py_ssize_t n)
+{
+    s->wsize -= n;
+    while (n > 0 && s->wq_len > 0) {
+        wchunk *c = &s->wq[s->wq_head];
+        Py_ssize_t left = PyBytes_GET_SIZE(c->obj) - c->offset;
+        if (n < left) {
+            c->offset += n;
+            return;
+        }
+        n -= left;
+        Py_DECREF(c->obj);
+        s->wq_head = (s->wq_head + 1) % s->wq_cap;
+        s->wq_len--;
+    }
+}
+
+/* sendmsg() over up to MAX_IOV iovecs; returns bytes sent, 0 for EAGAIN, or
+ * -1 with OSError set. */
+static Py_ssize_t
+send_iov(int fd, struct iovec *iov, int n)
+{
+    struct msghdr msg = {0};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = (size_t)n;
+    for (;;) {
+        ssize_t r = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        if (r >= 0) {
+            return r;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return 0;
+        }
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+}
+
+/* ---- writing ---- */
+
+static int
+check_writable(StreamObj *s)
+{
+    if (s->eof) {
+        PyErr_SetString(PyExc_RuntimeError, "Cannot call write() after write_eof()");
+        return -1;
+    }
+    if (s->empty_waiter != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "unable to write; sendfile is in progress");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+get_data_buffer(PyObject *data, Py_buffer *view)
+{
+    if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data)) {
+        PyErr_Format(PyExc_TypeError, "data argument must be a bytes-like object, not '%.200s'",
+                     Py_TYPE(data)->tp_name);
+        return -1;
+    }
+    return PyObject_GetBuffer(data, view, PyBUF_SIMPLE);
+}
+
+/* Counts a write after the connection was lost, warning like asyncio. */
+static int
+write_after_lost(StreamObj *s)
+{
+    TransportObj *t = &s->base;
+    if (t->conn_lost >= 5) {
+        PyObject *res = PyObject_CallMethod(t->st->logger, "warning", "s",
+                                            "socket.send() raised exception.");
+        if (res == NULL) {
+            return -1;
+        }
+        Py_DECREF(res);
+    }
+    t->conn_lost++;
+    return 0;
+}
+
+/* Writes the pieces (views[i] of objs[i]): sends what the kernel takes now
+ * if nothing is queued, queues the rest, watches for writability. */
+static int
+write_pieces(StreamObj *s, PyObject **objs, Py_buffer *views, Py_ssize_t n)
+{
+    TransportObj *t = &s->base;
+    Py_ssize_t first = 0, offset = 0;
+    if (s->wsize == 0) {
+        Py_ssize_t done = 0;
+        while (done < n) {
+            struct iovec iov[MAX_IOV];
+            int k = 0;
+            Py_ssize_t total = 0;
+            for (Py_ssize_t i = done; i < n && k < MAX_IOV; i++) {
+                if (views[i].len == 0) {
+                    continue;
+                }
+                iov[k].iov_base = views[i].buf;
+                iov[k].iov_len = (size_t)views[i].len;
+                total += views[i].len;
+                k++;
+            }
+            if (k == 0) {
+                return 0;
+            }
+            Py_ssize_t sent = send_iov(t->fd, iov, k);
+            if (sent < 0) {
+                return cio_transport_fatal_error(t, "Fatal write error on socket transport");
+            }
+            /* Find where the unsent part starts. */
+            Py_ssize_t left = sent;
+            while (done < n && left >= views[done].len) {
+                left -= views[done].len;
+                done++;
+            }
+            if (sent < total) {
+                first = done;
+                offset = left;
+                break;
+            }
+            if (done >= n) {
+                return 0;
+            }
+        }
+        if (cio_transport_watch(t, CIO_WRITE, 1) < 0) {
+            return -1;
+        }
+    }
+    for (Py_ssize_t i = first; i < n; i++) {
+        Py_ssize_t off = i == first ? offset : 0;
+        if (views[i].len - off > 0 && queue_append(s, objs[i], &views[i], off) < 0) {
+            return -1;
+        }
+    }
+    return cio_transport_maybe_pause(t, s->wsize);
+}
+
+static PyObject *
+Stream_write(StreamObj *s, PyObject *data)
+{
+    Py_buffer view;
+    if (get_data_buffer(data, &view) < 0) {
+        return NULL;
+    }
+    int rc = 0;
+    if (check_writable(s) < 0) {
+        rc = -1;
+    }
+    else if (view.len == 0) {
+        rc = 0;
+    }
+    else if (s->base.conn_lost) {
+        rc = write_after_lost(s);
+    }
+    else {
+        rc = write_pieces(s, &data, &view, 1);
+    }
+    PyBuffer_Release(&view);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream_writelines(StreamObj *s, PyObject *list_of_data)
+{
+    PyObject *seq = PySequence_Fast(list_of_data, "writelines() argument must be iterable");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **objs = PySequence_Fast_ITEMS(seq);
+    Py_buffer *views = PyMem_Calloc(n ? n : 1, sizeof(Py_buffer));
+    Py_ssize_t got = 0, total = 0;
+    int rc = views ? 0 : -1;
+    if (views == NULL) {
+        PyErr_NoMemory();
+    }
+    for (; rc == 0 && got < n; got++) {
+        if (get_data_buffer(objs[got], &views[got]) < 0) {
+            rc = -1;
+            break;
+        }
+        total += views[got].len;
+    }
+    if (rc == 0 && check_writable(s) < 0) {
+        rc = -1;
+    }
+    if (rc == 0 && total > 0) {
+        rc = s->base.conn_lost ? write_after_lost(s) : write_pieces(s, objs, views, n);
+    }
+    for (Py_ssize_t i = 0; i < got; i++) {
+        PyBuffer_Release(&views[i]);
+    }
+    PyMem_Free(views);
+    Py_DECREF(seq);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+shutdown_write(StreamObj *s)
+{
+    PyObject *res = PyObject_CallMethod(s->base.sock, "shutdown", "i", SHUT_WR);
+    Py_XDECREF(res);
+    return res ? 0 : -1;
+}
+
+/* The fd is writable: flush what we can. */
+static int
+write_ready(StreamObj *s)
+{
+    TransportObj *t = &s->base;
+    if (t->conn_lost || s->wq_len == 0) {
+        return 0;
+    }
+    struct iovec iov[MAX_IOV];
+    int k = 0;
+    for (Py_ssize_t i = 0; i < s->wq_len && k < MAX_IOV; i++, k++) {
+        wchunk *c = &s->wq[(s->wq_head + i) % s->wq_cap];
+        iov[k].iov_base = PyBytes_AS_STRING(c->obj) + c->offset;
+        iov[k].iov_len = (size_t)(PyBytes_GET_SIZE(c->obj) - c->offset);
+    }
+    Py_ssize_t sent = send_iov(t->fd, iov, k);
+    if (sent < 0) {
+        PyObject *exc = cio_err_take();
+        cio_transport_watch(t, CIO_WRITE, 0);
+        stream_buffer_clear(t);
+        cio_err_restore(Py_NewRef(exc));
+        int rc = cio_transport_fatal_error(t, "Fatal write error on socket transport");
+        if (s->empty_waiter != NULL) {
+            PyObject *res = PyObject_CallMethod(s->empty_waiter, "set_exception", "O", exc);
+            Py_XDECREF(res);
+            if (res == NULL) {
+                rc = -1;
+            }
+        }
+        Py_DECREF(exc);
+        return rc;
+    }
+    queue_consume(s, sent);
+    if (cio_transport_maybe_resume(t, s->wsize) < 0) { /* may write more */
+        return -1;
+    }
+    if (s->wsize == 0) {
+        if (cio_transport_watch(t, CIO_WRITE, 0) < 0) {
+            return -1;
+        }
+        if (s->empty_waiter != NULL) {
+            PyObject *res = PyObject_CallMethod(s->empty_waiter, "set_result", "O", Py_None);
+            Py_XDECREF(res);
+            if (res == NULL) {
+                return -1;
+            }
+        }
+        if (t->closing) {
+            return cio_transport_connection_lost(t, NULL);
+        }
+        if (s->eof) {
+            return shutdown_write(s);
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+Stream_write_eof(StreamObj *s, PyObject *Py_UNUSED(ignored))
+{
+    if (s->base.closing || s->eof) {
+        Py_RETURN_NONE;
+    }
+    s->eof = 1;
+    if (s->wsize == 0 && shutdown_write(s) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream_can_write_eof(StreamObj *s, PyObject *Py_UNUSED(ignored))
+{
+    Py_RETURN_TRUE;
+}
+
+/* ---- reading ---- */
+
+static int
+on_eof(StreamObj *s)
+{
+    TransportObj *t = &s->base;
+    if (t->loop->debug) {
+        PyObject *res = PyObject_CallMethod(t->st->logger, "debug", "sO", "%r received EOF",
+                                            (PyObject *)t);
+        Py_XDECREF(res);
+        if (res == NULL) {
+            return -1;
+        }
+    }
+    PyObject *keep_open = NULL;
+    if (cio_transport_call_protocol(t, "eof_received", NULL, 0,
+                                    "Fatal error: protocol.eof_received() call failed.",
+                                    &keep_open) < 0) {
+        return -1;
+    }
+    if (keep_open == NULL) {
+        return 0; /* reported as fatal */
+    }
+    int keep = PyObject_IsTrue(keep_open);
+    Py_DECREF(keep_open);
+    if (keep < 0) {
+        return -1;
+    }
+    if (keep) {
+        /* The protocol may still write, but nothing more can be read. */
+        return cio_transport_watch(t, CIO_READ, 0);
+    }
+    PyObject *res = cio_transport_close(t, NULL);
+    Py_XDECREF(res);
+    return res ? 0 : -1;
+}
+
+/* recv() once; returns bytes received, 0 at EOF, -2 for EAGAIN, or -1 with
+ * OSError set. */
+static Py_ssize_t
+recv_once(int fd, char *buf, size_t len)
+{
+    for (;;) {
+        ssize_t n = recv(fd, buf, len, 0);
+        if (n >= 0) {
+            return n;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return -2;
+        }
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+}
+
+static int
+read_ready_buffered(StreamObj *s)
+{
+    TransportObj *t = &s->base;
+    PyObject *hint = PyLong_FromLong(-1);
+    if (hint == NULL) {
+        return -1;
+    }
+    PyObject *buf = PyObject_CallOneArg(s->read_cb, hint);
+    Py_DECREF(hint);
+    Py_buffer view;
+    if (buf != NULL) {
+        int rc = PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE);
+        Py_DECREF(buf);
+        if (rc == 0 && view.len == 0) {
+            PyBuffer_Release(&view);
+            PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
+            rc = -1;
+        }
+        if (rc < 0) {
+            buf = NULL;
+        }
+    }
+    if (buf == NULL) {
+        return cio_transport_fatal_error(t, "Fatal error: protocol.get_buffer() call failed.");
+    }
+    Py_ssize_t n = recv_once(t->fd, view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    if (n == -2) {
+        return 0;
+    }
+    if (n < 0) {
+        return cio_transport_fatal_error(t, "Fatal read error on socket transport");
+    }
+    if (n == 0) {
+        return on_eof(s);
+    }
+    PyObject *nbytes = PyLong_FromSsize_t(n);
+    if (nbytes == NULL) {
+        return -1;
+    }
+    PyObject *res = PyObject_CallOneArg(s->buffer_updated, nbytes);
+    Py_DECREF(nbytes);
+    if (res == NULL) {
+        return cio_transport_fatal_error(t,
+                                         "Fatal error: protocol.buffer_updated() call failed.");
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+static int
+read_ready(StreamObj *s)
+{
+    TransportObj *t = &s->base;
+    if (t->conn_lost || s->read_cb == NULL) {
+        return 0;
+    }
+    if (s->buffer_updated != NULL) {
+        return read_ready_buffered(s);
+    }
+    char *buf = cio_loop_read_buffer(t->loop);
+    if (buf == NULL) {
+        return -1;
+    }
+    Py_ssize_t n = recv_once(t->fd, buf, CIO_READ_BUFFER_SIZE);
+    if (n == -2) {
+        return 0;
+    }
+    if (n < 0) {
+        return cio_transport_fatal_error(t, "Fatal read error on socket transport");
+    }
+    if (n == 0) {
+        return on_eof(s);
+    }
+    PyObject *data = PyBytes_FromStringAndSize(buf, n);
+    if (data == NULL) {
+        return -1;
+    }
+    /* Hold the callback: the protocol may swap itself out inside it. */
+    PyObject *cb = Py_NewRef(s->read_cb);
+    PyObject *res = PyObject_CallOneArg(cb, data);
+    Py_DECREF(cb);
+    Py_DECREF(data);
+    if (res == NULL) {
+        return cio_transport_fatal_error(t, "Fatal error: protocol.data_received() call failed.");
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+int
+cio_stream_io(PyObject *obj, int which)
+{
+    StreamObj *s = (StreamObj *)obj;
+    int rc;
+    if (which == CIO_READ) {
+        rc = s->base.reading ? read_ready(s) : 0;
+    }
+    else {
+        rc = s->base.writing ? write_ready(s) : 0;
+    }
+    if (rc < 0) {
+        PyObject *exc = cio_err_take();
+        if (cio_exception_is_fatal(exc)) {
+            cio_err_restore(exc);
+            return -1;
+        }
+        /* A failure in our own bookkeeping, not the protocol's: report it
+         * like a failing callback and end the connection. */
+        cio_err_restore(exc);
+        if (cio_transport_fatal_error(&s->base, "Fatal error on transport") < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- protocol ---- */
+
+static int
+set_protocol(StreamObj *s, PyObject *protocol)
+{
+    cio_state *st = s->base.st;
+    int buffered = PyObject_IsInstance(protocol, st->BufferedProtocol);
+    if (buffered < 0) {
+        return -1;
+    }
+    PyObject *read_cb = PyObject_GetAttrString(protocol, buffered ? "get_buffer" : "data_received");
+    PyObject *updated = (buffered && read_cb) ? PyObject_GetAttrString(protocol, "buffer_updated")
+                                              : NULL;
+    if (read_cb == NULL || (buffered && updated == NULL)) {
+        Py_XDECREF(read_cb);
+        return -1;
+    }
+    Py_XSETREF(s->read_cb, read_cb);
+    Py_XSETREF(s->buffer_updated, updated);
+    Py_XSETREF(s->base.protocol, Py_NewRef(protocol));
+    s->base.protocol_connected = 1;
+    return 0;
+}
+
+static PyObject *
+Stream_set_protocol(StreamObj *s, PyObject *protocol)
+{
+    if (set_protocol(s, protocol) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream_close(StreamObj *s, PyObject *Py_UNUSED(ignored))
+{
+    /* No more reads reach the protocol once close() was called. */
+    Py_CLEAR(s->read_cb);
+    return cio_transport_close(&s->base, NULL);
+}
+
+/* ---- sendfile support (asyncio's loop.sendfile uses these) ---- */
+
+static PyObject *
+Stream_make_empty_waiter(StreamObj *s, PyObject *Py_UNUSED(ignored))
+{
+    if (s->empty_waiter != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Empty waiter is already set");
+        return NULL;
+    }
+    if (s->base.loop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "transport is closed");
+        return NULL;
+    }
+    s->empty_waiter = cio_future_new(s->base.st, (PyObject *)s->base.loop);
+    if (s->empty_waiter == NULL) {
+        return NULL;
+    }
+    if (s->wsize == 0 && cio_future_set_result((FutureObj *)s->empty_waiter, Py_None) < 0) {
+        return NULL;
+    }
+    return Py_NewRef(s->empty_waiter);
+}
+
+static PyObject *
+Stream_reset_empty_waiter(StreamObj *s, PyObject *Py_UNUSED(ignored))
+{
+    Py_CLEAR(s->empty_waiter);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream_call_connection_lost(StreamObj *s, PyObject *exc)
+{
+    TransportObj *t = &s->base;
+    int rc = cio_transport_connection_lost(t, exc == Py_None ? NULL : exc);
+    PyObject *pending = rc < 0 ? cio_err_take() : NULL;
+    if (s->empty_waiter != NULL) {
+        PyObject *err = PyObject_CallFunction(PyExc_ConnectionError, "s",
+                                              "Connection is closed by peer");
+        PyObject *res = err ? PyObject_CallMethod(s->empty_waiter, "set_exception", "O", err)
+                            : NULL;
+        Py_XDECREF(err);
+        Py_XDECREF(res);
+        if (res == NULL && pending == NULL) {
+            pending = cio_err_take();
+        }
+        else if (res == NULL) {
+            PyErr_Clear();
+        }
+    }
+    if (pending != NULL) {
+        cio_err_restore(pending);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---- construction and type ---- */
+
+static PyObject *
+Stream_repr(StreamObj *s)
+{
+    return cio_transport_repr(&s->base, s->wsize);
+}
+
+static int
+Stream_traverse(StreamObj *s, visitproc visit, void *arg)
+{
+    Py_VISIT(s->read_cb);
+    Py_VISIT(s->buffer_updated);
+    Py_VISIT(s->empty_waiter);
+    for (Py_ssize_t i = 0; i < s->wq_len; i++) {
+        Py_VISIT(s->wq[(s->wq_head + i) % s->wq_cap].obj);
+    }
+    return cio_transport_traverse(&s->base, visit, arg);
+}
+
+static int
+Stream_clear(StreamObj *s)
+{
+    Py_CLEAR(s->read_cb);
+    Py_CLEAR(s->buffer_updated);
+    Py_CLEAR(s->empty_waiter);
+    stream_buffer_clear(&s->base);
+    return cio_transport_clear(&s->base);
+}
+
+static void
+Stream_finalize(StreamObj *s)
+{
+    cio_transport_finalize(&s->base);
+}
+
+static void
+Stream_dealloc(StreamObj *s)
+{
+    PyTypeObject *tp = Py_TYPE(s);
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)s) < 0) {
+        return;
+    }
+    PyObject_GC_UnTrack(s);
+    if (s->base.weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)s);
+    }
+    Stream_clear(s);
+    PyMem_Free(s->wq);
+    tp->tp_free(s);
+    Py_DECREF(tp);
+}
+
+/* loop._make_socket_transport(sock, protocol, waiter=None, *, extra=None,
+ * server=None), as asyncio's selector loop spells it. */
+static PyObject *
+Loop_make_socket_transport(LoopObj *loop, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"sock", "protocol", "waiter", "extra", "server", NULL};
+    PyObject *sock, *protocol, *waiter = Py_None, *extra = Py_None, *server = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O$OO:_make_socket_transport", kwlist,
+                                     &sock, &protocol, &waiter, &extra, &server)) {
+        return NULL;
+    }
+    cio_state *st = loop->st;
+    if (cio_loop_check_closed(loop) < 0) {
+        return NULL;
+    }
+    StreamObj *s = (StreamObj *)st->StreamType->tp_alloc(st->StreamType, 0);
+    if (s == NULL) {
+        return NULL;
+    }
+    s->base.tag = CIO_W_STREAM;
+    s->base.ops = &stream_ops;
+    s->base.fd = -1;
+    if (cio_transport_setup(&s->base, st, loop, sock, protocol, extra, server) < 0 ||
+        set_protocol(s, protocol) < 0) {
+        goto error;
+    }
+    /* Nagle off, as asyncio: small writes go out without waiting for ACKs. */
+    PyObject *res = PyObject_CallOneArg(st->set_nodelay, sock);
+    if (res == NULL) {
+        goto error;
+    }
+    Py_DECREF(res);
+    if (cio_transport_start(&s->base, waiter) < 0) {
+        goto error;
+    }
+    return (PyObject *)s;
+error:
+    /* Not handed out: forget the socket without closing it (the caller owns
+     * it still) and without the unclosed-transport warning. */
+    Py_CLEAR(s->base.sock);
+    Py_DECREF(s);
+    return NULL;
+}
+
+static PyMethodDef Stream_methods[] = {
+    CIO_TRANSPORT_METHODS,
+    {"write", (PyCFunction)Stream_write, METH_O,
+     "Write bytes: sent at once when possible, buffered otherwise."},
+    {"writelines", (PyCFunction)Stream_writelines, METH_O,
+     "Write a sequence of bytes-like objects with one sendmsg()."},
+    {"write_eof", (PyCFunction)Stream_write_eof, METH_NOARGS,
+     "Shut down the write side once the buffer is flushed."},
+    {"can_write_eof", (PyCFunction)Stream_can_write_eof, METH_NOARGS, NULL},
+    {"set_protocol", (PyCFunction)Stream_set_protocol, METH_O, NULL},
+    {"close", (PyCFunction)Stream_close, METH_NOARGS,
+     "Close the transport once the write buffer is flushed."},
+    {"_make_empty_waiter", (PyCFunction)Stream_make_empty_waiter, METH_NOARGS, NULL},
+    {"_reset_empty_waiter", (PyCFunction)Stream_reset_empty_waiter, METH_NOARGS, NULL},
+    {"_call_connection_lost", (PyCFunction)Stream_call_connection_lost, METH_O, NULL},
+    {NULL, NULL},
+};
+
+static PyMemberDef Stream_members[] = {
+    CIO_TRANSPORT_MEMBERS,
+    {"_eof", T_BOOL, offsetof(StreamObj, eof), READONLY, NULL},
+    {"_empty_waiter", T_OBJECT, offsetof(StreamObj, empty_waiter), READONLY, NULL},
+    {NULL},
+};
+
+static PyType_Slot Stream_slots[] = {
+    {Py_tp_doc, "A stream (TCP or Unix) socket transport, implemented in C."},
+    {Py_tp_dealloc, Stream_dealloc},
+    {Py_tp_finalize, Stream_finalize},
+    {Py_tp_traverse, Stream_traverse},
+    {Py_tp_clear, Stream_clear},
+    {Py_tp_repr, Stream_repr},
+    {Py_tp_methods, Stream_methods},
+    {Py_tp_members, Stream_members},
+    {0, NULL},
+};
+
+static PyType_Spec Stream_spec = {
+    .name = "casyncio.SocketTransport",
+    .basicsize = sizeof(StreamObj),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = Stream_slots,
+};
+
+int cio_dgram_init_type(PyObject *module, cio_state *st);
+extern PyMethodDef cio_dgram_loop_methods[];
+
+int
+cio_transport_init_types(PyObject *module, cio_state *st)
+{
+    st->StreamType = cio_transport_make_type(module, &Stream_spec, "Transport");
+    if (st->StreamType == NULL) {
+        return -1;
+    }
+    /* asyncio's loop.sendfile() and start_tls() look for these. */
+    PyObject *consts = PyImport_ImportModule("asyncio.constants");
+    PyObject *mode = consts ? PyObject_GetAttrString(consts, "_SendfileMode") : NULL;
+    PyObject *try_native = mode ? PyObject_GetAttrString(mode, "TRY_NATIVE") : NULL;
+    Py_XDECREF(consts);
+    Py_XDECREF(mode);
+    if (try_native == NULL ||
+        PyObject_SetAttrString((PyObject *)st->StreamType, "_sendfile_compatible",
+                               try_native) < 0 ||
+        PyObject_SetAttrString((PyObject *)st->StreamType, "_start_tls_compatible",
+                               Py_True) < 0) {
+        Py_XDECREF(try_native);
+        return -1;
+    }
+    Py_DECREF(try_native);
+    return cio_dgram_init_type(module, st);
+}
+
+PyMethodDef cio_stream_loop_methods[] = {
+    {"_make_socket_transport", (PyCFunction)(void (*)(void))Loop_make_socket_transport,
+     METH_VARARGS | METH_KEYWORDS,
+     "_make_socket_transport(sock, protocol, waiter=None, *, extra=None, server=None)"},
+    {NULL, NULL},
+};
