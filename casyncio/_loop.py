@@ -27,6 +27,7 @@ from typing import Any
 
 from . import _casyncio
 from ._net import NetworkMixin
+from ._pipes import PipesMixin
 
 logger = logging.getLogger("asyncio")
 
@@ -55,7 +56,7 @@ def _format_handle(handle) -> str:
     return str(handle)
 
 
-class Loop(_casyncio.LoopBase, NetworkMixin, asyncio.AbstractEventLoop):
+class Loop(_casyncio.LoopBase, NetworkMixin, PipesMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop implemented in C.
 
     ``Loop(poller=None)``: ``poller`` picks the I/O backend, ``"epoll"`` (the

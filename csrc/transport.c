@@ -383,6 +383,16 @@ cio_transport_call_connection_lost_meth(TransportObj *t, PyObject *exc)
 }
 
 PyObject *
+cio_transport_force_close_meth(TransportObj *t, PyObject *exc)
+{
+    /* asyncio's SSLProtocol ends a failed handshake with this. */
+    if (cio_transport_force_close(t, exc == Py_None ? NULL : exc) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+PyObject *
 cio_transport_close(TransportObj *t, PyObject *Py_UNUSED(ignored))
 {
     if (t->closing) {
@@ -598,27 +608,37 @@ cio_transport_repr(TransportObj *t, Py_ssize_t bufsize)
 }
 
 PyTypeObject *
-cio_transport_make_type(PyObject *module, PyType_Spec *spec, const char *base_name)
+cio_transport_make_type(PyObject *module, PyType_Spec *spec, const char *const *base_names)
 {
+    Py_ssize_t n = 0;
+    while (base_names[n] != NULL) {
+        n++;
+    }
     PyObject *mod = PyImport_ImportModule("asyncio.transports");
-    if (mod == NULL) {
+    PyObject *bases = mod ? PyTuple_New(n) : NULL;
+    for (Py_ssize_t i = 0; bases != NULL && i < n; i++) {
+        PyObject *base = PyObject_GetAttrString(mod, base_names[i]);
+        /* Our struct must continue the base's layout: header, then
+         * `_extra`. */
+        if (base != NULL &&
+            (!PyType_Check(base) || ((PyTypeObject *)base)->tp_basicsize !=
+                                        (Py_ssize_t)offsetof(TransportObj, st))) {
+            PyErr_Format(PyExc_ImportError,
+                         "asyncio.%s has an unexpected layout; casyncio cannot subclass it",
+                         base_names[i]);
+            Py_CLEAR(base);
+        }
+        if (base == NULL) {
+            Py_CLEAR(bases);
+            break;
+        }
+        PyTuple_SET_ITEM(bases, i, base);
+    }
+    Py_XDECREF(mod);
+    if (bases == NULL) {
         return NULL;
     }
-    PyObject *base = PyObject_GetAttrString(mod, base_name);
-    Py_DECREF(mod);
-    if (base == NULL) {
-        return NULL;
-    }
-    /* Our struct must continue the base's layout: header, then `_extra`. */
-    if (!PyType_Check(base) ||
-        ((PyTypeObject *)base)->tp_basicsize != (Py_ssize_t)offsetof(TransportObj, st)) {
-        PyErr_Format(PyExc_ImportError,
-                     "asyncio.%s has an unexpected layout; casyncio cannot subclass it",
-                     base_name);
-        Py_DECREF(base);
-        return NULL;
-    }
-    PyObject *type = PyType_FromModuleAndSpec(module, spec, base);
-    Py_DECREF(base);
+    PyObject *type = PyType_FromModuleAndSpec(module, spec, bases);
+    Py_DECREF(bases);
     return (PyTypeObject *)type;
 }

@@ -88,6 +88,7 @@ PyObject *cio_transport_repr(TransportObj *t, Py_ssize_t bufsize);
 /* Methods every transport has, implemented in transport.c. */
 PyObject *cio_transport_close(TransportObj *t, PyObject *ignored);
 PyObject *cio_transport_abort(TransportObj *t, PyObject *ignored);
+PyObject *cio_transport_force_close_meth(TransportObj *t, PyObject *exc);
 PyObject *cio_transport_is_closing(TransportObj *t, PyObject *ignored);
 PyObject *cio_transport_get_protocol(TransportObj *t, PyObject *ignored);
 PyObject *cio_transport_pause_reading(TransportObj *t, PyObject *ignored);
@@ -105,6 +106,7 @@ PyObject *cio_transport_start_reading_meth(TransportObj *t, PyObject *ignored);
      "Close the transport once the write buffer is flushed."},                         \
     {"abort", (PyCFunction)cio_transport_abort, METH_NOARGS,                           \
      "Close the transport at once, dropping buffered data."},                          \
+    {"_force_close", (PyCFunction)cio_transport_force_close_meth, METH_O, NULL},       \
     {"is_closing", (PyCFunction)cio_transport_is_closing, METH_NOARGS, NULL},          \
     {"get_protocol", (PyCFunction)cio_transport_get_protocol, METH_NOARGS, NULL},      \
     {"pause_reading", (PyCFunction)cio_transport_pause_reading, METH_NOARGS, NULL},    \
@@ -140,7 +142,8 @@ PyObject *cio_transport_start_reading_meth(TransportObj *t, PyObject *ignored);
      NULL}
 
 /* Type creation with an asyncio transport class as the Python base. */
+/* base_names: NULL-terminated names of classes in asyncio.transports. */
 PyTypeObject *cio_transport_make_type(PyObject *module, PyType_Spec *spec,
-                                      const char *base_name);
+                                      const char *const *base_names);
 
 #endif

@@ -419,7 +419,10 @@ static PyType_Spec Dgram_spec = {
 int
 cio_dgram_init_type(PyObject *module, cio_state *st)
 {
-    st->DgramType = cio_transport_make_type(module, &Dgram_spec, "DatagramTransport");
+    /* asyncio's own datagram transport is an asyncio.Transport too (code
+     * checks for it), as well as a DatagramTransport. */
+    static const char *const bases[] = {"Transport", "DatagramTransport", NULL};
+    st->DgramType = cio_transport_make_type(module, &Dgram_spec, bases);
     return st->DgramType ? 0 : -1;
 }
 

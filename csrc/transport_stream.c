@@ -819,7 +819,8 @@ extern PyMethodDef cio_dgram_loop_methods[];
 int
 cio_transport_init_types(PyObject *module, cio_state *st)
 {
-    st->StreamType = cio_transport_make_type(module, &Stream_spec, "Transport");
+    static const char *const bases[] = {"Transport", NULL};
+    st->StreamType = cio_transport_make_type(module, &Stream_spec, bases);
     if (st->StreamType == NULL) {
         return -1;
     }
