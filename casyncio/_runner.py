@@ -51,5 +51,9 @@ def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None, **run_kwarg
     """Run a coroutine on a new casyncio loop, like ``asyncio.run()``:
     cancel what is left, close async generators and the default executor,
     then close the loop."""
+    if asyncio.events._get_running_loop() is not None:
+        # Checked before a loop exists, as asyncio.run() does: a Runner
+        # would make a loop only to fail closing it.
+        raise RuntimeError("casyncio.run() cannot be called from a running event loop")
     with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
         return runner.run(main, **run_kwargs)

@@ -7,11 +7,14 @@
 #include "poller.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 
 struct cio_poller {
     struct pollfd *pfds;
+    int *fd_of;   /* index -> fd, kept apart because a parked slot's pfds
+                     entry holds -1 (see poll_wait) */
     int len;
     int cap;
     int *slot_of; /* fd -> index in pfds, or -1 */
@@ -79,14 +82,22 @@ poll_modify(cio_poller *p, int fd, uint32_t old_events, uint32_t new_events)
         p->len--;
         if (slot != p->len) {
             p->pfds[slot] = p->pfds[p->len];
-            p->slot_of[p->pfds[slot].fd] = slot;
+            p->fd_of[slot] = p->fd_of[p->len];
+            p->slot_of[p->fd_of[slot]] = slot;
         }
         p->slot_of[fd] = -1;
         return 0;
     }
     if (slot >= 0) {
+        /* The fd may have been parked after POLLNVAL (see poll_wait). */
+        p->pfds[slot].fd = fd;
         p->pfds[slot].events = to_poll(new_events);
         return 0;
+    }
+    /* poll() accepts any number and reports POLLNVAL later; refuse a closed
+     * fd now, as epoll_ctl() does. */
+    if (fcntl(fd, F_GETFD) < 0) {
+        return -errno;
     }
     int err = ensure_slot_map(p, fd);
     if (err) {
@@ -99,10 +110,16 @@ poll_modify(cio_poller *p, int fd, uint32_t old_events, uint32_t new_events)
             return -ENOMEM;
         }
         p->pfds = pfds;
+        int *fd_of = realloc(p->fd_of, (size_t)cap * sizeof(*fd_of));
+        if (fd_of == NULL) {
+            return -ENOMEM;
+        }
+        p->fd_of = fd_of;
         p->cap = cap;
     }
     slot = p->len++;
     p->pfds[slot].fd = fd;
+    p->fd_of[slot] = fd;
     p->pfds[slot].events = to_poll(new_events);
     p->pfds[slot].revents = 0;
     p->slot_of[fd] = slot;
@@ -123,6 +140,14 @@ poll_wait(cio_poller *p, cio_poll_event *fired, int max, int timeout_ms)
             continue;
         }
         n--;
+        if (rev & POLLNVAL) {
+            /* Closed while watched.  epoll forgets such an fd by itself and
+             * reports nothing; do the same rather than spin on POLLNVAL:
+             * park the slot (a negative fd is ignored by poll) until the
+             * owner removes or re-registers it. */
+            p->pfds[i].fd = -1;
+            continue;
+        }
         uint32_t out = 0;
         if (rev & ~POLLOUT) {
             out |= CIO_POLL_IN;
@@ -130,8 +155,6 @@ poll_wait(cio_poller *p, cio_poll_event *fired, int max, int timeout_ms)
         if (rev & ~POLLIN) {
             out |= CIO_POLL_OUT;
         }
-        /* POLLNVAL: the fd was closed while watched.  Report it to both
-         * directions like an error so the owner notices. */
         fired[count].fd = p->pfds[i].fd;
         fired[count].events = out;
         count++;
@@ -143,6 +166,7 @@ static void
 poll_close(cio_poller *p)
 {
     free(p->pfds);
+    free(p->fd_of);
     free(p->slot_of);
     free(p);
 }

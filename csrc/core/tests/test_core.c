@@ -469,6 +469,43 @@ poller_many_fds(const cio_poller_backend *be)
 }
 
 static int
+poller_closed_fd(const cio_poller_backend *be)
+{
+    /* Registering a closed fd fails as epoll_ctl() does (EBADF), and an fd
+     * closed while watched is not reported (epoll forgets it; poll must not
+     * spin on POLLNVAL), yet it can still be removed and reused. */
+    cio_poller *p;
+    CHECK(be->init(&p) == 0);
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    int fd = sv[0];
+    close(sv[0]);
+    CHECK(be->modify(p, fd, 0, CIO_POLL_IN) == -EBADF);
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    CHECK(sv[0] == fd);
+    CHECK(be->modify(p, fd, 0, CIO_POLL_IN) == 0);
+    close(sv[0]);
+    cio_poll_event ev[4];
+    CHECK(be->wait(p, ev, 4, 0) == 0);
+    CHECK(be->wait(p, ev, 4, 0) == 0);
+    /* Reuse the number: the new file is watched and reported. */
+    int sv2[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv2) == 0);
+    CHECK(sv2[0] == fd);
+    CHECK(be->modify(p, fd, CIO_POLL_IN, CIO_POLL_IN) == 0);
+    CHECK(write(sv2[1], "q", 1) == 1);
+    uint32_t got;
+    int n = be->wait(p, ev, 4, 1000);
+    CHECK(n == 1 && find_event(ev, n, fd, &got) && (got & CIO_POLL_IN));
+    CHECK(be->modify(p, fd, CIO_POLL_IN, 0) == 0);
+    close(sv[1]);
+    close(sv2[0]);
+    close(sv2[1]);
+    be->close(p);
+    return 0;
+}
+
+static int
 poller_find(void)
 {
     CHECK(cio_poller_find(NULL) == &cio_poller_epoll);
@@ -509,6 +546,7 @@ BOTH(timeout)
 BOTH(hangup_wakes_both)
 BOTH(fd_reused_after_close)
 BOTH(many_fds)
+BOTH(closed_fd)
 
 typedef struct {
     const char *name;
@@ -539,6 +577,7 @@ static const test_case tests[] = {
     TB(hangup_wakes_both),
     TB(fd_reused_after_close),
     TB(many_fds),
+    TB(closed_fd),
 };
 
 int
