@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,8 @@ SHARED = REPO.parent / "shared"
 SEEDS = SHARED / "seed_examples"
 
 LOOP_KINDS = ["casyncio", "asyncio"]
+# fd tests also run casyncio on each poller backend explicitly.
+FD_LOOP_KINDS = ["casyncio-epoll", "casyncio-poll", "asyncio"]
 
 
 def pytest_configure(config):
@@ -36,6 +39,8 @@ def pytest_configure(config):
 def make_loop(kind: str) -> asyncio.AbstractEventLoop:
     if kind == "casyncio":
         return casyncio.new_event_loop()
+    if kind.startswith("casyncio-"):
+        return casyncio.new_event_loop(poller=kind.partition("-")[2])
     if kind == "asyncio":
         return asyncio.SelectorEventLoop()
     raise ValueError(kind)
@@ -46,13 +51,64 @@ def loop_kind(request) -> str:
     return request.param
 
 
+def _forget_captured_records(item) -> None:
+    """Log records captured for the report keep their exc_info, whose
+    traceback keeps the test's frames (and its loop) alive: drop them once
+    the test ran (the report's log text is kept separately)."""
+    try:
+        from _pytest.logging import caplog_records_key
+    except ImportError:  # pragma: no cover - pytest internals moved
+        return
+    for records in item.stash.get(caplog_records_key, {}).values():
+        for record in records:
+            record.exc_info = None
+
+
+def _forget_last_failure() -> None:
+    """pytest keeps the last failure's traceback in sys.last_* (for post
+    mortems), and with it the frames and the loop of a failed test: drop it,
+    or one failure would show up as a leak in this test and the next."""
+    for name in ("last_type", "last_value", "last_traceback", "last_exc"):
+        if hasattr(sys, name):
+            setattr(sys, name, None)
+
+
 @pytest.fixture
-def loop(loop_kind, request):
-    """A fresh loop of each kind, closed afterwards, with its exception
-    handler calls recorded in ``loop.handler_calls``."""
+def _live_counts_check(request):
+    """casyncio's live-object counters (Handles, loops, Futures...) must
+    return to where they started.  Loop fixtures request this one first, so
+    its teardown runs after theirs, once pytest's own cache has let go of
+    the loop."""
+    _forget_last_failure()
     gc.collect()
+    # What survived the collection is not this test's business: freezing it
+    # keeps the collections below (twice per test) from walking the whole
+    # session's heap again, which otherwise dominates the suite's run time.
+    gc.freeze()
     before = _casyncio._live_counts()
-    lp = make_loop(loop_kind)
+    yield
+    _forget_last_failure()
+    # pytest keeps every fixture value in item.funcargs until the whole
+    # teardown is over; the loop (under whatever fixture name holds it) must
+    # be allowed to die before we count.
+    funcargs = getattr(request.node, "funcargs", None)
+    if funcargs:
+        funcargs.clear()
+    _forget_captured_records(request.node)
+    gc.collect()
+    after = _casyncio._live_counts()
+    # Every live-object counter (handles, loops, futures, ...); the free
+    # lists' lengths are caches, not live objects.
+    for name, count in before.items():
+        if not name.endswith("_freelist"):
+            assert after[name] == count, f"{name} leaked: {before} -> {after}"
+
+
+def _checked_loop(kind: str, request):
+    """The body of the loop fixtures: a fresh loop of `kind`, closed
+    afterwards, with its exception handler calls recorded in
+    ``loop.handler_calls``."""
+    lp = make_loop(kind)
     calls: list[dict] = []
     lp.set_exception_handler(lambda _loop, context: calls.append(context))
     lp.handler_calls = calls  # type: ignore[attr-defined]
@@ -61,11 +117,54 @@ def loop(loop_kind, request):
         lp.close()
     if not request.node.get_closest_marker("loop_errors"):
         assert calls == [], f"unexpected calls to the loop's exception handler: {calls}"
-    del lp, calls
-    gc.collect()
-    after = _casyncio._live_counts()
-    assert after["handles"] == before["handles"], f"Handles leaked: {before} -> {after}"
-    assert after["loops"] == before["loops"], f"loops leaked: {before} -> {after}"
+
+
+@pytest.fixture
+def loop(_live_counts_check, loop_kind, request):
+    """A fresh loop of each kind, closed afterwards, with its exception
+    handler calls recorded in ``loop.handler_calls``."""
+    yield from _checked_loop(loop_kind, request)
+
+
+@pytest.fixture(params=FD_LOOP_KINDS)
+def fd_loop_kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def fd_loop(_live_counts_check, fd_loop_kind, request):
+    """As ``loop``, with casyncio once per poller backend (epoll, poll)."""
+    yield from _checked_loop(fd_loop_kind, request)
+
+
+def run_briefly(lp: asyncio.AbstractEventLoop, iterations: int = 1) -> None:
+    """Run `iterations` iterations of the loop: stop() is scheduled from a
+    callback chain, so each link runs in the next iteration."""
+
+    def link(n: int) -> None:
+        if n <= 1:
+            lp.stop()
+        else:
+            lp.call_soon(link, n - 1)
+
+    lp.call_soon(link, iterations)
+    lp.run_forever()
+
+
+def assert_loop_usable(lp: asyncio.AbstractEventLoop) -> None:
+    """Prove the loop still runs callbacks, timers and coroutines."""
+    ran: list[str] = []
+    lp.call_soon(ran.append, "soon")
+    lp.call_later(0, ran.append, "later")
+    lp.call_at(lp.time() - 1, ran.append, "at")
+
+    async def coro() -> str:
+        await asyncio.sleep(0)
+        return "coro"
+
+    assert lp.run_until_complete(coro()) == "coro"
+    assert sorted(ran) == ["at", "later", "soon"]
+    assert not lp.is_running()
 
 
 @pytest.fixture

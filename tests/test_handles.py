@@ -1,0 +1,421 @@
+"""Handle and TimerHandle: cancel, context, repr, debug-mode source
+tracebacks, and no leaks across 100k callbacks (casyncio and stock)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import gc
+import re
+import sys
+
+import pytest
+from conftest import run_briefly
+
+import casyncio
+from casyncio import _casyncio
+
+var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+
+def named_callback(*args: object) -> None:
+    pass
+
+
+def source_of(func) -> str:
+    code = func.__code__
+    return f"{code.co_filename}:{code.co_firstlineno}"
+
+
+def normalize(text: str) -> str:
+    # Deadlines differ between runs; addresses too.
+    text = re.sub(r"when=[-+0-9.e]+|when=nan|when=inf", "when=WHEN", text)
+    return re.sub(r"0x[0-9a-f]+", "0xADDR", text)
+
+
+# ---- types -------------------------------------------------------------------
+
+
+def test_call_soon_returns_a_handle_and_call_later_a_timer_handle(loop, loop_kind):
+    h = loop.call_soon(named_callback)
+    t = loop.call_later(1, named_callback)
+    a = loop.call_at(loop.time() + 1, named_callback)
+    assert type(h).__name__ == "Handle"
+    assert type(t).__name__ == "TimerHandle"
+    assert type(a) is type(t)
+    assert isinstance(t, type(h))
+    if loop_kind == "casyncio":
+        assert type(h) is casyncio.Handle
+        assert type(t) is casyncio.TimerHandle
+    t.cancel()
+    a.cancel()
+    run_briefly(loop)
+
+
+# ---- cancel --------------------------------------------------------------------
+
+
+def test_cancel_and_cancelled(loop):
+    ran: list[str] = []
+    h = loop.call_soon(ran.append, "x")
+    assert h.cancelled() is False
+    h.cancel()
+    assert h.cancelled() is True
+    h.cancel()  # idempotent
+    assert h.cancelled() is True
+    run_briefly(loop)
+    assert ran == []
+
+
+def test_cancel_from_an_earlier_callback_in_the_same_batch(loop):
+    ran: list[str] = []
+    later: list[asyncio.Handle] = []
+    loop.call_soon(lambda: later[0].cancel())
+    later.append(loop.call_soon(ran.append, "victim"))
+    loop.call_soon(ran.append, "bystander")
+    run_briefly(loop)
+    assert ran == ["bystander"]
+
+
+def test_handle_cancelling_itself_while_running(loop):
+    ran: list[str] = []
+    me: list[asyncio.Handle] = []
+
+    def cb(x: str) -> None:
+        me[0].cancel()
+        ran.append(x)
+
+    me.append(loop.call_soon(cb, "ran"))
+    run_briefly(loop)
+    assert ran == ["ran"]
+    assert me[0].cancelled()
+
+
+def test_cancel_after_running_is_harmless(loop):
+    ran: list[str] = []
+    h = loop.call_soon(ran.append, "x")
+    run_briefly(loop)
+    h.cancel()
+    assert h.cancelled()
+    assert ran == ["x"]
+
+
+def test_cancel_drops_callback_references(loop):
+    class Big:
+        pass
+
+    obj = Big()
+    h = loop.call_soon(named_callback, obj)
+    t = loop.call_later(10, named_callback, obj)
+    h.cancel()
+    t.cancel()
+    assert sys.getrefcount(obj) == 2  # our local and getrefcount's argument
+    run_briefly(loop)
+
+
+def test_handle_keeps_args_and_callback(loop):
+    h = loop.call_soon(named_callback, 1, 2)
+    assert h._callback is named_callback
+    assert h._args == (1, 2)
+    h.cancel()
+    assert h._callback is None
+    assert h._args is None
+
+
+def test_timer_handle_when_and_ordering(loop):
+    t1 = loop.call_at(100.0, named_callback)
+    t2 = loop.call_at(200.0, named_callback)
+    assert t1.when() == 100.0
+    assert t1 < t2 and t2 > t1 and t1 <= t2 and t1 != t2
+    t1.cancel()
+    t2.cancel()
+
+
+# ---- context -------------------------------------------------------------------
+
+
+def get_context(handle, loop_kind: str) -> contextvars.Context:
+    """Handle.get_context() (Python 3.12+, and casyncio on every version);
+    stock 3.11 only has the ``_context`` attribute, which both must agree
+    with."""
+    ctx = handle._context
+    if loop_kind == "casyncio" or sys.version_info >= (3, 12):
+        assert handle.get_context() is ctx
+    return ctx
+
+
+def test_get_context_returns_the_given_context(loop, loop_kind):
+    ctx = contextvars.copy_context()
+    h = loop.call_soon(named_callback, context=ctx)
+    t = loop.call_later(0, named_callback, context=ctx)
+    assert get_context(h, loop_kind) is ctx
+    assert get_context(t, loop_kind) is ctx
+    run_briefly(loop)
+
+
+def test_get_context_defaults_to_a_copy_of_the_current_one(loop, loop_kind):
+    token = var.set("current")
+    try:
+        h = loop.call_soon(named_callback)
+    finally:
+        var.reset(token)
+    ctx = get_context(h, loop_kind)
+    assert isinstance(ctx, contextvars.Context)
+    assert ctx[var] == "current"
+    run_briefly(loop)
+
+
+def test_callback_runs_in_a_copy_of_the_context_at_scheduling(loop):
+    seen: list[str] = []
+    token = var.set("at-schedule")
+    try:
+        loop.call_soon(lambda: seen.append(var.get()))
+        loop.call_later(0, lambda: seen.append(var.get()))
+        var.set("changed-after")
+    finally:
+        var.reset(token)
+    run_briefly(loop)
+    assert seen == ["at-schedule", "at-schedule"]
+
+
+def test_callback_changes_stay_in_its_own_copy(loop):
+    seen: list[str] = []
+
+    def writer() -> None:
+        var.set("written")
+
+    loop.call_soon(writer)
+    loop.call_soon(lambda: seen.append(var.get()))
+    run_briefly(loop)
+    assert seen == ["unset"]
+    assert var.get() == "unset"
+
+
+def test_callbacks_sharing_an_explicit_context_share_changes(loop):
+    ctx = contextvars.Context()
+    seen: list[str] = []
+
+    def writer() -> None:
+        var.set("shared")
+
+    loop.call_soon(writer, context=ctx)
+    loop.call_soon(lambda: seen.append(var.get()), context=ctx)
+    loop.call_at(loop.time(), lambda: seen.append(var.get()), context=ctx)
+    run_briefly(loop)
+    assert seen == ["shared", "shared"]
+    assert ctx[var] == "shared"
+    assert var.get() == "unset"
+
+
+def test_call_soon_threadsafe_context(loop):
+    ctx = contextvars.Context()
+    ctx.run(var.set, "threadsafe")
+    seen: list[str] = []
+    loop.call_soon_threadsafe(lambda: seen.append(var.get()), context=ctx)
+    run_briefly(loop)
+    assert seen == ["threadsafe"]
+
+
+def test_context_is_exited_after_callback_raises(loop, request):
+    request.applymarker(pytest.mark.loop_errors)
+    ctx = contextvars.Context()
+    seen: list[str] = []
+
+    def bad() -> None:
+        var.set("inside")
+        raise ValueError
+
+    loop.call_soon(bad, context=ctx)
+    loop.call_soon(lambda: seen.append(var.get()))
+    run_briefly(loop)
+    assert seen == ["unset"]
+    assert ctx[var] == "inside"
+    assert len(loop.handler_calls) == 1
+
+
+def test_handle_run_in_an_already_entered_context_is_reported(loop, request):
+    # Running a handle whose context is entered already (here: by the
+    # callback that runs it) cannot enter it again; the error goes to the
+    # exception handler and the loop goes on.
+    request.applymarker(pytest.mark.loop_errors)
+    ctx = contextvars.Context()
+    ran: list[str] = []
+    inner = loop.call_later(3600, ran.append, "inner", context=ctx)
+    loop.call_soon(inner._run, context=ctx)
+    loop.call_soon(ran.append, "after")
+    run_briefly(loop)
+    inner.cancel()
+    assert ran == ["after"]
+    assert len(loop.handler_calls) == 1
+    ctx_report = loop.handler_calls[0]
+    assert isinstance(ctx_report["exception"], RuntimeError)
+    assert ctx_report["handle"] is inner
+
+
+# ---- repr ------------------------------------------------------------------------
+
+
+def test_repr_of_handle(loop):
+    loop.set_debug(False)
+    h = loop.call_soon(named_callback, 1, "a")
+    assert repr(h) == f"<Handle named_callback(1, 'a') at {source_of(named_callback)}>"
+    h.cancel()
+    assert repr(h) == "<Handle cancelled>"
+
+
+def test_repr_of_timer_handle(loop):
+    loop.set_debug(False)
+    t = loop.call_at(12345.5, named_callback)
+    assert repr(t) == f"<TimerHandle when=12345.5 named_callback() at {source_of(named_callback)}>"
+    t.cancel()
+    assert repr(t) == "<TimerHandle cancelled when=12345.5>"
+
+
+def test_repr_of_partial_and_method_callbacks(loop):
+    loop.set_debug(False)
+    p = functools.partial(named_callback, 1)
+    h = loop.call_soon(p, 2)
+    src = source_of(named_callback)
+    assert repr(h) == f"<Handle named_callback(1)(2) at {src}>"
+    m = loop.call_soon(loop.stop)
+    assert normalize(repr(m)).startswith("<Handle ")
+    assert "stop()" in repr(m)
+    h.cancel()
+    m.cancel()
+
+
+def test_repr_in_debug_mode_has_creation_site(loop):
+    loop.set_debug(True)
+    line = sys._getframe().f_lineno + 1
+    h = loop.call_soon(named_callback)
+    expected_site = f"created at {__file__}:{line}"
+    assert repr(h) == f"<Handle named_callback() at {source_of(named_callback)} {expected_site}>"
+    h.cancel()
+    # The repr is kept at cancel() in debug mode, cancelled flag included.
+    assert repr(h) == (
+        f"<Handle cancelled named_callback() at {source_of(named_callback)} {expected_site}>"
+    )
+
+
+def test_repr_matches_stock_shape():
+    # The same calls on casyncio and on a stock loop give the same repr, up
+    # to deadlines and line numbers.
+    loop = casyncio.new_event_loop()
+    stock = asyncio.SelectorEventLoop()
+    try:
+        for lp in (loop, stock):
+            lp.set_debug(True)
+        pairs = []
+        for lp in (loop, stock):
+            hs = [
+                lp.call_soon(named_callback, "x"),
+                lp.call_later(5, named_callback),
+                lp.call_soon(print),
+            ]
+            hs[2].cancel()
+            pairs.append([normalize(repr(h)).replace(f":{_line(h)}", ":LINE") for h in hs])
+            for h in hs:
+                h.cancel()
+        assert pairs[0] == pairs[1]
+    finally:
+        loop.close()
+        stock.close()
+
+
+def _line(h) -> int:
+    tb = h._source_traceback
+    return tb[-1].lineno if tb else -1
+
+
+# ---- debug-mode source traceback -----------------------------------------------------
+
+
+def test_source_traceback_only_in_debug_mode(loop):
+    loop.set_debug(False)
+    h = loop.call_soon(named_callback)
+    assert h._source_traceback is None
+    loop.set_debug(True)
+    line = sys._getframe().f_lineno + 1
+    h2 = loop.call_soon(named_callback)
+    t2 = loop.call_later(0, named_callback)
+    for handle, lineno in ((h2, line), (t2, line + 1)):
+        tb = handle._source_traceback
+        assert tb, handle
+        frame = tb[-1]
+        assert frame.filename == __file__
+        assert frame.lineno == lineno
+        assert frame.name == "test_source_traceback_only_in_debug_mode"
+    run_briefly(loop)
+
+
+# ---- leaks -------------------------------------------------------------------------
+
+
+def test_100k_callbacks_and_timers_leave_no_live_handles():
+    """casyncio's live counters go up while Handles exist and return to their
+    baseline once the callbacks ran, were cancelled, or the loop closed."""
+    gc.collect()
+    base = _casyncio._live_counts()
+    lp = casyncio.new_event_loop()
+    n = 100_000
+    count = [0]
+
+    def tick() -> None:
+        count[0] += 1
+
+    kept = [lp.call_soon(tick) for _ in range(n)]
+    now = lp.time()
+    kept += [lp.call_at(now - 1, tick) for _ in range(n)]
+    counts = _casyncio._live_counts()
+    assert counts["handles"] - base["handles"] >= 2 * n
+    assert counts["loops"] - base["loops"] == 1
+    lp.call_soon(lp.stop)
+    lp.run_forever()
+    assert count[0] == 2 * n
+    del kept
+
+    # Dropped without being kept, cancelled, thread-safe, and left pending
+    # at close.
+    for _ in range(n // 4):
+        lp.call_soon(tick)
+        lp.call_later(0, tick)
+        lp.call_soon_threadsafe(tick)
+        lp.call_later(3600, tick).cancel()
+    for _ in range(1000):
+        lp.call_later(3600, tick)
+        lp.call_soon(tick)
+    lp.call_soon(lp.stop)
+    lp.run_forever()
+    assert count[0] == 2 * n + 3 * (n // 4) + 1000
+    lp.close()
+    del lp
+    gc.collect()
+    after = _casyncio._live_counts()
+    assert after["handles"] == base["handles"], (base, after)
+    assert after["loops"] == base["loops"], (base, after)
+
+
+def test_failing_callbacks_leave_no_live_handles():
+    gc.collect()
+    base = _casyncio._live_counts()
+    lp = casyncio.new_event_loop()
+    reports: list[dict] = []
+    lp.set_exception_handler(lambda _lp, ctx: reports.append(ctx))
+
+    def bad() -> None:
+        raise ValueError
+
+    for _ in range(1000):
+        lp.call_soon(bad)
+        lp.call_later(0, bad)
+    lp.call_soon(lp.stop)
+    lp.run_forever()
+    assert len(reports) == 2000
+    reports.clear()
+    lp.close()
+    del lp
+    gc.collect()
+    after = _casyncio._live_counts()
+    assert after["handles"] == base["handles"], (base, after)
+    assert after["loops"] == base["loops"], (base, after)
