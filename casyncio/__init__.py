@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os as _os
 
+from . import _tasks  # noqa: F401  (lets asyncio.all_tasks() see our tasks)
 from ._casyncio import Future, Handle, Task, TimerHandle
 from ._loop import Loop
 from ._runner import EventLoopPolicy, install, new_event_loop, run

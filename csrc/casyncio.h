@@ -109,6 +109,11 @@ typedef struct {
     PyObject *kwnames_msg;              /* ("msg",) */
 
     unsigned long long task_name_counter;
+    /* Every live casyncio Task, for asyncio.all_tasks(); see task.c. */
+    struct TaskObj *tasks_head;
+    /* False once asyncio.all_tasks() reads that list (casyncio/_tasks.py),
+     * so tasks need not also join asyncio's WeakSet. */
+    char register_tasks;
     struct FutureIterObj *iter_freelist;
     int iter_freelist_len;
 
@@ -361,8 +366,9 @@ typedef struct FutureObj {
     char is_task;
 } FutureObj;
 
-typedef struct {
+typedef struct TaskObj {
     FutureObj fut;
+    struct TaskObj *prev, *next; /* the module's list of live tasks (not owned) */
     PyObject *coro;
     PyObject *context;
     PyObject *name;        /* NULL until asked for: then "Task-<number>" */

@@ -114,7 +114,30 @@ mod_stats(PyObject *module, PyObject *Py_UNUSED(ignored))
                          st->totals.callbacks);
 }
 
+PyObject *cio_task_all(cio_state *st);
+
+static PyObject *
+mod_all_tasks(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return cio_task_all(PyModule_GetState(module));
+}
+
+static PyObject *
+mod_set_register_tasks(PyObject *module, PyObject *flag)
+{
+    int v = PyObject_IsTrue(flag);
+    if (v < 0) {
+        return NULL;
+    }
+    ((cio_state *)PyModule_GetState(module))->register_tasks = (char)v;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"_all_tasks", mod_all_tasks, METH_NOARGS,
+     "A list of every live casyncio Task (of every loop)."},
+    {"_set_register_tasks", mod_set_register_tasks, METH_O,
+     "Whether new tasks also call asyncio.tasks._register_task()."},
     {"_live_counts", mod_live_counts, METH_NOARGS,
      "Counts of live C objects, for leak tests."},
     {"_stats", mod_stats, METH_NOARGS,
@@ -159,6 +182,7 @@ module_exec(PyObject *module)
     INTERN(str_CANCELLED, "CANCELLED");
     INTERN(str_FINISHED, "FINISHED");
 #undef INTERN
+    st->register_tasks = 1;
     st->kwnames_context = PyTuple_Pack(1, st->str_context);
     st->kwnames_msg = PyTuple_Pack(1, st->str_msg);
     if (st->kwnames_context == NULL || st->kwnames_msg == NULL) {

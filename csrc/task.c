@@ -560,6 +560,66 @@ task_wakeup_meth(PyObject *self, PyObject *fut)
     Py_RETURN_NONE;
 }
 
+/* ---- the list of live tasks ----
+ *
+ * asyncio.all_tasks() must see our tasks.  asyncio keeps its tasks in a
+ * WeakSet, and joining it costs a Python call and a weakref per task; so
+ * instead each task links itself into a list here at creation and unlinks at
+ * deallocation, and casyncio/_tasks.py shows asyncio.all_tasks() that list
+ * next to the WeakSet.  Where it cannot (a Python whose all_tasks() does not
+ * read the WeakSet through a module global), register_tasks stays on and
+ * tasks are registered with asyncio as well. */
+
+static void
+link_task(TaskObj *task)
+{
+    cio_state *st = task->fut.st;
+    if (task->prev != NULL || st->tasks_head == task) {
+        return; /* __init__ called again: already linked */
+    }
+    task->prev = NULL;
+    task->next = st->tasks_head;
+    if (st->tasks_head != NULL) {
+        st->tasks_head->prev = task;
+    }
+    st->tasks_head = task;
+}
+
+static void
+unlink_task(TaskObj *task)
+{
+    cio_state *st = task->fut.st;
+    if (task->prev != NULL) {
+        task->prev->next = task->next;
+    }
+    else if (st->tasks_head == task) {
+        st->tasks_head = task->next;
+    }
+    else {
+        return; /* never linked */
+    }
+    if (task->next != NULL) {
+        task->next->prev = task->prev;
+    }
+    task->prev = task->next = NULL;
+}
+
+PyObject *
+cio_task_all(cio_state *st)
+{
+    PyObject *list = PyList_New(0);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (TaskObj *t = st->tasks_head; t != NULL; t = t->next) {
+        if (t->fut.loop != NULL && PyList_Append(list, (PyObject *)t) < 0) {
+            Py_DECREF(list);
+            return NULL;
+        }
+    }
+    return list;
+}
+
 /* ---- construction ---- */
 
 static int
@@ -611,9 +671,13 @@ task_init(TaskObj *task, PyObject *coro, PyObject *loop, PyObject *name, PyObjec
     if (call_step_soon(task, NULL) < 0) {
         return -1;
     }
-    PyObject *res = PyObject_CallOneArg(st->register_task, (PyObject *)task);
-    Py_XDECREF(res);
-    return res ? 0 : -1;
+    link_task(task);
+    if (st->register_tasks) {
+        PyObject *res = PyObject_CallOneArg(st->register_task, (PyObject *)task);
+        Py_XDECREF(res);
+        return res ? 0 : -1;
+    }
+    return 0;
 }
 
 static int
@@ -676,9 +740,33 @@ Task_clear(TaskObj *self)
 }
 
 static void
+Task_dealloc(TaskObj *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
+        return; /* resurrected by the exception handler */
+    }
+    PyObject_GC_UnTrack(self);
+    unlink_task(self);
+    if (self->fut.weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    if (tp->tp_clear != NULL) {
+        tp->tp_clear((PyObject *)self);
+    }
+    self->fut.st->live.futures--;
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static void
 Task_finalize(TaskObj *self)
 {
     cio_state *st = self->fut.st;
+    /* The task is garbage.  Whatever the report below does with it (an
+     * exception handler may keep it), it leaves asyncio.all_tasks() now, as
+     * a task in asyncio's WeakSet would: weakrefs die before finalizers. */
+    unlink_task(self);
     if (self->fut.state == CIO_PENDING && self->log_destroy_pending && self->fut.loop != NULL) {
         PyObject *saved = cio_err_take();
         PyObject *message = PyUnicode_FromString("Task was destroyed but it is pending!");
@@ -887,6 +975,7 @@ static PyGetSetDef Task_getset[] = {
 static PyType_Slot Task_slots[] = {
     {Py_tp_doc, "A coroutine wrapped in a Future, as asyncio.Task, implemented in C."},
     {Py_tp_init, Task_init},
+    {Py_tp_dealloc, Task_dealloc},
     {Py_tp_finalize, Task_finalize},
     {Py_tp_traverse, Task_traverse},
     {Py_tp_clear, Task_clear},
