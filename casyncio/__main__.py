@@ -29,6 +29,7 @@ The program sees the same sys.argv, __main__ and sys.path[0] as under plain
 `python`, and exits with the same status and traceback.
 
   script.py [args...]   run a script, as `python script.py [args...]`
+  - [args...]           run the program read from stdin, as `python - [args...]`
   -m module [args...]   run a module, as `python -m module [args...]`
   (no arguments)        demo: the chess exhibition of the asyncio walkthrough,
                         timed on stock asyncio and on casyncio side by side
@@ -77,6 +78,41 @@ def _report_through_stripped_hook(runner_code) -> None:
     sys.excepthook = excepthook
 
 
+def _fresh_main(**attrs: object) -> types.ModuleType:
+    """A new __main__ module with what the interpreter's own one has."""
+    main = types.ModuleType("__main__")
+    main.__builtins__ = builtins
+    main.__annotations__ = {}
+    for name, value in attrs.items():
+        setattr(main, name, value)
+    sys.modules["__main__"] = main
+    return main
+
+
+def _exec_main(code, main: types.ModuleType) -> None:
+    _use_casyncio()
+    try:
+        exec(code, main.__dict__)
+    except SystemExit:
+        raise
+    except BaseException:
+        _report_through_stripped_hook(_exec_main.__code__)
+        raise
+
+
+def _run_stdin(args: list[str]) -> None:
+    # `python -m casyncio - args`: the program comes from stdin, as with
+    # `python - args`.
+    sys.argv = ["-", *args]
+    sys.path[0] = ""
+    code = compile(sys.stdin.buffer.read(), "<stdin>", "exec", dont_inherit=True)
+    # The interpreter's own __main__ (what `python -` uses) has
+    # BuiltinImporter as its loader.
+    _exec_main(code, _fresh_main(__file__="<stdin>", __cached__=None,
+                                 __loader__=importlib.machinery.BuiltinImporter,
+                                 __spec__=None))
+
+
 def _run_path(path: str, args: list[str]) -> None:
     if not os.path.exists(path):
         print(f"{sys.executable}: can't open file {os.path.abspath(path)!r}: "
@@ -84,29 +120,22 @@ def _run_path(path: str, args: list[str]) -> None:
         sys.exit(2)
     sys.argv = [path, *args]
     if os.path.isdir(path) or not path.endswith((".py", ".pyw")) and _is_zip(path):
-        # A directory or zip application with __main__.py, as python runs it.
-        sys.path[0] = path
-        runpy.run_path(path, run_name="__main__")
+        # A directory or zip application: python puts it first on sys.path
+        # and runs its __main__ module with runpy, leaving argv alone.
+        sys.path[0] = os.path.abspath(path)
+        _run_module("__main__", args, alter_argv=False)
         return
     filename = os.path.abspath(path)
     sys.path[0] = os.path.dirname(os.path.realpath(path))
     with open(filename, "rb") as f:
         code = compile(f.read(), filename, "exec", dont_inherit=True)
-    main = types.ModuleType("__main__")
-    main.__file__ = filename
-    main.__cached__ = None
-    main.__builtins__ = builtins
-    main.__loader__ = importlib.machinery.SourceFileLoader("__main__", filename)
-    main.__spec__ = None
-    sys.modules["__main__"] = main
-    _use_casyncio()
-    try:
-        exec(code, main.__dict__)
-    except SystemExit:
-        raise
-    except BaseException:
-        _report_through_stripped_hook(_run_path.__code__)
-        raise
+    main = _fresh_main(
+        __file__=filename,
+        __cached__=None,
+        __loader__=importlib.machinery.SourceFileLoader("__main__", filename),
+        __spec__=None,
+    )
+    _exec_main(code, main)
 
 
 def _is_zip(path: str) -> bool:
@@ -115,18 +144,19 @@ def _is_zip(path: str) -> bool:
     return zipfile.is_zipfile(path)
 
 
-def _run_module(name: str, args: list[str]) -> None:
-    sys.argv = [name, *args]
+def _run_module(name: str, args: list[str], alter_argv: bool = True) -> None:
+    if alter_argv:
+        sys.argv = [name, *args]
     # What `python -m` does: a fresh __main__, then runpy's own entry point
     # (whose frames a `python -m` traceback shows, so ours must too).
-    sys.modules["__main__"] = types.ModuleType("__main__")
+    _fresh_main()
     _use_casyncio()
     run_as_main = getattr(runpy, "_run_module_as_main", None)
     try:
         if run_as_main is not None:
-            run_as_main(name, alter_argv=True)
+            run_as_main(name, alter_argv=alter_argv)
         else:
-            runpy.run_module(name, run_name="__main__", alter_sys=True)
+            runpy.run_module(name, run_name="__main__", alter_sys=alter_argv)
     except SystemExit:
         raise
     except BaseException:
@@ -150,7 +180,10 @@ def main(argv: list[str]) -> None:
             sys.exit(2)
         _run_module(argv[1], argv[2:])
         return
-    if argv[0].startswith("-") and argv[0] != "-":
+    if argv[0] == "-":
+        _run_stdin(argv[1:])
+        return
+    if argv[0].startswith("-"):
         print(f"python -m casyncio: unknown option {argv[0]}\n", file=sys.stderr)
         print(USAGE, end="", file=sys.stderr)
         sys.exit(2)
