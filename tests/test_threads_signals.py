@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 import sys
 import textwrap
 import threading
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, assert_loop_usable, run_briefly
+from conftest import assert_loop_usable, run_briefly
 
 # ---- debug mode: the thread check --------------------------------------------------
 
@@ -348,7 +349,10 @@ def _interrupt_child(mode: str, poller: str | None) -> tuple[int, str, str]:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
-        cwd=REPO,
+        # Not the repository: `python -c` puts the cwd on sys.path, and the
+        # source tree's casyncio/ (no compiled module) would shadow the
+        # installed package.
+        cwd=tempfile.gettempdir(),
     )
     try:
         assert proc.stdout is not None
