@@ -28,6 +28,7 @@ from typing import Any
 from . import _casyncio
 from ._net import NetworkMixin
 from ._pipes import PipesMixin
+from ._subprocess import SubprocessMixin
 
 logger = logging.getLogger("asyncio")
 
@@ -56,7 +57,9 @@ def _format_handle(handle) -> str:
     return str(handle)
 
 
-class Loop(_casyncio.LoopBase, NetworkMixin, PipesMixin, asyncio.AbstractEventLoop):
+class Loop(
+    _casyncio.LoopBase, NetworkMixin, PipesMixin, SubprocessMixin, asyncio.AbstractEventLoop
+):
     """An asyncio event loop implemented in C.
 
     ``Loop(poller=None)``: ``poller`` picks the I/O backend, ``"epoll"`` (the

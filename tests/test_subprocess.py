@@ -1,0 +1,113 @@
+"""Subprocesses on both loops: exec and shell, pipes both ways, exit codes,
+signals, and the protocol call order asyncio defines."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+
+import pytest
+
+
+def run(loop, coro):
+    return loop.run_until_complete(asyncio.wait_for(coro, 30))
+
+
+def test_exec_communicate_round_trip(loop):
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import sys; data = sys.stdin.read(); print(data.upper())",
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        out, err = await proc.communicate(b"hello from the parent")
+        return proc.returncode, out, err
+
+    code, out, err = run(loop, main())
+    assert (code, out.strip(), err) == (0, b"HELLO FROM THE PARENT", b"")
+
+
+def test_shell_exit_status_and_stderr(loop):
+    async def main():
+        proc = await asyncio.create_subprocess_shell(
+            "echo oops >&2; exit 7", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        out, err = await proc.communicate()
+        return proc.returncode, out, err
+
+    assert run(loop, main()) == (7, b"", b"oops\n")
+
+
+def test_kill_a_running_child(loop):
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)",
+            stdout=subprocess.PIPE,
+        )
+        assert await proc.stdout.readline() == b"up\n"
+        proc.send_signal(signal.SIGTERM)
+        return await proc.wait()
+
+    assert run(loop, main()) == -signal.SIGTERM
+
+
+def test_wait_without_pipes(loop):
+    async def main():
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", "raise SystemExit(3)")
+        return await proc.wait()
+
+    assert run(loop, main()) == 3
+
+
+def test_protocol_call_order(loop):
+    calls: list[tuple] = []
+    done = loop.create_future()
+
+    class Proto(asyncio.SubprocessProtocol):
+        def connection_made(self, transport):
+            calls.append(("connection_made",))
+
+        def pipe_data_received(self, fd, data):
+            calls.append(("data", fd, data))
+
+        def pipe_connection_lost(self, fd, exc):
+            calls.append(("pipe_lost", fd))
+
+        def process_exited(self):
+            calls.append(("exited",))
+
+        def connection_lost(self, exc):
+            calls.append(("connection_lost",))
+            done.set_result(None)
+
+    async def main():
+        transport, _ = await loop.subprocess_exec(
+            Proto, sys.executable, "-c", "print('x')", stdin=None, stderr=None
+        )
+        await done
+        code = transport.get_returncode()
+        transport.close()
+        return code
+
+    assert run(loop, main()) == 0
+    assert calls[0] == ("connection_made",)
+    assert b"".join(c[2] for c in calls if c[0] == "data") == b"x\n"
+    assert calls[-1] == ("connection_lost",)
+    assert {c[0] for c in calls} == {"connection_made", "data", "pipe_lost", "exited",
+                                     "connection_lost"}
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"universal_newlines": True}, "universal_newlines must be False"),
+        ({"bufsize": 1}, "bufsize must be 0"),
+        ({"text": True}, "text must be False"),
+        ({"encoding": "utf-8"}, "encoding must be None"),
+        ({"shell": True}, "shell must be False"),
+    ],
+)
+def test_exec_rejects_bad_arguments(loop, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        run(loop, loop.subprocess_exec(asyncio.SubprocessProtocol, sys.executable, **kwargs))
