@@ -43,34 +43,71 @@ def _check_ssl_socket(sock) -> None:
         raise TypeError("Socket cannot be of type SSLSocket")
 
 
-def _numeric_addrinfo(host, port, family, type, proto, flags):
-    """getaddrinfo() answered locally when host is an IP literal (or None)
-    and port a number: no DNS, so no executor.  None when it is not."""
-    if not type or port is None and host is None:
+def _numeric_port(port):
+    """port as an int (None and '' mean 0), or None for a service name."""
+    if port is None or port == "" or port == b"":
+        return 0
+    try:
+        return int(port)
+    except (TypeError, ValueError):
         return None
-    if isinstance(port, (bytes, str)):
-        if not port.isdigit():
+
+
+def _ip_literal_family(host, family):
+    """The family an IP literal host parses as, or None (a name)."""
+    if isinstance(host, bytes):
+        try:
+            host = host.decode("idna")
+        except UnicodeError:
             return None
-    elif port is not None and not isinstance(port, int):
+    if not isinstance(host, str) or "%" in host:
+        # Linux's inet_pton() takes no IPv6 zone index ('::1%lo'): resolve.
         return None
-    if host is not None:
-        if isinstance(host, bytes):
-            try:
-                host = host.decode("idna")
-            except UnicodeError:
-                return None
-        if not isinstance(host, str):
-            return None
-        literal = False
-        for af in (socket.AF_INET, socket.AF_INET6) if _HAS_IPV6 else (socket.AF_INET,):
-            try:
-                socket.inet_pton(af, host.partition("%")[0])
-            except (OSError, ValueError):
-                continue
-            literal = True
-            break
-        if not literal:
-            return None
+    if family == socket.AF_UNSPEC:
+        families = (socket.AF_INET, socket.AF_INET6) if _HAS_IPV6 else (socket.AF_INET,)
+    else:
+        families = (family,)
+    for af in families:
+        try:
+            socket.inet_pton(af, host)
+        except (OSError, ValueError):
+            continue
+        return af
+    return None
+
+
+def _literal_addrinfo(host, port, family, type, proto, flowinfo=0, scopeid=0):
+    """The address info of an IP-literal host, built without getaddrinfo()
+    (so without the executor), or None when host needs resolving.  The port
+    is kept as given: an out-of-range port fails in connect()/bind() with
+    OverflowError, instead of being truncated to 16 bits by getaddrinfo()."""
+    if host is None or proto not in (0, socket.IPPROTO_TCP, socket.IPPROTO_UDP):
+        return None
+    if type == socket.SOCK_STREAM:
+        proto = socket.IPPROTO_TCP
+    elif type == socket.SOCK_DGRAM:
+        proto = socket.IPPROTO_UDP
+    else:
+        return None
+    port = _numeric_port(port)
+    af = _ip_literal_family(host, family) if port is not None else None
+    if af is None:
+        return None
+    if isinstance(host, bytes):
+        host = host.decode("idna")
+    if _HAS_IPV6 and af == socket.AF_INET6:
+        return [(af, type, proto, "", (host, port, flowinfo, scopeid))]
+    return [(af, type, proto, "", (host, port))]
+
+
+def _local_getaddrinfo(host, port, family, type, proto, flags):
+    """getaddrinfo() answered without DNS -- an IP-literal (or no) host and a
+    numeric, in-range port -- or None when it needs the executor."""
+    port = _numeric_port(port)
+    if port is None or not 0 <= port <= 65535:
+        return None
+    if host is not None and _ip_literal_family(host, family) is None:
+        return None
     try:
         return socket.getaddrinfo(
             host, port, family, type, proto, flags | socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
@@ -271,14 +308,16 @@ class NetworkMixin:
                     await self._wait_writable(sock)
                     continue
                 except OSError as exc:
-                    if total == 0 and exc.errno in (errno.ENOTSOCK, errno.EINVAL, errno.ENOSYS):
-                        # Not a file os.sendfile() can read (a pipe, a
-                        # special file): let the caller fall back.
-                        err = exceptions.SendfileNotAvailableError(
-                            "os.sendfile() is not available")
+                    if total == 0:
+                        # Nothing sent yet: the file may be one os.sendfile()
+                        # cannot read, or the socket is broken; either way the
+                        # plain-send fallback tells (and raises) best.
+                        err = exceptions.SendfileNotAvailableError("os.sendfile call failed")
                         raise err from exc
-                    if isinstance(exc, BrokenPipeError):
-                        raise ConnectionError("socket is not connected") from exc
+                    if exc.errno == errno.ENOTCONN and type(exc) is not ConnectionError:
+                        # The peer went away mid-transfer: one exception type
+                        # across platforms, as asyncio.
+                        raise ConnectionError("socket is not connected", errno.ENOTCONN) from exc
                     raise
                 if sent == 0:
                     break  # end of file
@@ -325,7 +364,8 @@ class NetworkMixin:
     async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
         """socket.getaddrinfo() in the default executor; numeric hosts and
         ports are answered at once, without a thread."""
-        infos = _numeric_addrinfo(host, port, family, type, proto, flags)
+        self._check_closed()
+        infos = _local_getaddrinfo(host, port, family, type, proto, flags)
         if infos is not None:
             return infos
         return await self.run_in_executor(
@@ -339,12 +379,8 @@ class NetworkMixin:
     async def _ensure_resolved(self, address, *, family=0, type=socket.SOCK_STREAM, proto=0,
                                flags=0):
         host, port = address[:2]
-        infos = _numeric_addrinfo(host, port, family, type, proto, flags)
+        infos = _literal_addrinfo(host, port, family, type, proto, *address[2:])
         if infos is not None:
-            if len(address) > 2 and infos:
-                # Keep the flowinfo/scope id the caller gave for IPv6.
-                infos = [(f, t, p, c, (sa[0], sa[1], *address[2:]) if f == getattr(
-                    socket, "AF_INET6", None) else sa) for f, t, p, c, sa in infos]
             return infos
         return await self.getaddrinfo(host, port, family=family, type=type, proto=proto,
                                       flags=flags)

@@ -17,6 +17,7 @@
 #include "casyncio.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <sys/socket.h>
 
@@ -386,13 +387,36 @@ start(SockOpObj *op)
     return Py_NewRef(op->future);
 }
 
+/* The socket's fd, with the errors the socket's own methods would give: a
+ * non-socket lacks fileno() (AttributeError), a closed socket's -1 fails
+ * like a syscall on it (EBADF). */
+static int
+socket_fd(cio_state *st, PyObject *sock)
+{
+    PyObject *res = PyObject_CallMethodNoArgs(sock, st->str_fileno);
+    if (res == NULL) {
+        return -1;
+    }
+    long fd = PyLong_AsLong(res);
+    Py_DECREF(res);
+    if (fd == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (fd < 0 || fd > INT_MAX) {
+        errno = EBADF;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return (int)fd;
+}
+
 static SockOpObj *
 new_op(LoopObj *loop, PyObject *sock, int kind, int which)
 {
     if (check_socket(loop, sock) < 0) {
         return NULL;
     }
-    int fd = cio_fileobj_to_fd(loop->st, sock);
+    int fd = socket_fd(loop->st, sock);
     if (fd < 0) {
         return NULL;
     }
@@ -419,6 +443,13 @@ static int
 get_view(SockOpObj *op, PyObject *data, int writable)
 {
     if (PyObject_GetBuffer(data, &op->view, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0) {
+        if (writable && PyErr_ExceptionMatches(PyExc_BufferError)) {
+            /* The TypeError socket.recv_into() gives for bytes. */
+            PyErr_Format(PyExc_TypeError,
+                         "recv_into() argument 'buffer' must be read-write bytes-like "
+                         "object, not %.200s",
+                         Py_TYPE(data)->tp_name);
+        }
         return -1;
     }
     op->has_view = 1;

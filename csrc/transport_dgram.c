@@ -100,8 +100,9 @@ send_one(DgramObj *d, PyObject *data, PyObject *addr)
     return -1;
 }
 
-/* After a failed send: OSError goes to protocol.error_received(), anything
- * else is fatal.  Returns 0, or -1 for SystemExit/KeyboardInterrupt. */
+/* After a failed send: an OSError goes to protocol.error_received(), and
+ * whatever that raises goes on to our caller, as in asyncio; anything else
+ * is fatal.  Returns 0, or -1 with an exception set. */
 static int
 send_failed(DgramObj *d)
 {
@@ -110,9 +111,10 @@ send_failed(DgramObj *d)
         return cio_transport_fatal_error(t, "Fatal write error on datagram transport");
     }
     PyObject *exc = cio_err_take();
-    int rc = cio_transport_call_protocol(t, "error_received", &exc, 1, NULL, NULL);
+    PyObject *res = PyObject_CallMethod(t->protocol, "error_received", "O", exc);
     Py_DECREF(exc);
-    return rc;
+    Py_XDECREF(res);
+    return res ? 0 : -1;
 }
 
 static PyObject *
@@ -246,9 +248,10 @@ read_ready(DgramObj *d)
         }
         if (PyErr_ExceptionMatches(PyExc_OSError)) {
             PyObject *exc = cio_err_take();
-            int rc = cio_transport_call_protocol(t, "error_received", &exc, 1, NULL, NULL);
+            PyObject *res = PyObject_CallMethod(t->protocol, "error_received", "O", exc);
             Py_DECREF(exc);
-            return rc;
+            Py_XDECREF(res);
+            return res ? 0 : -1;
         }
         return cio_transport_fatal_error(t, "Fatal read error on datagram transport");
     }
@@ -257,10 +260,11 @@ read_ready(DgramObj *d)
         PyErr_SetString(PyExc_TypeError, "recvfrom() did not return (data, address)");
         return -1;
     }
-    int rc = cio_transport_call_protocol(t, "datagram_received", &PyTuple_GET_ITEM(pair, 0), 2,
-                                         NULL, NULL);
+    PyObject *res = PyObject_CallMethod(t->protocol, "datagram_received", "OO",
+                                        PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1));
     Py_DECREF(pair);
-    return rc;
+    Py_XDECREF(res);
+    return res ? 0 : -1;
 }
 
 int
@@ -275,13 +279,34 @@ cio_dgram_io(PyObject *obj, int which)
         rc = d->base.writing ? sendto_ready(d) : 0;
     }
     if (rc < 0) {
+        /* The protocol's callback raised: report it like a failing callback
+         * (as asyncio, whose callbacks run from Handles) and keep going; the
+         * transport stays open. */
         PyObject *exc = cio_err_take();
         if (cio_exception_is_fatal(exc)) {
             cio_err_restore(exc);
             return -1;
         }
-        cio_err_restore(exc);
-        return cio_transport_fatal_error(&d->base, "Fatal error on datagram transport");
+        PyObject *name = PyType_GetName(Py_TYPE(obj));
+        PyObject *ctx = name ? Py_BuildValue("{sNsOsOsO}", "message",
+                                             PyUnicode_FromFormat(
+                                                 "Exception in callback %U.%s()", name,
+                                                 which == CIO_READ ? "_read_ready"
+                                                                   : "_sendto_ready"),
+                                             "exception", exc, "transport", obj, "protocol",
+                                             d->base.protocol ? d->base.protocol : Py_None)
+                             : NULL;
+        Py_XDECREF(name);
+        Py_DECREF(exc);
+        if (ctx == NULL) {
+            PyErr_WriteUnraisable(obj);
+            return 0;
+        }
+        int r = d->base.loop ? cio_call_exception_handler(d->base.st, (PyObject *)d->base.loop,
+                                                          ctx)
+                             : 0;
+        Py_DECREF(ctx);
+        return r;
     }
     return 0;
 }
