@@ -1,0 +1,1275 @@
+"""TCP: create_connection, create_server and the Server object,
+connect_accepted_socket, and the stream transport (writes, writelines,
+write_eof, reading pause, write flow control, close/abort, extra info,
+BufferedProtocol, TCP_NODELAY), on casyncio and on stock asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+import sys
+import time
+from asyncio.trsock import TransportSocket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from net_helpers import (
+    HOST,
+    Recorder,
+    close_transport,
+    is_casyncio,
+    kernel_has_data,
+    needs_ipv6,
+    no_fd_leak,  # noqa: F401  (fixture, applied below)
+    payload,
+    refused_port,
+    run,
+    tcp_connection,
+    wait_for_condition,
+)
+
+pytestmark = pytest.mark.usefixtures("no_fd_leak")
+
+STREAM_INFO = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
+
+
+# ---- connecting ------------------------------------------------------------------
+
+
+def test_round_trip_and_callback_order(loop):
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            assert isinstance(c.client_t, asyncio.Transport)
+            assert isinstance(c.server_t, asyncio.Transport)
+            assert c.client_t.get_protocol() is c.client_p
+            assert c.server_t.get_protocol() is c.server_p
+            c.client_t.write(b"hello")
+            assert await c.server_p.wait_bytes(5) == b"hello"
+            c.server_t.write(b"world")
+            assert await c.client_p.wait_bytes(5) == b"world"
+            c.client_t.close()
+            assert await c.client_p.lost is None
+            assert await c.server_p.lost is None
+            assert c.client_p.events == ["made", "data", "lost"]
+            assert c.server_p.events == ["made", "data", "eof", "lost"]
+
+    run(loop, main())
+
+
+def test_get_extra_info(loop):
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            server_addr = c.server.sockets[0].getsockname()
+            csock = c.client_t.get_extra_info("socket")
+            ssock = c.server_t.get_extra_info("socket")
+            assert isinstance(csock, TransportSocket)
+            assert isinstance(ssock, TransportSocket)
+            assert csock.family == socket.AF_INET
+            assert csock.type == socket.SOCK_STREAM
+            assert c.client_t.get_extra_info("peername") == server_addr
+            assert c.client_t.get_extra_info("sockname") == csock.getsockname()
+            assert c.server_t.get_extra_info("peername") == csock.getsockname()
+            assert c.server_t.get_extra_info("sockname") == server_addr
+            assert c.client_t.get_extra_info("no such key") is None
+            assert c.client_t.get_extra_info("no such key", 42) == 42
+            assert c.client_t.get_extra_info("sslcontext") is None
+
+    run(loop, main())
+
+
+def test_tcp_nodelay_on_both_ends(loop):
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            for t in (c.client_t, c.server_t):
+                sock = t.get_extra_info("socket")
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+    run(loop, main())
+
+
+def test_create_connection_sock(loop):
+    async def main() -> None:
+        server = await loop.create_server(lambda: Recorder(loop), HOST, 0)
+        async with server:
+            sock = socket.create_connection(server.sockets[0].getsockname())
+            assert sock.gettimeout() is None  # blocking, as the caller made it
+            t, p = await loop.create_connection(lambda: Recorder(loop), sock=sock)
+            assert sock.gettimeout() == 0  # the loop made it non-blocking
+            assert t.get_extra_info("socket").fileno() == sock.fileno()
+            assert t.get_extra_info("peername") == server.sockets[0].getsockname()
+            t.write(b"x")
+            await close_transport(t, p)
+            assert sock.fileno() == -1  # the transport closed it
+
+    run(loop, main())
+
+
+def test_create_connection_numeric_host_no_executor(loop, monkeypatch):
+    """Both loops connect to an IP literal without resolving it in a thread
+    (asyncio short-circuits numeric addresses in _ensure_resolved)."""
+    calls: list[Any] = []
+    original = loop.run_in_executor
+
+    def spy(*args: Any) -> Any:
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(loop, "run_in_executor", spy)
+
+    async def main() -> None:
+        async with tcp_connection(loop, local_addr=(HOST, 0)):
+            pass
+
+    run(loop, main())
+    assert calls == []
+    assert loop._default_executor is None
+
+
+def test_create_connection_host_name(loop):
+    async def main() -> None:
+        server = await loop.create_server(lambda: Recorder(loop), HOST, 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            t, p = await loop.create_connection(
+                lambda: Recorder(loop), "localhost", port, family=socket.AF_INET
+            )
+            assert t.get_extra_info("peername") == (HOST, port)
+            await close_transport(t, p)
+
+    run(loop, main())
+
+
+def test_create_connection_local_addr(loop):
+    # 127.0.0.2 is on the loopback interface too: the source address shows
+    # that local_addr was bound.
+    async def main() -> None:
+        async with tcp_connection(loop, local_addr=("127.0.0.2", 0)) as c:
+            assert c.client_t.get_extra_info("sockname")[0] == "127.0.0.2"
+            assert c.server_t.get_extra_info("peername")[0] == "127.0.0.2"
+
+    run(loop, main())
+
+
+def test_create_connection_local_addr_in_use(loop):
+    async def main() -> None:
+        server = await loop.create_server(lambda: Recorder(loop), HOST, 0)
+        async with server:
+            with socket.socket() as busy:
+                busy.bind((HOST, 0))
+                busy.listen(1)
+                with pytest.raises(OSError) as info:
+                    await loop.create_connection(
+                        lambda: Recorder(loop),
+                        HOST,
+                        server.sockets[0].getsockname()[1],
+                        local_addr=busy.getsockname(),
+                    )
+                assert info.value.errno == errno.EADDRINUSE
+                assert "error while attempting to bind on address" in str(info.value)
+
+    run(loop, main())
+
+
+def test_create_connection_refused(loop):
+    async def main() -> None:
+        with refused_port() as port, pytest.raises(ConnectionRefusedError):
+            await loop.create_connection(lambda: Recorder(loop), HOST, port)
+
+    run(loop, main())
+
+
+@contextlib.contextmanager
+def blackhole() -> Iterator[tuple[str, int]]:
+    """An address whose connect() hangs: a listener with backlog 0 whose one
+    queue slot is taken, so the kernel drops further SYNs (and retries only
+    after a second)."""
+    lsock = socket.socket()
+    filler = socket.socket()
+    try:
+        lsock.bind((HOST, 0))
+        lsock.listen(0)
+        filler.connect(lsock.getsockname())
+        yield lsock.getsockname()
+    finally:
+        filler.close()
+        lsock.close()
+
+
+def fake_resolver(loop, monkeypatch, infos: list[tuple]) -> None:
+    """Make the loop resolve any name to `infos`."""
+
+    async def getaddrinfo(host, port, *, family=0, type=0, proto=0, flags=0):
+        return list(infos)
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+
+
+def record_connects(loop, monkeypatch) -> list:
+    attempts: list = []
+    original = loop.sock_connect
+
+    async def sock_connect(sock, address):
+        attempts.append(address)
+        return await original(sock, address)
+
+    monkeypatch.setattr(loop, "sock_connect", sock_connect)
+    return attempts
+
+
+def test_happy_eyeballs_second_address_wins_while_first_hangs(loop, monkeypatch):
+    async def main() -> None:
+        server = await loop.create_server(lambda: Recorder(loop), HOST, 0)
+        async with server:
+            good = server.sockets[0].getsockname()
+            with blackhole() as hole:
+                fake_resolver(loop, monkeypatch, [(*STREAM_INFO, hole), (*STREAM_INFO, good)])
+                attempts = record_connects(loop, monkeypatch)
+                start = time.monotonic()
+                t, p = await loop.create_connection(
+                    lambda: Recorder(loop), "eyeballs.test", 80, happy_eyeballs_delay=0.05
+                )
+                elapsed = time.monotonic() - start
+                assert t.get_extra_info("peername") == good
+                assert attempts == [hole, good]
+                # Well before the kernel's first SYN retry to the black hole.
+                assert elapsed < 0.9
+                await close_transport(t, p)
+
+    run(loop, main())
+
+
+@needs_ipv6
+@pytest.mark.parametrize(
+    ("kwargs", "order"),
+    [
+        ({}, ["v6a", "v6b", "v4a", "v4b", "good"]),
+        ({"interleave": 1}, ["v6a", "v4a", "v6b", "v4b", "good"]),
+        ({"interleave": 2}, ["v6a", "v6b", "v4a", "v4b", "good"]),
+        ({"happy_eyeballs_delay": 0.2}, ["v6a", "v4a", "v6b", "v4b", "good"]),
+        ({"happy_eyeballs_delay": 0.2, "interleave": 2}, ["v6a", "v6b", "v4a", "v4b", "good"]),
+    ],
+    ids=["plain", "interleave1", "interleave2", "eyeballs-default-interleave", "eyeballs-2"],
+)
+def test_interleave_order(loop, monkeypatch, kwargs, order):
+    async def main() -> None:
+        server = await loop.create_server(lambda: Recorder(loop), HOST, 0)
+        async with server:
+            good = server.sockets[0].getsockname()
+            with contextlib.ExitStack() as stack:
+                names: dict[Any, str] = {good: "good"}
+                infos = []
+                for name, fam, host in [
+                    ("v6a", socket.AF_INET6, "::1"),
+                    ("v6b", socket.AF_INET6, "::1"),
+                    ("v4a", socket.AF_INET, HOST),
+                    ("v4b", socket.AF_INET, HOST),
+                ]:
+                    port = stack.enter_context(refused_port(fam, host))
+                    addr = (host, port, 0, 0) if fam == socket.AF_INET6 else (host, port)
+                    names[addr] = name
+                    infos.append((fam, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", addr))
+                infos.append((*STREAM_INFO, good))
+                fake_resolver(loop, monkeypatch, infos)
+                attempts = record_connects(loop, monkeypatch)
+                t, p = await loop.create_connection(
+                    lambda: Recorder(loop), "order.test", 80, **kwargs
+                )
+                assert [names[a] for a in attempts] == order
+                await close_transport(t, p)
+
+    run(loop, main())
+
+
+def test_several_failures_make_one_oserror(loop, monkeypatch):
+    async def main() -> None:
+        with refused_port() as p1, refused_port() as p2:
+            fake_resolver(
+                loop, monkeypatch, [(*STREAM_INFO, (HOST, p1)), (*STREAM_INFO, (HOST, p2))]
+            )
+            with pytest.raises(OSError) as info:
+                await loop.create_connection(lambda: Recorder(loop), "two.test", 80)
+            assert type(info.value) is OSError
+            assert str(info.value).startswith("Multiple exceptions: ")
+            assert str(p1) in str(info.value) and str(p2) in str(info.value)
+
+    run(loop, main())
+
+
+def test_all_errors(loop, monkeypatch, request):
+    if not is_casyncio(loop) and sys.version_info < (3, 12):
+        request.applymarker(
+            pytest.mark.xfail(
+                raises=TypeError,
+                strict=True,
+                reason="all_errors= was added to stock asyncio in Python 3.12",
+            )
+        )
+
+    async def main() -> None:
+        with refused_port() as p1, refused_port() as p2:
+            fake_resolver(
+                loop, monkeypatch, [(*STREAM_INFO, (HOST, p1)), (*STREAM_INFO, (HOST, p2))]
+            )
+            with pytest.raises(ExceptionGroup) as info:
+                await loop.create_connection(
+                    lambda: Recorder(loop), "two.test", 80, all_errors=True
+                )
+            errors = info.value.exceptions
+            assert len(errors) == 2
+            assert all(isinstance(e, ConnectionRefusedError) for e in errors)
+
+    run(loop, main())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc"),
+    [
+        ({"host": HOST, "port": 1, "sock": "placeholder"}, ValueError),
+        ({}, ValueError),
+        ({"sock": "dgram"}, ValueError),
+        ({"host": HOST, "port": 1, "server_hostname": "x"}, ValueError),
+        ({"host": HOST, "port": 1, "ssl_handshake_timeout": 1.0}, ValueError),
+        ({"host": HOST, "port": 1, "ssl_shutdown_timeout": 1.0}, ValueError),
+    ],
+    ids=[
+        "host-and-sock",
+        "nothing",
+        "dgram-sock",
+        "server_hostname-without-ssl",
+        "handshake-timeout-without-ssl",
+        "shutdown-timeout-without-ssl",
+    ],
+)
+def test_create_connection_bad_arguments(loop, kwargs, exc):
+    with contextlib.ExitStack() as stack:
+        if "sock" in kwargs:
+            kind = socket.SOCK_DGRAM if kwargs["sock"] == "dgram" else socket.SOCK_STREAM
+            kwargs = {**kwargs, "sock": stack.enter_context(socket.socket(type=kind))}
+        with pytest.raises(exc):
+            run(loop, loop.create_connection(asyncio.Protocol, **kwargs))
+
+
+# ---- writing -----------------------------------------------------------------
+
+
+def test_write_sends_at_once(loop):
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            c.client_t.write(b"x" * 100)
+            # Nothing waits for the next loop iteration.
+            assert c.client_t.get_write_buffer_size() == 0
+            assert kernel_has_data(c.server_t.get_extra_info("socket"))
+            assert await c.server_p.wait_bytes(100) == b"x" * 100
+
+    run(loop, main())
+
+
+def test_big_write_buffers_only_the_remainder(loop):
+    data = payload(4_000_000, seed=1)
+
+    async def main() -> None:
+        async with tcp_connection(loop, small_bufs=True) as c:
+            c.server_t.pause_reading()
+            c.client_t.write(data)
+            buffered = c.client_t.get_write_buffer_size()
+            # The kernel took part of it at once; the rest waits.
+            assert 0 < buffered < len(data)
+            assert kernel_has_data(c.server_t.get_extra_info("socket"))
+            c.server_t.resume_reading()
+            assert await c.server_p.wait_bytes(len(data)) == data
+            await wait_for_condition(loop, lambda: c.client_t.get_write_buffer_size() == 0)
+
+    run(loop, main())
+
+
+def test_writes_keep_their_order_while_buffered(loop):
+    pieces = [payload(50_000 + i, seed=i) for i in range(40)]
+
+    async def main() -> None:
+        async with tcp_connection(loop, small_bufs=True) as c:
+            for piece in pieces:
+                c.client_t.write(piece)
+                c.client_t.writelines([piece[:10], bytearray(piece[10:20])])
+            expected = b"".join(p + p[:20] for p in pieces)
+            assert await c.server_p.wait_bytes(len(expected)) == expected
+
+    run(loop, main())
+
+
+def test_buffered_bytearray_is_copied(loop):
+    async def main() -> None:
+        async with tcp_connection(loop, small_bufs=True) as c:
+            c.server_t.pause_reading()
+            filler = payload(1_000_000)
+            c.client_t.write(filler)
+            assert c.client_t.get_write_buffer_size() > 0
+            mutable = bytearray(b"A" * 1000)
+            c.client_t.write(mutable)
+            c.client_t.write(memoryview(mutable))
+            mutable[:] = b"B" * 1000
+            c.server_t.resume_reading()
+            got = await c.server_p.wait_bytes(len(filler) + 2000)
+            assert got == filler + b"A" * 2000
+
+    run(loop, main())
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_write_accepts_buffers(loop, kind):
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            c.client_t.write(kind(b"buf"))
+            assert await c.server_p.wait_bytes(3) == b"buf"
+
+    run(loop, main())
+
+
+def test_write_empty_is_a_no_op(loop):
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            c.client_t.write(b"")
+            c.client_t.writelines([])
+            c.client_t.writelines([b"", b""])
+            assert c.client_t.get_write_buffer_size() == 0
+            c.client_t.write(b"end")
+            assert await c.server_p.wait_bytes(3) == b"end"
+
+    run(loop, main())
+
+
+def test_writelines_small_pieces_nothing_buffered(loop):
+    pieces = [b"alpha", bytearray(b"beta"), memoryview(b"gamma"), b"", b"delta" * 100]
+
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            c.client_t.writelines(pieces)
+            assert c.client_t.get_write_buffer_size() == 0
+            expected = b"".join(bytes(p) for p in pieces)
+            assert await c.server_p.wait_bytes(len(expected)) == expected
+
+    run(loop, main())
+
+
+def test_writelines_many_pieces_in_order(loop):
+    # More pieces than one writev() takes (IOV_MAX): all of them, in order.
+    pieces = [i.to_bytes(4, "big") * 25 for i in range(5000)]
+
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            c.client_t.writelines(pieces)
+            c.client_t.writelines(iter(pieces[:3]))  # any iterable
+            expected = b"".join(pieces) + b"".join(pieces[:3])
+            assert await c.server_p.wait_bytes(len(expected)) == expected
+
+    run(loop, main())
+
+
+def test_writelines_while_buffered(loop):
+    async def main() -> None:
+        async with tcp_connection(loop, small_bufs=True) as c:
+            c.server_t.pause_reading()
+            big = payload(1_000_000, seed=5)
+            c.client_t.write(big)
+            before = c.client_t.get_write_buffer_size()
+            assert before > 0
+            c.client_t.writelines([b"tail1", b"tail2"])
+            assert c.client_t.get_write_buffer_size() == before + 10
+            c.server_t.resume_reading()
+            got = await c.server_p.wait_bytes(len(big) + 10)
+            assert got == big + b"tail1tail2"
+
+    run(loop, main())
+
+
+# ---- write_eof -------------------------------------------------------------------
+
+
+def test_write_eof(loop):
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            assert c.client_t.can_write_eof() is True
+            assert c.server_t.can_write_eof() is True
+            c.client_t.write(b"last words")
+            c.client_t.write_eof()
+            c.client_t.write_eof()  # again: nothing
+            await c.server_p.eof
+            assert bytes(c.server_p.data) == b"last words"
+            with pytest.raises(RuntimeError, match="write_eof"):
+                c.client_t.write(b"more")
+            assert not c.client_t.is_closing()
+            # The server's eof_received() returned False: it closed, and
+            # the client saw the end of the stream.
+            assert await c.server_p.lost is None
+            await c.client_p.eof
+            assert await c.client_p.lost is None
+            assert c.server_p.events == ["made", "data", "eof", "lost"]
+
+    run(loop, main())
+
+
+def test_write_eof_waits_for_the_buffer(loop):
+    data = payload(2_000_000, seed=7)
+
+    async def main() -> None:
+        async with tcp_connection(loop, small_bufs=True) as c:
+            c.server_t.pause_reading()
+            c.client_t.write(data)
+            assert c.client_t.get_write_buffer_size() > 0
+            c.client_t.write_eof()
+            c.server_t.resume_reading()
+            await c.server_p.eof
+            assert bytes(c.server_p.data) == data
+
+    run(loop, main())
+
+
+def test_half_close_keeps_the_other_direction_open(loop):
+    """eof_received() returning True: the side that got EOF may still
+    write, and the peer reads it all."""
+
+    async def main() -> None:
+        async with tcp_connection(
+            loop, server_factory=lambda: Recorder(loop, keep_open_on_eof=True)
+        ) as c:
+            c.client_t.write(b"question")
+            c.client_t.write_eof()
+            await c.server_p.eof
+            assert not c.server_t.is_closing()
+            c.server_t.write(b"answer")
+            assert await c.client_p.wait_bytes(6) == b"answer"
+            c.server_t.close()
+            await c.client_p.eof
+            assert await c.client_p.lost is None
+            assert await c.server_p.lost is None
+            assert c.server_p.events == ["made", "data", "eof", "lost"]
+            assert c.client_p.events == ["made", "data", "eof", "lost"]
+
+    run(loop, main())
+
+
+# ---- reading -----------------------------------------------------------------------
+
+
+def test_pause_and_resume_reading(loop):
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            assert c.server_t.is_reading()
+            c.server_t.pause_reading()
+            c.server_t.pause_reading()  # twice: no error
+            assert not c.server_t.is_reading()
+            c.client_t.write(b"held back")
+            assert kernel_has_data(c.server_t.get_extra_info("socket"))
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert c.server_p.data == b""
+            c.server_t.resume_reading()
+            c.server_t.resume_reading()
+            assert c.server_t.is_reading()
+            assert await c.server_p.wait_bytes(9) == b"held back"
+
+    run(loop, main())
+
+
+def test_paused_transport_still_sees_eof_after_resume(loop):
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            c.server_t.pause_reading()
+            c.client_t.write(b"data")
+            c.client_t.write_eof()
+            assert kernel_has_data(c.server_t.get_extra_info("socket"))
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert not c.server_p.eof.done()
+            c.server_t.resume_reading()
+            await c.server_p.eof
+            assert c.server_p.data == b"data"
+
+    run(loop, main())
+
+
+def test_is_reading_false_once_closing(loop):
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            c.client_t.close()
+            assert not c.client_t.is_reading()
+            c.client_t.resume_reading()  # no effect, no error
+            assert not c.client_t.is_reading()
+
+    run(loop, main())
+
+
+def test_set_protocol_switches_the_receiver(loop):
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            c.client_t.write(b"one")
+            await c.server_p.wait_bytes(3)
+            other = Recorder(loop)
+            c.server_t.set_protocol(other)
+            assert c.server_t.get_protocol() is other
+            c.client_t.write(b"two")
+            assert await other.wait_bytes(3) == b"two"
+            assert c.server_p.data == b"one"
+            c.server_t.set_protocol(c.server_p)
+
+    run(loop, main())
+
+
+# ---- write flow control --------------------------------------------------------------
+
+
+def test_write_buffer_limits(loop):
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            t = c.client_t
+            assert t.get_write_buffer_limits() == (16384, 65536)
+            t.set_write_buffer_limits(high=1000)
+            assert t.get_write_buffer_limits() == (250, 1000)
+            t.set_write_buffer_limits(low=100)
+            assert t.get_write_buffer_limits() == (100, 400)
+            t.set_write_buffer_limits(high=300, low=200)
+            assert t.get_write_buffer_limits() == (200, 300)
+            t.set_write_buffer_limits(high=0)
+            assert t.get_write_buffer_limits() == (0, 0)
+            t.set_write_buffer_limits()
+            assert t.get_write_buffer_limits() == (16384, 65536)
+            with pytest.raises(ValueError):
+                t.set_write_buffer_limits(high=1, low=2)
+            with pytest.raises(ValueError):
+                t.set_write_buffer_limits(high=-1)
+            with pytest.raises(TypeError):
+                t.set_write_buffer_limits(high="big")
+            assert t.get_write_buffer_limits() == (16384, 65536)
+            # Nothing buffered, so lowering the limits does not pause.
+            assert c.client_p.pauses == 0
+
+    run(loop, main())
+
+
+def test_pause_and_resume_writing(loop):
+    data = payload(3_000_000, seed=2)
+
+    async def main() -> None:
+        async with tcp_connection(loop, small_bufs=True) as c:
+            c.client_t.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
+            c.server_t.pause_reading()
+            c.client_t.write(b"small")
+            assert c.client_p.pauses == 0
+            c.client_t.write(data)
+            # pause_writing() is called from inside write().
+            assert c.client_p.pauses == 1
+            assert c.client_t.get_write_buffer_size() > 64 * 1024
+            c.client_t.write(b"more")  # still paused: not called again
+            assert c.client_p.pauses == 1
+            assert c.client_p.resumes == 0
+            c.server_t.resume_reading()
+            await c.client_p.resumed_event
+            assert c.client_t.get_write_buffer_size() <= 16 * 1024
+            assert await c.server_p.wait_bytes(len(data) + 9) == b"small" + data + b"more"
+            assert (c.client_p.pauses, c.client_p.resumes) == (1, 1)
+            assert c.client_p.events == ["made", "pause", "resume"]
+
+    run(loop, main())
+
+
+def test_lowering_the_high_water_mark_pauses(loop):
+    async def main() -> None:
+        async with tcp_connection(loop, small_bufs=True) as c:
+            c.server_t.pause_reading()
+            c.client_t.set_write_buffer_limits(high=10_000_000)
+            c.client_t.write(payload(1_000_000))
+            size = c.client_t.get_write_buffer_size()
+            assert size > 0
+            assert c.client_p.pauses == 0
+            c.client_t.set_write_buffer_limits(high=size)  # not over it: nothing
+            assert c.client_p.pauses == 0
+            c.client_t.set_write_buffer_limits(high=0)
+            assert c.client_p.pauses == 1
+            c.server_t.resume_reading()
+            await c.client_p.resumed_event
+            assert c.client_t.get_write_buffer_size() == 0
+
+    run(loop, main())
+
+
+@pytest.mark.loop_errors
+def test_pause_writing_raising_goes_to_the_exception_handler(loop):
+    class Failing(Recorder):
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            raise ZeroDivisionError("pause")
+
+    async def main() -> None:
+        async with tcp_connection(loop, client_factory=lambda: Failing(loop), small_bufs=True) as c:
+            c.server_t.pause_reading()
+            c.client_t.write(payload(1_000_000))
+            assert c.client_p.pauses == 1
+            assert not c.client_t.is_closing()  # not fatal
+            c.server_t.resume_reading()
+            await c.server_p.wait_bytes(1_000_000)
+
+    run(loop, main())
+    [ctx] = loop.handler_calls
+    assert ctx["message"] == "protocol.pause_writing() failed"
+    assert isinstance(ctx["exception"], ZeroDivisionError)
+    assert isinstance(ctx["protocol"], Recorder)
+    assert ctx["transport"] is ctx["protocol"].transport
+
+
+# ---- close / abort -------------------------------------------------------------------
+
+
+def test_close_flushes_the_buffer_first(loop):
+    data = payload(2_000_000, seed=4)
+
+    async def main() -> None:
+        async with tcp_connection(loop, small_bufs=True) as c:
+            c.server_t.pause_reading()
+            c.client_t.write(data)
+            assert c.client_t.get_write_buffer_size() > 0
+            c.client_t.close()
+            assert c.client_t.is_closing()
+            c.client_t.close()  # again: nothing
+            for _ in range(3):
+                await asyncio.sleep(0)
+            assert not c.client_p.lost.done()  # still flushing
+            c.server_t.resume_reading()
+            await c.server_p.eof
+            assert bytes(c.server_p.data) == data
+            assert await c.client_p.lost is None
+            assert c.client_p.events.count("lost") == 1
+
+    run(loop, main())
+
+
+def test_abort_drops_the_buffer(loop):
+    async def main() -> None:
+        async with tcp_connection(loop, small_bufs=True) as c:
+            c.server_t.pause_reading()
+            data = payload(2_000_000)
+            c.client_t.write(data)
+            assert c.client_t.get_write_buffer_size() > 0
+            c.client_t.abort()
+            assert c.client_t.is_closing()
+            assert c.client_t.get_write_buffer_size() == 0
+            assert await c.client_p.lost is None
+            c.server_t.resume_reading()
+            await c.server_p.lost
+            assert len(c.server_p.data) < len(data)
+            assert c.client_p.events == ["made", "pause", "lost"]  # no resume_writing()
+
+    run(loop, main())
+
+
+def test_connection_lost_once_and_socket_closed(loop):
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            sock = c.client_t.get_extra_info("socket")
+            c.client_t.close()
+            c.client_t.abort()
+            c.client_t.close()
+            await c.client_p.lost
+            for _ in range(3):
+                await asyncio.sleep(0)
+            assert c.client_p.events.count("lost") == 1
+            assert sock.fileno() == -1
+
+    run(loop, main())
+
+
+def test_write_after_close_is_dropped_with_a_warning(loop, caplog):
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            c.client_t.close()
+            await c.client_p.lost
+            with caplog.at_level(logging.WARNING, logger="asyncio"):
+                for _ in range(6):
+                    c.client_t.write(b"into the void")
+            await c.server_p.eof
+            assert c.server_p.data == b""
+
+    run(loop, main())
+    warnings = [r for r in caplog.records if r.getMessage() == "socket.send() raised exception."]
+    # asyncio counts the writes after the end and warns from the 5th count on.
+    assert len(warnings) == 2
+
+
+@pytest.mark.loop_errors
+def test_connection_made_and_lost_raising(loop):
+    """Exceptions from connection_made()/connection_lost() go to the exception
+    handler (they run as loop callbacks); the socket is closed and the
+    server forgets the connection all the same."""
+
+    class Raising(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.lost = loop.create_future()
+
+        def connection_made(self, transport) -> None:
+            raise ValueError("made")
+
+        def connection_lost(self, exc) -> None:
+            self.lost.set_result(exc)
+            raise KeyError("lost")
+
+    protos: list[Raising] = []
+
+    def factory() -> Raising:
+        protos.append(Raising())
+        return protos[-1]
+
+    async def main() -> None:
+        server: Any = await loop.create_server(factory, HOST, 0)
+        async with server:
+            raw = socket.create_connection(server.sockets[0].getsockname())
+            await wait_for_condition(loop, lambda: len(loop.handler_calls) == 1)
+            raw.close()
+            await protos[0].lost
+            await wait_for_condition(loop, lambda: server._active_count == 0)
+
+    run(loop, main())
+    made, lost = loop.handler_calls
+    assert isinstance(made["exception"], ValueError)
+    assert made["message"].startswith("Exception in callback")
+    assert isinstance(lost["exception"], KeyError)
+    assert lost["message"].startswith("Exception in callback")
+
+
+# ---- BufferedProtocol ---------------------------------------------------------------
+
+
+class BufRecorder(asyncio.BufferedProtocol):
+    def __init__(self, loop, size: int = 1000) -> None:
+        self.loop = loop
+        self.buf = bytearray(size)
+        self.data = bytearray()
+        self.hints: set[int] = set()
+        self.transport: Any = None
+        self.made = loop.create_future()
+        self.eof = loop.create_future()
+        self.lost = loop.create_future()
+        self.events: list[str] = []
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.events.append("made")
+        self.made.set_result(transport)
+
+    def get_buffer(self, sizehint: int):
+        self.hints.add(sizehint)
+        return memoryview(self.buf)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        assert 0 < nbytes <= len(self.buf)
+        if self.events[-1] != "data":
+            self.events.append("data")
+        self.data += self.buf[:nbytes]
+
+    def eof_received(self) -> None:
+        self.events.append("eof")
+        self.eof.set_result(None)
+
+    def connection_lost(self, exc) -> None:
+        self.events.append("lost")
+        self.lost.set_result(exc)
+
+
+def test_buffered_protocol_receives_everything(loop):
+    data = payload(1_000_000, seed=9)
+    protos: list[BufRecorder] = []
+
+    def factory() -> BufRecorder:
+        protos.append(BufRecorder(loop))
+        return protos[-1]
+
+    async def main() -> None:
+        server = await loop.create_server(factory, HOST, 0)
+        async with server:
+            t, p = await loop.create_connection(
+                lambda: Recorder(loop), HOST, server.sockets[0].getsockname()[1]
+            )
+            t.write(data)
+            t.write_eof()
+            [bp] = protos
+            await bp.eof
+            assert bytes(bp.data) == data
+            assert bp.events == ["made", "data", "eof"]
+            assert await bp.lost is None
+            assert bp.hints == {-1}
+            await close_transport(t, p)
+
+    run(loop, main())
+
+
+def test_switch_to_buffered_protocol(loop):
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            c.client_t.write(b"plain")
+            await c.server_p.wait_bytes(5)
+            bp = BufRecorder(loop, size=3)
+            bp.events.append("data")  # as if it had been there all along
+            c.server_t.set_protocol(bp)
+            c.client_t.write(b"buffered")
+            await wait_for_condition(loop, lambda: len(bp.data) >= 8)
+            assert bytes(bp.data) == b"buffered"
+            c.server_t.set_protocol(c.server_p)
+
+    run(loop, main())
+
+
+@pytest.mark.loop_errors
+@pytest.mark.parametrize("method", ["get_buffer", "get_buffer_empty", "buffer_updated"])
+def test_buffered_protocol_errors_are_fatal(loop, method):
+    class Broken(BufRecorder):
+        def get_buffer(self, sizehint):
+            if method == "get_buffer":
+                raise ZeroDivisionError(method)
+            if method == "get_buffer_empty":
+                return bytearray()
+            return super().get_buffer(sizehint)
+
+        def buffer_updated(self, nbytes):
+            raise ZeroDivisionError(method)
+
+    protos: list[Broken] = []
+
+    def factory() -> Broken:
+        protos.append(Broken(loop))
+        return protos[-1]
+
+    async def main() -> BaseException | None:
+        server = await loop.create_server(factory, HOST, 0)
+        async with server:
+            t, p = await loop.create_connection(
+                lambda: Recorder(loop), HOST, server.sockets[0].getsockname()[1]
+            )
+            t.write(b"boom")
+            [bp] = protos
+            exc = await bp.lost
+            await p.lost  # the server side closed the connection
+            return exc
+
+    exc = run(loop, main())
+    [ctx] = loop.handler_calls
+    name = "get_buffer" if method.startswith("get_buffer") else method
+    assert ctx["message"] == f"Fatal error: protocol.{name}() call failed."
+    assert ctx["exception"] is exc
+    expected = RuntimeError if method == "get_buffer_empty" else ZeroDivisionError
+    assert isinstance(exc, expected)
+    assert isinstance(ctx["protocol"], BufRecorder)
+
+
+@pytest.mark.loop_errors
+@pytest.mark.parametrize("method", ["data_received", "eof_received"])
+def test_protocol_errors_are_fatal(loop, method):
+    class Broken(Recorder):
+        def data_received(self, data):
+            if method == "data_received":
+                raise ZeroDivisionError(method)
+            super().data_received(data)
+
+        def eof_received(self):
+            super().eof_received()
+            raise ZeroDivisionError(method)
+
+    async def main() -> Exception:
+        async with tcp_connection(loop, server_factory=lambda: Broken(loop)) as c:
+            c.client_t.write(b"data")
+            c.client_t.write_eof()
+            exc = await c.server_p.lost
+            await c.client_p.lost
+            return exc
+
+    exc = run(loop, main())
+    [ctx] = loop.handler_calls
+    assert ctx["message"] == f"Fatal error: protocol.{method}() call failed."
+    assert isinstance(exc, ZeroDivisionError) and exc is ctx["exception"]
+    assert isinstance(ctx["protocol"], Recorder)
+
+
+# ---- servers ---------------------------------------------------------------------------
+
+
+async def connect_and_echo(loop, address) -> Recorder:
+    """Connect, check that the server accepted (its protocol saw us), and
+    close again."""
+    t, p = await loop.create_connection(lambda: Recorder(loop), *address[:2])
+    t.write(b"hi")
+    await close_transport(t, p)
+    return p
+
+
+def test_create_server_several_hosts(loop):
+    accepted: list[Recorder] = []
+
+    def factory() -> Recorder:
+        accepted.append(Recorder(loop))
+        return accepted[-1]
+
+    async def main() -> None:
+        server = await loop.create_server(factory, [HOST, "127.0.0.2"], 0)
+        async with server:
+            hosts = sorted(s.getsockname()[0] for s in server.sockets)
+            assert hosts == [HOST, "127.0.0.2"]
+            for s in server.sockets:
+                await connect_and_echo(loop, s.getsockname())
+            await wait_for_condition(
+                loop, lambda: len(accepted) == 2 and all(p.lost.done() for p in accepted)
+            )
+            local = sorted(p.transport.get_extra_info("sockname")[0] for p in accepted)
+            assert local == [HOST, "127.0.0.2"]
+
+    run(loop, main())
+
+
+@needs_ipv6
+def test_create_server_ipv4_and_ipv6(loop):
+    async def main() -> None:
+        server = await loop.create_server(lambda: Recorder(loop), [HOST, "::1"], 0)
+        async with server:
+            families = sorted(s.family for s in server.sockets)
+            assert families == [socket.AF_INET, socket.AF_INET6]
+            for s in server.sockets:
+                if s.family == socket.AF_INET6:
+                    # One socket per family: the IPv6 one is IPv6-only.
+                    assert s.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
+                await connect_and_echo(loop, s.getsockname())
+
+    run(loop, main())
+
+
+def test_create_server_all_interfaces(loop):
+    async def main() -> None:
+        server = await loop.create_server(lambda: Recorder(loop), None, 0, family=socket.AF_INET)
+        async with server:
+            [s] = server.sockets
+            assert s.getsockname()[0] == "0.0.0.0"
+            await connect_and_echo(loop, (HOST, s.getsockname()[1]))
+
+    run(loop, main())
+
+
+@pytest.mark.parametrize("reuse", [None, True, False])
+def test_create_server_reuse_address(loop, reuse):
+    async def main() -> int:
+        server = await loop.create_server(asyncio.Protocol, HOST, 0, reuse_address=reuse)
+        async with server:
+            return server.sockets[0].getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
+
+    value = run(loop, main())
+    # None means "the platform default": on for POSIX.
+    assert bool(value) is (reuse is not False)
+
+
+def test_create_server_reuse_port(loop):
+    async def main() -> None:
+        first = await loop.create_server(asyncio.Protocol, HOST, 0, reuse_port=True)
+        async with first:
+            sock = first.sockets[0]
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) != 0
+            port = sock.getsockname()[1]
+            second = await loop.create_server(asyncio.Protocol, HOST, port, reuse_port=True)
+            async with second:
+                assert second.sockets[0].getsockname()[1] == port
+            with pytest.raises(OSError) as info:
+                await loop.create_server(asyncio.Protocol, HOST, port)
+            assert info.value.errno == errno.EADDRINUSE
+            assert "error while attempting to bind on address" in str(info.value)
+
+    run(loop, main())
+
+
+@pytest.mark.parametrize("backlog", [None, 7])
+def test_create_server_backlog(loop, monkeypatch, backlog):
+    listened: list[int] = []
+    original = socket.socket.listen
+
+    def listen(self, *args):
+        listened.extend(args)
+        return original(self, *args)
+
+    monkeypatch.setattr(socket.socket, "listen", listen)
+    kwargs = {} if backlog is None else {"backlog": backlog}
+
+    async def main() -> None:
+        server = await loop.create_server(asyncio.Protocol, HOST, 0, **kwargs)
+        async with server:
+            pass
+
+    run(loop, main())
+    assert listened == [100 if backlog is None else backlog]
+
+
+def test_create_server_start_serving_false(loop):
+    async def main() -> None:
+        server = await loop.create_server(lambda: Recorder(loop), HOST, 0, start_serving=False)
+        async with server:
+            assert not server.is_serving()
+            address = server.sockets[0].getsockname()
+            with pytest.raises(ConnectionRefusedError):
+                await loop.create_connection(asyncio.Protocol, *address)
+            await server.start_serving()
+            assert server.is_serving()
+            await server.start_serving()  # again: nothing
+            await connect_and_echo(loop, address)
+
+    run(loop, main())
+
+
+def test_create_server_sock(loop):
+    async def main() -> None:
+        sock = socket.socket()
+        sock.bind((HOST, 0))
+        server = await loop.create_server(lambda: Recorder(loop), sock=sock)
+        async with server:
+            [s] = server.sockets
+            assert s.fileno() == sock.fileno()
+            assert sock.gettimeout() == 0
+            await connect_and_echo(loop, sock.getsockname())
+        assert sock.fileno() == -1  # closing the server closed it
+
+    run(loop, main())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc"),
+    [
+        ({}, ValueError),
+        ({"host": HOST, "port": 0, "sock": "stream"}, ValueError),
+        ({"sock": "dgram"}, ValueError),
+        ({"host": HOST, "port": 0, "ssl": True}, TypeError),
+        ({"host": HOST, "port": 0, "ssl_handshake_timeout": 1}, ValueError),
+        ({"host": HOST, "port": 0, "ssl_shutdown_timeout": 1}, ValueError),
+    ],
+    ids=[
+        "nothing",
+        "host-and-sock",
+        "dgram-sock",
+        "ssl-bool",
+        "handshake-timeout",
+        "shutdown-timeout",
+    ],
+)
+def test_create_server_bad_arguments(loop, kwargs, exc):
+    with contextlib.ExitStack() as stack:
+        if "sock" in kwargs:
+            kind = socket.SOCK_DGRAM if kwargs["sock"] == "dgram" else socket.SOCK_STREAM
+            kwargs = {**kwargs, "sock": stack.enter_context(socket.socket(type=kind))}
+        with pytest.raises(exc):
+            run(loop, loop.create_server(asyncio.Protocol, **kwargs))
+
+
+def test_server_object(loop):
+    async def main() -> None:
+        server = await loop.create_server(lambda: Recorder(loop), HOST, 0)
+        assert issubclass(type(server), asyncio.AbstractServer)
+        assert server.get_loop() is loop
+        assert server.is_serving()
+        [s] = server.sockets
+        assert isinstance(s, TransportSocket)
+        assert "sockets=" in repr(server)
+        address = s.getsockname()
+        await connect_and_echo(loop, address)
+        server.close()
+        assert not server.is_serving()
+        assert server.sockets == ()
+        await server.wait_closed()
+        server.close()  # again: nothing
+        with pytest.raises(ConnectionRefusedError):
+            await loop.create_connection(asyncio.Protocol, *address)
+        with pytest.raises(RuntimeError, match="is closed"):
+            await server.serve_forever()
+
+    run(loop, main())
+
+
+def test_server_async_with(loop):
+    async def main() -> None:
+        server: Any
+        async with await loop.create_server(asyncio.Protocol, HOST, 0) as server:
+            assert server.is_serving()
+            address = server.sockets[0].getsockname()
+        assert not server.is_serving()
+        assert server.sockets == ()
+        with pytest.raises(ConnectionRefusedError):
+            await loop.create_connection(asyncio.Protocol, *address)
+
+    run(loop, main())
+
+
+def test_serve_forever(loop):
+    async def main() -> None:
+        server = await loop.create_server(lambda: Recorder(loop), HOST, 0, start_serving=False)
+        task = asyncio.ensure_future(server.serve_forever())
+        await asyncio.sleep(0)
+        assert server.is_serving()
+        await connect_and_echo(loop, server.sockets[0].getsockname())
+        with pytest.raises(RuntimeError, match="already being awaited"):
+            await server.serve_forever()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not server.is_serving()
+        assert server.sockets == ()
+
+    run(loop, main())
+
+
+def test_wait_closed_waits_for_the_connections(loop):
+    """wait_closed() awaited before close() finishes only when the server is
+    closed and its last connection is gone: the transports detach from the
+    server when they end."""
+
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            waiter = asyncio.ensure_future(c.server.wait_closed())
+            await asyncio.sleep(0)
+            c.server.close()
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert not waiter.done()
+            # The open connection still works after close().
+            c.client_t.write(b"still here")
+            assert await c.server_p.wait_bytes(10) == b"still here"
+            c.client_t.close()
+            await c.server_p.lost
+            await asyncio.wait_for(waiter, 5)
+
+    run(loop, main())
+
+
+# ---- connect_accepted_socket -----------------------------------------------------------
+
+
+def test_connect_accepted_socket(loop):
+    async def main() -> None:
+        with socket.socket() as lsock:
+            lsock.bind((HOST, 0))
+            lsock.listen(1)
+            client = socket.create_connection(lsock.getsockname())
+            with client:
+                conn, _ = lsock.accept()
+                t, p = await loop.connect_accepted_socket(lambda: Recorder(loop), conn)
+                assert isinstance(t, asyncio.Transport)
+                assert t.get_extra_info("peername") == client.getsockname()
+                assert conn.gettimeout() == 0
+                client.sendall(b"in")
+                assert await p.wait_bytes(2) == b"in"
+                t.write(b"out")
+                assert client.recv(3) == b"out"
+                await close_transport(t, p)
+                assert client.recv(10) == b""
+
+    run(loop, main())
+
+
+@pytest.mark.parametrize(
+    ("kind", "kwargs"),
+    [(socket.SOCK_DGRAM, {}), (socket.SOCK_STREAM, {"ssl_handshake_timeout": 1})],
+    ids=["dgram", "handshake-timeout-without-ssl"],
+)
+def test_connect_accepted_socket_bad_arguments(loop, kind, kwargs):
+    with socket.socket(type=kind) as s, pytest.raises(ValueError):
+        run(loop, loop.connect_accepted_socket(asyncio.Protocol, s, **kwargs))

@@ -1,0 +1,523 @@
+"""Datagrams: create_datagram_endpoint (local_addr, remote_addr, family,
+reuse_port, allow_broadcast, sock=) and the datagram transport with its
+write flow control, on casyncio and on stock asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+from asyncio.trsock import TransportSocket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from net_helpers import (
+    HOST,
+    needs_ipv6,
+    no_fd_leak,  # noqa: F401  (fixture, applied below)
+    payload,
+    run,
+    wait_for_condition,
+)
+
+pytestmark = pytest.mark.usefixtures("no_fd_leak")
+
+
+class DgramRecorder(asyncio.DatagramProtocol):
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: Any = None
+        self.datagrams: list[tuple[bytes, Any]] = []
+        self.errors: list[Exception] = []
+        self.events: list[str] = []
+        self.made = loop.create_future()
+        self.lost = loop.create_future()
+        self.pauses = 0
+        self.resumes = 0
+        self._waiters: list[tuple[int, asyncio.Future]] = []
+
+    def connection_made(self, transport) -> None:
+        self.events.append("made")
+        self.transport = transport
+        self.made.set_result(transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        assert isinstance(data, bytes)
+        self.datagrams.append((data, addr))
+        self._wake()
+
+    def error_received(self, exc: Exception) -> None:
+        self.errors.append(exc)
+        self._wake()
+
+    def connection_lost(self, exc) -> None:
+        self.events.append("lost")
+        self.lost.set_result(exc)
+
+    def pause_writing(self) -> None:
+        self.events.append("pause")
+        self.pauses += 1
+
+    def resume_writing(self) -> None:
+        self.events.append("resume")
+        self.resumes += 1
+
+    def _wake(self) -> None:
+        for n, fut in list(self._waiters):
+            if len(self.datagrams) + len(self.errors) >= n and not fut.done():
+                fut.set_result(None)
+
+    async def wait(self, n: int = 1) -> None:
+        """Wait until n datagrams or errors arrived in all."""
+        if len(self.datagrams) + len(self.errors) < n:
+            fut = self.loop.create_future()
+            self._waiters.append((n, fut))
+            await fut
+
+
+async def close_endpoint(transport: Any, protocol: DgramRecorder) -> None:
+    transport.close()
+    await protocol.lost
+
+
+@contextlib.contextmanager
+def unbound_udp_port() -> Iterator[int]:
+    """A UDP port where nothing is bound: datagrams to it draw an ICMP
+    port-unreachable, which a connected socket reports as ECONNREFUSED."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((HOST, 0))
+        port = s.getsockname()[1]
+    yield port
+
+
+def test_udp_round_trip(loop):
+    async def main() -> None:
+        st, sp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
+        )
+        server_addr = st.get_extra_info("sockname")
+        ct, cp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), remote_addr=server_addr
+        )
+        # (Stock asyncio's datagram transport is an asyncio.Transport but not
+        # an asyncio.DatagramTransport; casyncio's is both.)
+        assert issubclass(type(ct), asyncio.BaseTransport)
+        assert ct.get_extra_info("peername") == server_addr
+        assert st.get_extra_info("peername") is None
+        client_addr = ct.get_extra_info("sockname")
+        assert isinstance(ct.get_extra_info("socket"), TransportSocket)
+
+        ct.sendto(b"ping")
+        await sp.wait(1)
+        assert sp.datagrams == [(b"ping", client_addr)]
+        st.sendto(b"pong", client_addr)
+        await cp.wait(1)
+        assert cp.datagrams == [(b"pong", server_addr)]
+        ct.sendto(b"again", server_addr)  # the connected address is allowed too
+        await sp.wait(2)
+        assert sp.datagrams[1] == (b"again", client_addr)
+        assert ct.get_write_buffer_size() == 0
+        await close_endpoint(ct, cp)
+        await close_endpoint(st, sp)
+        assert cp.events == ["made", "lost"]
+        assert sp.errors == [] and cp.errors == []
+
+    run(loop, main())
+
+
+def test_udp_buffers_and_big_datagram(loop):
+    big = payload(65000, seed=3)
+
+    async def main() -> None:
+        st, sp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
+        )
+        ct, cp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), remote_addr=st.get_extra_info("sockname")
+        )
+        ct.sendto(bytearray(b"ba"))
+        ct.sendto(memoryview(b"mv"))
+        ct.sendto(b"")  # nothing is sent for empty data
+        ct.sendto(big)
+        await sp.wait(3)
+        assert [d for d, _ in sp.datagrams] == [b"ba", b"mv", big]
+        await close_endpoint(ct, cp)
+        await close_endpoint(st, sp)
+
+    run(loop, main())
+
+
+def test_udp_connected_refuses_another_address(loop):
+    async def main() -> None:
+        st, sp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
+        )
+        ct, cp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), remote_addr=st.get_extra_info("sockname")
+        )
+        with pytest.raises(ValueError, match="Invalid address"):
+            ct.sendto(b"x", (HOST, 9))
+        await close_endpoint(ct, cp)
+        await close_endpoint(st, sp)
+
+    run(loop, main())
+
+
+def test_udp_family_without_addresses(loop):
+    async def main() -> None:
+        st, sp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
+        )
+        ct, cp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), family=socket.AF_INET
+        )
+        assert ct.get_extra_info("socket").family == socket.AF_INET
+        assert ct.get_extra_info("peername") is None
+        ct.sendto(b"unbound", st.get_extra_info("sockname"))
+        await sp.wait(1)
+        # The reply finds its way back to the auto-bound port.
+        st.sendto(b"back", sp.datagrams[0][1])
+        await cp.wait(1)
+        assert cp.datagrams[0][0] == b"back"
+        await close_endpoint(ct, cp)
+        await close_endpoint(st, sp)
+
+    run(loop, main())
+
+
+def test_udp_reuse_port(loop):
+    async def main() -> None:
+        t1, p1 = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), local_addr=(HOST, 0), reuse_port=True
+        )
+        sock = t1.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) != 0
+        port = sock.getsockname()[1]
+        t2, p2 = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), local_addr=(HOST, port), reuse_port=True
+        )
+        assert t2.get_extra_info("sockname") == (HOST, port)
+        with pytest.raises(OSError):
+            await loop.create_datagram_endpoint(
+                lambda: DgramRecorder(loop), local_addr=(HOST, port)
+            )
+        await close_endpoint(t2, p2)
+        await close_endpoint(t1, p1)
+
+    run(loop, main())
+
+
+def test_udp_allow_broadcast(loop):
+    async def main() -> None:
+        st, sp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
+        )
+        server_addr = st.get_extra_info("sockname")
+        ct, cp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), remote_addr=server_addr, allow_broadcast=True
+        )
+        sock = ct.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST) != 0
+        # With allow_broadcast the socket is not connected; the transport
+        # still sends to remote_addr by default, and only there.
+        assert ct.get_extra_info("peername") is None
+        ct.sendto(b"to remote")
+        await sp.wait(1)
+        assert sp.datagrams[0][0] == b"to remote"
+        with pytest.raises(ValueError):
+            ct.sendto(b"x", (HOST, 9))
+        await close_endpoint(ct, cp)
+        await close_endpoint(st, sp)
+
+    run(loop, main())
+
+
+def test_udp_sock(loop):
+    async def main() -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((HOST, 0))
+        t, p = await loop.create_datagram_endpoint(lambda: DgramRecorder(loop), sock=sock)
+        assert sock.gettimeout() == 0
+        assert t.get_extra_info("socket").fileno() == sock.fileno()
+        assert t.get_extra_info("sockname") == sock.getsockname()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+            other.bind((HOST, 0))
+            other.sendto(b"hello sock", sock.getsockname())
+            await p.wait(1)
+            assert p.datagrams == [(b"hello sock", other.getsockname())]
+        await close_endpoint(t, p)
+        assert sock.fileno() == -1
+
+    run(loop, main())
+
+
+def test_udp_error_received(loop):
+    async def main() -> None:
+        with unbound_udp_port() as port:
+            t, p = await loop.create_datagram_endpoint(
+                lambda: DgramRecorder(loop), remote_addr=(HOST, port)
+            )
+            t.sendto(b"anyone?")
+            await p.wait(1)
+            # The ICMP error arrives as ECONNREFUSED on the connected socket,
+            # reported to the protocol; the transport stays open.
+            assert len(p.errors) == 1
+            assert isinstance(p.errors[0], ConnectionRefusedError)
+            assert not t.is_closing()
+            await close_endpoint(t, p)
+            assert await p.lost is None
+
+    run(loop, main())
+
+
+@needs_ipv6
+def test_udp_send_error_goes_to_error_received(loop):
+    async def main() -> None:
+        t, p = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
+        )
+        t.sendto(b"x", (HOST, 0))  # port 0: EINVAL
+        assert len(p.errors) == 1  # reported at once, from sendto()
+        assert p.errors[0].errno == errno.EINVAL
+        assert not t.is_closing()
+        await close_endpoint(t, p)
+
+    run(loop, main())
+
+
+def test_udp_error_received_raising_reaches_the_sendto_caller(loop):
+    """error_received() runs inside sendto(): what it raises, sendto()
+    raises (stock asyncio does not catch it)."""
+
+    class Raising(DgramRecorder):
+        def error_received(self, exc: Exception) -> None:
+            super().error_received(exc)
+            raise KeyError("from error_received")
+
+    async def main() -> None:
+        t, p = await loop.create_datagram_endpoint(lambda: Raising(loop), local_addr=(HOST, 0))
+        with pytest.raises(KeyError):
+            t.sendto(b"x", (HOST, 0))
+        assert not t.is_closing()
+        await close_endpoint(t, p)
+
+    run(loop, main())
+
+
+@pytest.mark.loop_errors
+def test_udp_datagram_received_raising(loop):
+    """Reported to the exception handler; the endpoint keeps working."""
+
+    class Raising(DgramRecorder):
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            super().datagram_received(data, addr)
+            if data == b"bad":
+                raise ZeroDivisionError("bad datagram")
+
+    async def main() -> None:
+        t, p = await loop.create_datagram_endpoint(lambda: Raising(loop), local_addr=(HOST, 0))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+            other.sendto(b"bad", t.get_extra_info("sockname"))
+            await p.wait(1)
+            other.sendto(b"good", t.get_extra_info("sockname"))
+            await p.wait(2)
+        assert [d for d, _ in p.datagrams] == [b"bad", b"good"]
+        assert not t.is_closing()
+        await close_endpoint(t, p)
+
+    run(loop, main())
+    [ctx] = loop.handler_calls
+    assert isinstance(ctx["exception"], ZeroDivisionError)
+
+
+def test_udp_ipv6(loop):
+    async def main() -> None:
+        st, sp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), local_addr=("::1", 0)
+        )
+        ct, cp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), remote_addr=st.get_extra_info("sockname")[:2]
+        )
+        assert ct.get_extra_info("socket").family == socket.AF_INET6
+        ct.sendto(b"six")
+        await sp.wait(1)
+        assert sp.datagrams[0][0] == b"six"
+        await close_endpoint(ct, cp)
+        await close_endpoint(st, sp)
+
+    run(loop, main())
+
+
+def test_unix_datagram_endpoint(loop, tmp_path):
+    spath = str(tmp_path / "server.dgram")
+    cpath = str(tmp_path / "client.dgram")
+
+    async def main() -> None:
+        st, sp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), local_addr=spath, family=socket.AF_UNIX
+        )
+        ct, cp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), local_addr=cpath, remote_addr=spath, family=socket.AF_UNIX
+        )
+        assert ct.get_extra_info("peername") == spath
+        ct.sendto(b"unix dgram")
+        await sp.wait(1)
+        assert sp.datagrams == [(b"unix dgram", cpath)]
+        st.sendto(b"reply", cpath)
+        await cp.wait(1)
+        assert cp.datagrams == [(b"reply", spath)]
+        await close_endpoint(ct, cp)
+        await close_endpoint(st, sp)
+
+    run(loop, main())
+
+
+def test_udp_write_flow_control(loop, tmp_path):
+    """Unix datagram sockets block when the receiver's queue is full, so
+    the transport queues, pauses the protocol, and drains in order."""
+    rpath = str(tmp_path / "receiver.dgram")
+    count = 400
+    datagrams = [i.to_bytes(4, "big") + payload(996, seed=i) for i in range(count)]
+
+    async def main() -> None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+            receiver.bind(rpath)
+            receiver.setblocking(False)
+            t, p = await loop.create_datagram_endpoint(
+                lambda: DgramRecorder(loop), remote_addr=rpath, family=socket.AF_UNIX
+            )
+            assert t.get_write_buffer_limits() == (16384, 65536)
+            t.set_write_buffer_limits(high=8000, low=2000)
+            for d in datagrams:
+                t.sendto(d)
+            # The receiver's queue filled up: the rest waits in the transport.
+            queued = t.get_write_buffer_size()
+            assert queued > 8000
+            assert p.pauses == 1 and p.resumes == 0
+            got: list[bytes] = []
+            while len(got) < count:
+                # Polled, not loop.sock_recv(): a blocked poll wait on a
+                # full Unix datagram queue wakes up only sluggishly (on any
+                # loop), which would make this test slow, not more exact.
+                try:
+                    got.append(receiver.recv(2000))
+                except BlockingIOError:
+                    await asyncio.sleep(0)
+            assert got == datagrams
+            await wait_for_condition(loop, lambda: t.get_write_buffer_size() == 0)
+            assert p.pauses == 1 and p.resumes == 1
+            assert p.errors == []
+            await close_endpoint(t, p)
+
+    run(loop, main())
+
+
+def test_udp_close_flushes_queue_abort_drops_it(loop, tmp_path):
+    rpath = str(tmp_path / "receiver.dgram")
+
+    async def main() -> None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+            receiver.bind(rpath)
+            receiver.setblocking(False)
+            results = []
+            for how in ("close", "abort"):
+                t, p = await loop.create_datagram_endpoint(
+                    lambda: DgramRecorder(loop), remote_addr=rpath, family=socket.AF_UNIX
+                )
+                sent = 0
+                while t.get_write_buffer_size() == 0:
+                    t.sendto(b"d" * 500)
+                    sent += 1
+                getattr(t, how)()
+                assert t.is_closing()
+                if how == "close":
+                    assert t.get_write_buffer_size() > 0
+                    for _ in range(3):
+                        await asyncio.sleep(0)
+                    assert not p.lost.done()  # waits for the queue to drain
+                received = 0
+                while not p.lost.done() or received < sent:
+                    try:
+                        receiver.recv(1000)
+                        received += 1
+                    except BlockingIOError:
+                        if p.lost.done():
+                            break
+                        await asyncio.sleep(0.001)
+                assert await p.lost is None
+                results.append((how, received == sent))
+            assert results == [("close", True), ("abort", False)]
+
+    run(loop, main())
+
+
+def test_udp_sendto_after_close(loop, caplog):
+    async def main() -> None:
+        st, sp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
+        )
+        ct, cp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), remote_addr=st.get_extra_info("sockname")
+        )
+        await close_endpoint(ct, cp)
+        with caplog.at_level(logging.WARNING, logger="asyncio"):
+            for _ in range(6):
+                ct.sendto(b"late")
+        await close_endpoint(st, sp)
+        assert sp.datagrams == []
+
+    run(loop, main())
+    warnings = [r for r in caplog.records if r.getMessage() == "socket.send() raised exception."]
+    assert len(warnings) == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc"),
+    [
+        ({}, ValueError),
+        ({"local_addr": HOST}, TypeError),
+        ({"local_addr": (HOST, 0, 0)}, TypeError),
+        ({"remote_addr": [HOST, 9]}, TypeError),
+        ({"sock": "dgram", "local_addr": (HOST, 0)}, ValueError),
+        ({"sock": "dgram", "reuse_port": True}, ValueError),
+        ({"sock": "stream"}, ValueError),
+        ({"family": socket.AF_UNIX, "local_addr": (HOST, 0)}, TypeError),
+        ({"local_addr": (HOST, 0), "reuse_address": True}, TypeError),
+    ],
+    ids=[
+        "nothing",
+        "str-addr",
+        "3-tuple",
+        "list-addr",
+        "sock-and-addr",
+        "sock-and-reuse",
+        "stream-sock",
+        "unix-tuple",
+        "reuse_address-removed",
+    ],
+)
+def test_udp_bad_arguments(loop, kwargs, exc):
+    kwargs = dict(kwargs)
+    with contextlib.ExitStack() as stack:
+        if "sock" in kwargs:
+            kind = socket.SOCK_DGRAM if kwargs["sock"] == "dgram" else socket.SOCK_STREAM
+            kwargs["sock"] = stack.enter_context(socket.socket(type=kind))
+        with pytest.raises(exc):
+            run(loop, loop.create_datagram_endpoint(asyncio.DatagramProtocol, **kwargs))
+
+
+def test_udp_sendto_bad_data(loop):
+    async def main() -> None:
+        t, p = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
+        )
+        with pytest.raises(TypeError):
+            t.sendto("text", (HOST, 9))
+        with pytest.raises(TypeError):
+            t.sendto(123, (HOST, 9))
+        await close_endpoint(t, p)
+
+    run(loop, main())
