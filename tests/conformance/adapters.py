@@ -1,0 +1,50 @@
+"""Per-module adaptations: where a CPython test module builds a stock loop by
+hand instead of asking asyncio for one, give it a casyncio loop instead.
+
+Each function takes the imported test module and replaces exactly the one
+method that constructs the loop; the tests themselves are untouched.  The
+stock versions construct ``asyncio.BaseEventLoop()`` and mock its private
+``_selector``/``_process_events``/``_write_to_self`` so that it can run
+without a selector; a casyncio loop is a complete loop and needs none of that.
+(casyncio is imported when they are called, in the child; see casyncio_cases.)
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+
+def pep492(mod: ModuleType) -> None:
+    """test_pep492.BaseTest.setUp: a casyncio loop as ``self.loop``."""
+    import casyncio
+
+    base = mod.test_utils.TestCase
+
+    def setUp(self) -> None:
+        base.setUp(self)
+        self.loop = casyncio.new_event_loop()
+        self.set_event_loop(self.loop)
+
+    mod.BaseTest.setUp = setUp
+
+
+def runners(mod: ModuleType) -> None:
+    """test_runners.BaseTest.new_loop: the loop its TestPolicy hands to
+    asyncio.run()/Runner.  The stock version replaces shutdown_asyncgens()
+    with a stub recording that it ran (BaseTest.tearDown checks the flag);
+    here the real method runs and the flag is recorded around it."""
+    import casyncio
+
+    def new_loop(self):
+        loop = casyncio.new_event_loop()
+        loop.shutdown_ag_run = False
+        real_shutdown_asyncgens = loop.shutdown_asyncgens
+
+        async def shutdown_asyncgens() -> None:
+            loop.shutdown_ag_run = True
+            await real_shutdown_asyncgens()
+
+        loop.shutdown_asyncgens = shutdown_asyncgens
+        return loop
+
+    mod.BaseTest.new_loop = new_loop

@@ -1,0 +1,121 @@
+"""The harness's own checks can fail: each test here builds a situation the
+harness must reject (an expected failure that passes, a stale entry, a suite
+that runs nothing, a test that got a stock loop) and checks that it does.
+
+Each runs the harness in a child process, like the conformance run itself:
+the harness patches asyncio's globals, which must not leak into pytest.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from .run import TESTS_DIR, child_env
+
+PASSING = "test_context.DecimalContextTest.test_asyncio_task_decimal_context"
+
+
+def run_harness(tmp_path, body: str) -> dict:
+    """Run ``body`` (which sets ``suite``, and may edit the tables) in a
+    child, then the suite; return the report."""
+    script = (
+        textwrap.dedent(
+            """
+        import io, json, sys
+        from conformance import expected_failures as ef, harness, suites
+        from conformance.suites import Suite
+        suite = suites.BY_NAME["test_context"]
+        """
+        )
+        + textwrap.dedent(body)
+        + textwrap.dedent(
+            """
+        report = harness.run_suite(suite, "normal", stream=io.StringIO())
+        print(json.dumps(report))
+        """
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, "-P", "-c", script],
+        cwd=tmp_path,
+        env=child_env("normal"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_clean_suite_has_no_problem(tmp_path):
+    report = run_harness(tmp_path, "")
+    assert report["problems"] == []
+    assert report["counts"]["passed"] == report["counts"]["ran"] == 1
+    assert report["casyncio_loops"] >= 1
+
+
+def test_expected_failure_that_passes_fails_the_run(tmp_path):
+    report = run_harness(tmp_path, f"ef.EXPECTED_FAILURES[{PASSING!r}] = 'bogus'")
+    assert report["counts"]["xpass"] == 1
+    assert "1 test(s) xpass" in report["problems"]
+    assert "remove it from expected_failures.py" in report["bad"][PASSING]["detail"]
+
+
+def test_stale_entry_fails_the_run(tmp_path):
+    report = run_harness(tmp_path, "ef.EXCLUDED['test_context.NoSuchClass.test_x'] = 'stale'")
+    assert report["problems"] == [
+        "expected_failures.py entry matches no test: test_context.NoSuchClass.test_x"
+    ]
+
+
+def test_excluded_test_does_not_run_and_nothing_left_fails(tmp_path):
+    report = run_harness(tmp_path, "ef.EXCLUDED['test_context.*'] = 'demo'")
+    assert report["counts"]["excluded"] == 1
+    assert report["counts"]["ran"] == 0
+    assert report["excluded"] == {PASSING: "demo"}
+    assert "no test ran: the suite selected nothing" in report["problems"]
+
+
+def test_suite_selecting_nothing_fails(tmp_path):
+    report = run_harness(tmp_path, "suite = Suite('test_context', cases=lambda mod: [])")
+    assert "no test ran: the suite selected nothing" in report["problems"]
+
+
+def test_stock_default_loop_is_caught(tmp_path):
+    # Without the harness making casyncio the default, the test gets stock
+    # loops: the census must notice, per test and for the suite.
+    report = run_harness(tmp_path, "harness.make_casyncio_the_default = lambda mode=None: None")
+    assert report["counts"]["passed"] == 1
+    assert report["casyncio_loops"] == 0
+    assert any(f"{PASSING} made ['_UnixSelectorEventLoop']" in p for p in report["problems"])
+    assert "no casyncio loop was created: the suite did not run on casyncio" in report["problems"]
+
+
+def test_selection_rule_names_unimplemented_loop_methods(tmp_path):
+    # Pretend casyncio lacks create_server: the tests reaching it (here
+    # through asyncio.start_server) drop out, with it named as the reason;
+    # the start_unix_server tests stay.
+    report = run_harness(
+        tmp_path,
+        """
+        import asyncio, casyncio
+        casyncio.Loop.create_server = asyncio.AbstractEventLoop.create_server
+        suite = suites.BY_NAME["test_server"]
+        """,
+    )
+    assert report["problems"] == []
+    assert report["counts"]["ran"] == 2
+    assert report["counts"]["excluded"] == 2
+    reasons = set(report["excluded"].values())
+    assert reasons == {"needs loop.create_server(), not implemented in casyncio yet"}
+    assert all("unix" not in key for key in report["excluded"])
+
+
+def test_child_env_sets_the_mode():
+    assert child_env("debug")["PYTHONASYNCIODEBUG"] == "1"
+    assert "PYTHONASYNCIODEBUG" not in child_env("normal")
+    assert str(TESTS_DIR) in child_env("normal")["PYTHONPATH"]
