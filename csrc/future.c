@@ -99,6 +99,10 @@ call_soon_cb(FutureObj *fut, cio_fut_cb *cb)
             cb_release(cb);
             return -1;
         }
+        if (cb->kind == CIO_CB_WAKEUP) {
+            /* The task steps in its own context: the entry needs none. */
+            Py_CLEAR(cb->ctx);
+        }
         uint32_t kind = cb->kind == CIO_CB_WAKEUP ? CIO_READY_TASK_WAKEUP : CIO_READY_CALL1;
         if (cio_loop_push(lp, kind, cb->fn, Py_NewRef(fut), cb->ctx) < 0) {
             Py_DECREF(fut);
