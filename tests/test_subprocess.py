@@ -18,8 +18,12 @@ def run(loop, coro):
 def test_exec_communicate_round_trip(loop):
     async def main():
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "import sys; data = sys.stdin.read(); print(data.upper())",
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            sys.executable,
+            "-c",
+            "import sys; data = sys.stdin.read(); print(data.upper())",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         out, err = await proc.communicate(b"hello from the parent")
         return proc.returncode, out, err
@@ -42,7 +46,9 @@ def test_shell_exit_status_and_stderr(loop):
 def test_kill_a_running_child(loop):
     async def main():
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)",
+            sys.executable,
+            "-c",
+            "import time; print('up', flush=True); time.sleep(60)",
             stdout=subprocess.PIPE,
         )
         assert await proc.stdout.readline() == b"up\n"
@@ -94,8 +100,13 @@ def test_protocol_call_order(loop):
     assert calls[0] == ("connection_made",)
     assert b"".join(c[2] for c in calls if c[0] == "data") == b"x\n"
     assert calls[-1] == ("connection_lost",)
-    assert {c[0] for c in calls} == {"connection_made", "data", "pipe_lost", "exited",
-                                     "connection_lost"}
+    assert {c[0] for c in calls} == {
+        "connection_made",
+        "data",
+        "pipe_lost",
+        "exited",
+        "connection_lost",
+    }
 
 
 @pytest.mark.parametrize(
