@@ -1,0 +1,275 @@
+"""TCP echo over loopback: server and clients both on the loop under test.
+
+Three server styles, each with clients written in the same style: the
+``sock_*`` coroutines on non-blocking sockets, streams (``start_server`` /
+``open_connection``), and a Protocol.  Several clients run at once, each
+doing a fixed number of round trips (send a message, read back all of it).
+Only the round trips are timed: not the server start, not the connects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from typing import cast
+
+from ..registry import ECHO_TARGETS, LoopFactory, Measurement, Sizes, Stopwatch, run_loop, workload
+
+CLIENTS = 4
+HOST = "127.0.0.1"
+READ_SIZE = 256 * 1024
+
+# One client's round-trip body: takes the message, returns after n round trips.
+RoundTrips = Callable[[bytes, int], Awaitable[None]]
+
+
+def _message(size: int) -> bytes:
+    # Not all one byte, so a loop that mixed up buffers would fail the check.
+    return bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+
+
+def _nodelay(sock: socket.socket) -> None:
+    # Transports set TCP_NODELAY themselves (asyncio and uvloop both do), so
+    # the raw-socket style sets it too, to compare like with like.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+async def _timed_clients(clients: list[RoundTrips], msg: bytes, n: int) -> Stopwatch:
+    """Run every client's n round trips at once; the time they took."""
+    sw = Stopwatch()
+    await asyncio.gather(*[c(msg, n) for c in clients])
+    return sw.stop()
+
+
+# ---- sock_* style -----------------------------------------------------------
+
+
+async def _sock_echo(size: int, n: int) -> Stopwatch:
+    loop = asyncio.get_running_loop()
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind((HOST, 0))
+    lsock.listen(128)
+    lsock.setblocking(False)
+    addr = lsock.getsockname()
+    handlers: list[asyncio.Task[None]] = []
+
+    async def serve_one(conn: socket.socket) -> None:
+        with conn:
+            while True:
+                data = await loop.sock_recv(conn, READ_SIZE)
+                if not data:
+                    return
+                await loop.sock_sendall(conn, data)
+
+    async def accept_all() -> None:
+        for _ in range(CLIENTS):
+            conn, _ = await loop.sock_accept(lsock)
+            conn.setblocking(False)
+            _nodelay(conn)
+            handlers.append(loop.create_task(serve_one(conn)))
+
+    socks: list[socket.socket] = []
+    acceptor = loop.create_task(accept_all())
+    try:
+        for _ in range(CLIENTS):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.setblocking(False)
+            _nodelay(s)
+            await loop.sock_connect(s, addr)
+        await acceptor
+
+        def client(s: socket.socket) -> RoundTrips:
+            async def round_trips(msg: bytes, count: int) -> None:
+                size = len(msg)
+                for _ in range(count):
+                    await loop.sock_sendall(s, msg)
+                    got = 0
+                    while got < size:
+                        chunk = await loop.sock_recv(s, READ_SIZE)
+                        if not chunk:
+                            raise ConnectionError("server closed early")
+                        got += len(chunk)
+
+            return round_trips
+
+        sw = await _timed_clients([client(s) for s in socks], _message(size), n)
+    finally:
+        acceptor.cancel()
+        for s in socks:
+            s.close()
+        lsock.close()
+        # Collect the server tasks (and the acceptor's error, if any) so that
+        # a failed run does not end with "exception was never retrieved".
+        await asyncio.gather(acceptor, *handlers, return_exceptions=True)
+    return sw
+
+
+# ---- streams style ----------------------------------------------------------
+
+
+async def _streams_echo(size: int, n: int) -> Stopwatch:
+    async def serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                data = await reader.read(READ_SIZE)
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve_one, HOST, 0)
+    port = server.sockets[0].getsockname()[1]
+    writers: list[asyncio.StreamWriter] = []
+    try:
+        conns = [await asyncio.open_connection(HOST, port) for _ in range(CLIENTS)]
+        writers = [w for _, w in conns]
+
+        def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> RoundTrips:
+            async def round_trips(msg: bytes, count: int) -> None:
+                size = len(msg)
+                for _ in range(count):
+                    writer.write(msg)
+                    await writer.drain()
+                    await reader.readexactly(size)
+
+            return round_trips
+
+        sw = await _timed_clients([client(r, w) for r, w in conns], _message(size), n)
+    finally:
+        for w in writers:
+            w.close()
+        for w in writers:
+            await w.wait_closed()
+        server.close()
+        await server.wait_closed()
+    return sw
+
+
+# ---- Protocol style ---------------------------------------------------------
+
+
+class _EchoServer(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # cast, not isinstance: uvloop's transports do not subclass asyncio's.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+class _EchoClient(asyncio.Protocol):
+    """Sends a message, and resolves ``waiter`` once all of it came back."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.expected = 0
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # cast, not isinstance: uvloop's transports do not subclass asyncio's.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.expected -= len(data)
+        if self.expected <= 0 and self.waiter is not None:
+            self.waiter.set_result(None)
+            self.waiter = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def round_trip(self, msg: bytes) -> asyncio.Future[None]:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.expected = len(msg)
+        self.transport.write(msg)
+        return self.waiter
+
+
+async def _protocol_echo(size: int, n: int) -> Stopwatch:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_EchoServer, HOST, 0)
+    port = server.sockets[0].getsockname()[1]
+    protos: list[_EchoClient] = []
+    try:
+        for _ in range(CLIENTS):
+            _, proto = await loop.create_connection(_EchoClient, HOST, port)
+            protos.append(proto)
+
+        def client(p: _EchoClient) -> RoundTrips:
+            async def round_trips(msg: bytes, count: int) -> None:
+                for _ in range(count):
+                    await p.round_trip(msg)
+
+            return round_trips
+
+        sw = await _timed_clients([client(p) for p in protos], _message(size), n)
+    finally:
+        for p in protos:
+            if p.transport is not None:
+                p.transport.close()
+        for p in protos:
+            await p.closed
+        server.close()
+        await server.wait_closed()
+    return sw
+
+
+# ---- registration -------------------------------------------------------------
+
+STYLES: dict[str, Callable[[int, int], Awaitable[Stopwatch]]] = {
+    "sock": _sock_echo,
+    "streams": _streams_echo,
+    "protocol": _protocol_echo,
+}
+
+# Round trips per client for each message size: fixed counts, smaller for
+# bigger messages so each row takes a similar time.
+KIB = 1024
+ROUND_TRIPS = {
+    1: Sizes(tiny=50, quick=1_000, full=5_000),
+    10: Sizes(tiny=20, quick=600, full=3_000),
+    100: Sizes(tiny=5, quick=300, full=1_000),
+}
+
+_DOCS = {
+    "sock": "loop.sock_recv/sock_sendall on non-blocking sockets",
+    "streams": "asyncio streams (start_server, open_connection, readexactly)",
+    "protocol": "an asyncio.Protocol server and Protocol clients",
+}
+
+
+def _make(style: str, kib: int) -> Callable[[LoopFactory, int], Measurement]:
+    body = STYLES[style]
+    size = kib * KIB
+
+    def run(new_loop: LoopFactory, n: int) -> Measurement:
+        sw: Stopwatch = run_loop(new_loop, lambda: body(size, n))
+        trips = n * CLIENTS
+        return sw.measurement(trips, bytes_per_s=2 * size * trips / sw.wall)
+
+    run.__name__ = run.__qualname__ = f"echo_{style}_{kib}k"
+    run.__doc__ = (
+        f"TCP echo of {kib} KiB messages over loopback with {_DOCS[style]}: "
+        f"{CLIENTS} concurrent clients, n round trips each."
+    )
+    return run
+
+
+for _style in STYLES:
+    for _kib, _sizes in ROUND_TRIPS.items():
+        workload(
+            f"echo_{_style}_{_kib}k",
+            group="echo",
+            kind="time",
+            sizes=_sizes,
+            unit="round trips",
+            targets=ECHO_TARGETS,
+        )(_make(_style, _kib))

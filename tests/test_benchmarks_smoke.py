@@ -1,0 +1,124 @@
+"""The benchmark suite's machinery, on a tiny workload size, so it does not rot.
+
+One run of ``python -m benchmarks --tiny`` over every workload on casyncio
+and stock asyncio (two rounds, interleaved, each measurement in its own
+process) checks the JSON, the table and the ratios; the chart is drawn from
+that JSON when matplotlib is installed.  A fake loop whose networking raises
+NotImplementedError checks that such a loop gets "n/a", not a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Last, not first: the repository root holds the casyncio sources, which must
+# not shadow the installed package.
+sys.path.append(str(REPO))
+
+from benchmarks import report as bench_report
+from benchmarks import stats, worker
+from benchmarks.cli import select_workloads
+from benchmarks.registry import all_workloads
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str, Path]:
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--tiny",
+            "--rounds",
+            "2",
+            "--loops",
+            "casyncio,asyncio",
+            "--out",
+            str(out),
+            "--no-chart",
+            "--no-progress",
+        ],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    files = sorted(out.glob("bench-tiny-*.json"))
+    assert len(files) == 1, list(out.iterdir())
+    return json.loads(files[0].read_text()), proc.stdout, out
+
+
+def test_every_workload_runs_on_both_loops(tiny_run: tuple[dict[str, Any], str, Path]) -> None:
+    data, _, _ = tiny_run
+    assert set(data["workloads"]) == set(all_workloads())
+    for name, w in data["workloads"].items():
+        results = w["results"]
+        if w["floor_of"]:
+            assert results["deque"]["status"] == "ok", (name, results)
+            continue
+        assert results["asyncio"]["status"] == "ok", (name, results["asyncio"])
+        assert len(results["asyncio"]["samples"]) == 2
+        # casyncio may not implement everything yet; it must never break the run.
+        assert results["casyncio"]["status"] in ("ok", "n/a"), (name, results["casyncio"])
+
+
+def test_ratios_and_checks(tiny_run: tuple[dict[str, Any], str, Path]) -> None:
+    data, _, _ = tiny_run
+    chain = data["workloads"]["call_soon_chain"]
+    res = chain["results"]
+    expected = res["asyncio"]["summary"]["median"] / res["casyncio"]["summary"]["median"]
+    assert chain["ratios"]["asyncio"] == pytest.approx(expected)
+    whats = {c["what"] for c in chain["checks"]}
+    assert {"asyncio/casyncio", "casyncio/floor"} <= whats
+    assert data["checks_total"] == len(data["checks"]) > 0
+    for key in ("cpu", "cores", "python", "date", "git_commit"):
+        assert key in data["machine"]
+    assert data["loops"]["asyncio"]["version"] == ".".join(map(str, sys.version_info[:3]))
+
+
+def test_table_printed(tiny_run: tuple[dict[str, Any], str, Path]) -> None:
+    _, stdout, out = tiny_run
+    assert "asyncio/casyncio" in stdout
+    assert "> 1 means casyncio is faster" in stdout
+    assert "call_soon_chain" in stdout and "Floor:" in stdout
+    assert list(out.glob("bench-tiny-*.txt"))
+
+
+def test_chart(tiny_run: tuple[dict[str, Any], str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib draws the chart (the bench extra)")
+    data, _, _ = tiny_run
+    png = tmp_path / "ratios.png"
+    bench_report.chart(data, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class _NoNetworkLoop(asyncio.SelectorEventLoop):
+    async def create_server(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+
+def test_not_implemented_is_na_not_error() -> None:
+    result = worker.measure(_NoNetworkLoop, "echo_protocol_1k", "tiny")
+    assert result["status"] == "n/a"
+    assert "not implemented" in result["reason"]
+
+
+def test_summaries_and_selection() -> None:
+    s = stats.summarize([3.0, 1.0, 2.0])
+    assert (s.median, s.min, s.max) == (2.0, 1.0, 3.0)
+    assert s.spread_pct == pytest.approx(50.0)
+    assert stats.ratio(stats.summarize([4.0]), stats.summarize([2.0])) == 2.0
+    assert stats.ratio(None, s) is None
+    names = [w.name for w in select_workloads("echo_streams,sleep0")]
+    assert names == ["sleep0", "echo_streams_1k", "echo_streams_10k", "echo_streams_100k"]
