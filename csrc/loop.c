@@ -894,7 +894,7 @@ Loop_dealloc(LoopObj *self)
     cio_heap_fini(&self->timers);
     cio_fdtable_fini(&self->fds);
     PyMem_Free(self->fired);
-    PyMem_Free(self->rbuf);
+    PyMem_RawFree(self->rbuf);
     self->st->live.loops--;
     tp->tp_free(self);
     Py_DECREF(tp);

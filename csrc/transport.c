@@ -29,7 +29,20 @@ char *
 cio_loop_read_buffer(LoopObj *loop)
 {
     if (loop->rbuf == NULL) {
-        loop->rbuf = PyMem_Malloc(CIO_READ_BUFFER_SIZE);
+#ifdef __GLIBC__
+        /* glibc maps blocks of 128 KiB and more with mmap() until the
+         * program frees such a block; then it raises that threshold, and
+         * the one for trimming the heap, so that big blocks are recycled
+         * from the heap instead of being mapped and faulted in afresh each
+         * time.  asyncio's own reads (256 KiB bytes objects) trigger that
+         * with their first free; a loop that reads into one buffer it
+         * keeps never would, and every message above ~100 KiB it hands out
+         * as bytes would then cost fresh page faults.  Freeing one such
+         * block here gives glibc's heuristic what it waits for. */
+        void *probe = PyMem_RawMalloc(CIO_READ_BUFFER_SIZE + 4096);
+        PyMem_RawFree(probe);
+#endif
+        loop->rbuf = PyMem_RawMalloc(CIO_READ_BUFFER_SIZE);
         if (loop->rbuf == NULL) {
             PyErr_NoMemory();
         }
