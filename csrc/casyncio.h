@@ -157,12 +157,15 @@ typedef struct HandleObj {
     PyObject *source_traceback; /* list of frames in debug mode, or NULL */
     PyObject *weakreflist;
     char cancelled;
+    char ctx_copied;    /* context is a copy made for this handle alone */
+    char ctx_untracked; /* ...and is off the GC's lists while scheduled */
 } HandleObj;
 
 typedef struct {
     HandleObj base;
     cio_heap_node node;         /* its place in the owning loop's heap */
-    double when;                /* as given; node.when differs only for NaN */
+    double when;                /* as given */
+    double key;                 /* its heap key: `when`, or -inf for NaN */
 } TimerHandleObj;
 
 #define CIO_TIMER_FROM_NODE(n) \
@@ -193,6 +196,12 @@ int cio_handle_report_error(HandleObj *h, PyObject *callback, PyObject *args,
  * also leaves the loop's heap.  Returns 0 or -1. */
 int cio_handle_cancel(HandleObj *h);
 int cio_handle_init_types(PyObject *module, cio_state *st);
+/* Visits what a handle refers to (not its type): the loop's traverse uses
+ * it for the scheduled timers it keeps untracked. */
+int cio_handle_traverse_refs(HandleObj *h, visitproc visit, void *arg);
+/* Puts a handle's own context copy back on the GC's lists, if the loop had
+ * taken it off (see loop.c, timers). */
+void cio_handle_track_context(HandleObj *h);
 void cio_handle_clear_freelists(cio_state *st);
 
 static inline int

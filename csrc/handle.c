@@ -50,6 +50,8 @@ handle_alloc(cio_state *st, PyTypeObject *type)
     h->source_traceback = NULL;
     h->weakreflist = NULL;
     h->cancelled = 0;
+    h->ctx_copied = 0;
+    h->ctx_untracked = 0;
     if (type == st->TimerHandleType || PyType_IsSubtype(type, st->TimerHandleType)) {
         TimerHandleObj *t = (TimerHandleObj *)h;
         cio_heap_node_init(&t->node);
@@ -90,6 +92,7 @@ handle_setup(HandleObj *h, PyObject *callback, PyObject *args, PyObject *loop,
         if (h->context == NULL) {
             return -1;
         }
+        h->ctx_copied = 1;
     }
     else {
         h->context = Py_NewRef(context);
@@ -144,7 +147,7 @@ cio_timer_new(cio_state *st, double when, PyObject *callback, PyObject *args,
     t->when = when;
     /* A NaN deadline would break the heap's order; stock asyncio runs such
      * a timer at the next iteration, and so do we. */
-    t->node.when = isnan(when) ? -INFINITY : when;
+    t->key = isnan(when) ? -INFINITY : when;
     if (handle_setup(&t->base, callback, args, loop, context) < 0) {
         PyObject_GC_Track(t);
         Py_DECREF(t);
@@ -318,6 +321,39 @@ cio_handle_cancel(HandleObj *h)
 
 /* ---- type slots ---- */
 
+void
+cio_handle_track_context(HandleObj *h)
+{
+    if (h->ctx_untracked) {
+        h->ctx_untracked = 0;
+        if (!PyObject_GC_IsTracked(h->context)) {
+            PyObject_GC_Track(h->context);
+        }
+    }
+}
+
+int
+cio_handle_traverse_refs(HandleObj *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->callback);
+    Py_VISIT(self->args);
+    if (self->ctx_untracked) {
+        /* An untracked context copy only this handle holds: what it refers
+         * to counts as referred to from here. */
+        int r = Py_TYPE(self->context)->tp_traverse(self->context, visit, arg);
+        if (r) {
+            return r;
+        }
+    }
+    else {
+        Py_VISIT(self->context);
+    }
+    Py_VISIT(self->loop);
+    Py_VISIT(self->repr);
+    Py_VISIT(self->source_traceback);
+    return 0;
+}
+
 static int
 Handle_traverse(HandleObj *self, visitproc visit, void *arg)
 {
@@ -334,6 +370,7 @@ Handle_traverse(HandleObj *self, visitproc visit, void *arg)
 static int
 Handle_clear(HandleObj *self)
 {
+    cio_handle_track_context(self);
     Py_CLEAR(self->callback);
     Py_CLEAR(self->args);
     Py_CLEAR(self->context);
@@ -435,7 +472,7 @@ TimerHandle_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     TimerHandleObj *t = (TimerHandleObj *)handle_alloc(st, type);
     if (t != NULL) {
         t->when = when;
-        t->node.when = isnan(when) ? -INFINITY : when;
+        t->key = isnan(when) ? -INFINITY : when;
         if (handle_setup(&t->base, callback, tuple, loop, context) < 0) {
             PyObject_GC_Track(t);
             Py_CLEAR(t);
@@ -539,7 +576,15 @@ Handle_cancelled(HandleObj *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Handle_get_context(HandleObj *self, PyObject *Py_UNUSED(ignored))
 {
+    /* The context escapes to the caller: it must be tracked again. */
+    cio_handle_track_context(self);
     return Py_NewRef(self->context ? self->context : Py_None);
+}
+
+static PyObject *
+Handle_get_context_attr(HandleObj *self, void *Py_UNUSED(closure))
+{
+    return Handle_get_context(self, NULL);
 }
 
 static PyObject *
@@ -593,7 +638,6 @@ static PyMethodDef Handle_methods[] = {
 
 static PyMemberDef Handle_members[] = {
     {"_loop", T_OBJECT, offsetof(HandleObj, loop), READONLY, NULL},
-    {"_context", T_OBJECT, offsetof(HandleObj, context), READONLY, NULL},
     {"_repr", T_OBJECT, offsetof(HandleObj, repr), READONLY, NULL},
     {"__weaklistoffset__", T_PYSSIZET, offsetof(HandleObj, weakreflist), READONLY},
     {NULL},
@@ -604,6 +648,7 @@ static PyGetSetDef Handle_getset[] = {
     {"_args", (getter)Handle_get_args, NULL, NULL, NULL},
     {"_cancelled", (getter)Handle_get_cancelled, NULL, NULL, NULL},
     {"_source_traceback", (getter)Handle_get_source_traceback, NULL, NULL, NULL},
+    {"_context", (getter)Handle_get_context_attr, NULL, NULL, NULL},
     {NULL},
 };
 

@@ -171,16 +171,41 @@ run_item_debug(LoopObj *self, cio_ring_item *it)
     return rc;
 }
 
-/* ---- timers ---- */
+/* ---- timers ----
+ *
+ * A TimerHandle in the heap belongs to the loop, and is not tracked by the
+ * garbage collector while it is there: Loop_traverse reports what the handle
+ * refers to (callback, arguments, context, loop) as the loop's own
+ * references, so cycles through a scheduled timer are still found, but the
+ * collector does not have to walk, promote and re-walk every pending timer
+ * -- with many timers pending, that was most of what call_later() cost.
+ * A handle is tracked again the moment it leaves the heap (fired, cancelled,
+ * or the loop is cleared). */
+
+static void
+timer_leave_heap(TimerHandleObj *t)
+{
+    cio_handle_track_context(&t->base);
+    if (!PyObject_GC_IsTracked((PyObject *)t)) {
+        PyObject_GC_Track(t);
+    }
+}
 
 int
 cio_loop_timer_add(LoopObj *self, TimerHandleObj *t)
 {
-    if (cio_heap_push(&self->timers, &t->node) < 0) {
+    if (cio_heap_push(&self->timers, &t->node, t->key) < 0) {
         PyErr_NoMemory();
         return -1;
     }
     Py_INCREF(t);
+    PyObject_GC_UnTrack(t);
+    if (t->base.ctx_copied && !t->base.ctx_untracked) {
+        /* Its context is a fresh copy nobody else can reach while it is
+         * scheduled (get_context() tracks it again): off the lists too. */
+        PyObject_GC_UnTrack(t->base.context);
+        t->base.ctx_untracked = 1;
+    }
     return 0;
 }
 
@@ -189,6 +214,18 @@ cio_loop_timer_remove(LoopObj *self, TimerHandleObj *t)
 {
     if (cio_heap_node_attached(&t->node)) {
         cio_heap_remove(&self->timers, &t->node);
+        timer_leave_heap(t);
+        Py_DECREF(t);
+    }
+}
+
+static void
+timers_clear(LoopObj *self)
+{
+    cio_heap_node *node;
+    while ((node = cio_heap_pop(&self->timers)) != NULL) {
+        TimerHandleObj *t = CIO_TIMER_FROM_NODE(node);
+        timer_leave_heap(t);
         Py_DECREF(t);
     }
 }
@@ -241,9 +278,10 @@ collect_due_timers(LoopObj *self)
     }
     double end = cio_clock_now() + self->clock_resolution;
     cio_heap_node *node;
-    while ((node = cio_heap_peek(&self->timers)) != NULL && node->when < end) {
-        cio_heap_pop(&self->timers);
+    while (cio_heap_len(&self->timers) > 0 && cio_heap_peek_when(&self->timers) < end) {
+        node = cio_heap_pop(&self->timers);
         TimerHandleObj *t = CIO_TIMER_FROM_NODE(node);
+        timer_leave_heap(t);
         /* The heap's reference moves to the ready queue. */
         if (cio_loop_push(self, CIO_READY_HANDLE, t, NULL, NULL) < 0) {
             Py_DECREF(t);
@@ -261,7 +299,7 @@ run_once(LoopObj *self)
         timeout_ms = 0;
     }
     else if (cio_heap_len(&self->timers) > 0) {
-        double delay = cio_heap_peek(&self->timers)->when - cio_clock_now();
+        double delay = cio_heap_peek_when(&self->timers) - cio_clock_now();
         timeout_ms = cio_clock_delay_to_ms(delay, MAX_POLL_MS);
     }
     else {
@@ -699,10 +737,7 @@ release_resources(LoopObj *self)
     while (cio_ring_pop(&self->ready, &it)) {
         cio_loop_item_release(&it);
     }
-    cio_heap_node *node;
-    while ((node = cio_heap_pop(&self->timers)) != NULL) {
-        Py_DECREF(CIO_TIMER_FROM_NODE(node));
-    }
+    timers_clear(self);
     cio_loop_fd_clear(self);
     if (self->poller != NULL) {
         self->backend->close(self->poller);
@@ -831,8 +866,13 @@ Loop_traverse(LoopObj *self, visitproc visit, void *arg)
             }
         }
     }
+    /* Scheduled timers are untracked; their references count as ours. */
     for (size_t i = 0; i < self->timers.len; i++) {
-        Py_VISIT((PyObject *)CIO_TIMER_FROM_NODE(self->timers.items[i]));
+        int r = cio_handle_traverse_refs(
+            &CIO_TIMER_FROM_NODE(cio_heap_at(&self->timers, i))->base, visit, arg);
+        if (r) {
+            return r;
+        }
     }
     return cio_loop_fd_traverse(self, visit, arg);
 }
@@ -847,10 +887,7 @@ Loop_clear(LoopObj *self)
     while (cio_ring_pop(&self->ready, &it)) {
         cio_loop_item_release(&it);
     }
-    cio_heap_node *node;
-    while ((node = cio_heap_pop(&self->timers)) != NULL) {
-        Py_DECREF(CIO_TIMER_FROM_NODE(node));
-    }
+    timers_clear(self);
     cio_loop_fd_clear(self);
     return 0;
 }

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,27 +83,36 @@ test_clock_delay_to_ms(void)
 
 /* ---- heap ---- */
 
+typedef struct {
+    cio_heap_node node;
+    double when;
+    int id; /* insertion order */
+} tnode;
+
+#define TNODE(n) ((tnode *)((char *)(n) - offsetof(tnode, node)))
+
 static int
 test_heap_orders_by_deadline(void)
 {
     cio_heap h;
     cio_heap_init(&h);
     double whens[] = {5, 1, 4, 2, 3, 0.5, 9, 7};
-    cio_heap_node nodes[8];
+    tnode nodes[8];
     for (int i = 0; i < 8; i++) {
-        cio_heap_node_init(&nodes[i]);
+        cio_heap_node_init(&nodes[i].node);
         nodes[i].when = whens[i];
-        CHECK(cio_heap_push(&h, &nodes[i]) == 0);
-        CHECK(cio_heap_node_attached(&nodes[i]));
+        CHECK(cio_heap_push(&h, &nodes[i].node, whens[i]) == 0);
+        CHECK(cio_heap_node_attached(&nodes[i].node));
     }
     CHECK(cio_heap_len(&h) == 8);
+    CHECK(cio_heap_peek_when(&h) == 0.5);
     double prev = -1;
     for (int i = 0; i < 8; i++) {
         cio_heap_node *n = cio_heap_pop(&h);
         CHECK(n != NULL);
         CHECK(!cio_heap_node_attached(n));
-        CHECK(n->when >= prev);
-        prev = n->when;
+        CHECK(TNODE(n)->when >= prev);
+        prev = TNODE(n)->when;
     }
     CHECK(cio_heap_pop(&h) == NULL);
     CHECK(cio_heap_peek(&h) == NULL);
@@ -117,14 +127,13 @@ test_heap_equal_deadlines_fifo(void)
     enum { N = 1000 };
     cio_heap h;
     cio_heap_init(&h);
-    static cio_heap_node nodes[N];
+    static tnode nodes[N];
     for (int i = 0; i < N; i++) {
-        cio_heap_node_init(&nodes[i]);
-        nodes[i].when = 42.0;
-        CHECK(cio_heap_push(&h, &nodes[i]) == 0);
+        cio_heap_node_init(&nodes[i].node);
+        CHECK(cio_heap_push(&h, &nodes[i].node, 42.0) == 0);
     }
     for (int i = 0; i < N; i++) {
-        CHECK(cio_heap_pop(&h) == &nodes[i]);
+        CHECK(cio_heap_pop(&h) == &nodes[i].node);
     }
     cio_heap_fini(&h);
     return 0;
@@ -136,32 +145,35 @@ test_heap_remove_anywhere(void)
     enum { N = 500 };
     cio_heap h;
     cio_heap_init(&h);
-    static cio_heap_node nodes[N];
+    static tnode nodes[N];
     srand(1234);
     for (int i = 0; i < N; i++) {
-        cio_heap_node_init(&nodes[i]);
+        cio_heap_node_init(&nodes[i].node);
         nodes[i].when = (double)(rand() % 50);
-        CHECK(cio_heap_push(&h, &nodes[i]) == 0);
+        nodes[i].id = i;
+        CHECK(cio_heap_push(&h, &nodes[i].node, nodes[i].when) == 0);
     }
     /* Remove every third node from wherever it sits. */
     for (int i = 0; i < N; i += 3) {
-        cio_heap_remove(&h, &nodes[i]);
-        CHECK(!cio_heap_node_attached(&nodes[i]));
+        cio_heap_remove(&h, &nodes[i].node);
+        CHECK(!cio_heap_node_attached(&nodes[i].node));
     }
-    /* Every remaining node keeps its own index right. */
+    /* Every remaining node keeps its own slot right, and the keys stored in
+     * the heap are the ones pushed. */
     for (size_t i = 0; i < h.len; i++) {
-        CHECK(h.items[i]->index == i);
+        CHECK(cio_heap_at(&h, i)->index == i);
+        CHECK(h.items[i].when == TNODE(cio_heap_at(&h, i))->when);
     }
-    cio_heap_node *prev = NULL;
+    tnode *prev = NULL;
     size_t count = 0;
     cio_heap_node *n;
     while ((n = cio_heap_pop(&h)) != NULL) {
-        CHECK((n - nodes) % 3 != 0);
+        tnode *t = TNODE(n);
+        CHECK(t->id % 3 != 0);
         if (prev) {
-            CHECK(prev->when < n->when ||
-                  (prev->when == n->when && prev->seq < n->seq));
+            CHECK(prev->when < t->when || (prev->when == t->when && prev->id < t->id));
         }
-        prev = n;
+        prev = t;
         count++;
     }
     CHECK(count == N - (N + 2) / 3);
@@ -174,18 +186,16 @@ test_heap_reinsert_after_pop(void)
 {
     cio_heap h;
     cio_heap_init(&h);
-    cio_heap_node a, b;
-    cio_heap_node_init(&a);
-    cio_heap_node_init(&b);
-    a.when = 1;
-    b.when = 1;
-    CHECK(cio_heap_push(&h, &a) == 0);
-    CHECK(cio_heap_push(&h, &b) == 0);
-    CHECK(cio_heap_pop(&h) == &a);
+    tnode a, b;
+    cio_heap_node_init(&a.node);
+    cio_heap_node_init(&b.node);
+    CHECK(cio_heap_push(&h, &a.node, 1) == 0);
+    CHECK(cio_heap_push(&h, &b.node, 1) == 0);
+    CHECK(cio_heap_pop(&h) == &a.node);
     /* a gets a new sequence number: it now goes after b. */
-    CHECK(cio_heap_push(&h, &a) == 0);
-    CHECK(cio_heap_pop(&h) == &b);
-    CHECK(cio_heap_pop(&h) == &a);
+    CHECK(cio_heap_push(&h, &a.node, 1) == 0);
+    CHECK(cio_heap_pop(&h) == &b.node);
+    CHECK(cio_heap_pop(&h) == &a.node);
     cio_heap_fini(&h);
     return 0;
 }
@@ -195,12 +205,57 @@ test_heap_fini_detaches(void)
 {
     cio_heap h;
     cio_heap_init(&h);
-    cio_heap_node a;
-    cio_heap_node_init(&a);
-    CHECK(cio_heap_push(&h, &a) == 0);
+    tnode a;
+    cio_heap_node_init(&a.node);
+    CHECK(cio_heap_push(&h, &a.node, 3) == 0);
     cio_heap_fini(&h);
-    CHECK(!cio_heap_node_attached(&a));
+    CHECK(!cio_heap_node_attached(&a.node));
     CHECK(cio_heap_len(&h) == 0);
+    return 0;
+}
+
+static int
+test_heap_random_against_sorted(void)
+{
+    /* Random pushes, pops and removals, checked against a brute-force
+     * reference: pops always give the minimum (when, seq) left. */
+    enum { N = 2000 };
+    static tnode nodes[N];
+    static int alive[N];
+    cio_heap h;
+    cio_heap_init(&h);
+    srand(99);
+    int next = 0;
+    for (int step = 0; step < 20000; step++) {
+        int op = rand() % 3;
+        if (op == 0 && next < N) {
+            cio_heap_node_init(&nodes[next].node);
+            nodes[next].when = (double)(rand() % 100);
+            nodes[next].id = next;
+            CHECK(cio_heap_push(&h, &nodes[next].node, nodes[next].when) == 0);
+            alive[next] = 1;
+            next++;
+        }
+        else if (op == 1 && cio_heap_len(&h) > 0) {
+            int best = -1;
+            for (int i = 0; i < next; i++) {
+                if (alive[i] && (best < 0 || nodes[i].when < nodes[best].when)) {
+                    best = i;
+                }
+            }
+            cio_heap_node *n = cio_heap_pop(&h);
+            CHECK(n == &nodes[best].node);
+            alive[best] = 0;
+        }
+        else if (op == 2 && next > 0) {
+            int i = rand() % next;
+            if (alive[i]) {
+                cio_heap_remove(&h, &nodes[i].node);
+                alive[i] = 0;
+            }
+        }
+    }
+    cio_heap_fini(&h);
     return 0;
 }
 
@@ -566,6 +621,7 @@ static const test_case tests[] = {
     T(heap_remove_anywhere),
     T(heap_reinsert_after_pop),
     T(heap_fini_detaches),
+    T(heap_random_against_sorted),
     T(ring_fifo),
     T(ring_wraps_and_grows),
     T(ring_keeps_all_fields),

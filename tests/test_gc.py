@@ -1,0 +1,98 @@
+"""The garbage collector and casyncio's scheduled timers.
+
+A TimerHandle waiting in the loop's heap is not on the collector's lists
+(nor is the context copy made for it): the loop reports their references as
+its own.  These tests pin what that must not break: cycles through a
+scheduled timer are still collected, a handle or context that leaves the
+heap -- fired, cancelled, or handed out by get_context() -- is tracked again.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import gc
+import warnings
+
+import casyncio
+from casyncio import _casyncio
+
+
+def test_dropped_loop_with_a_timer_pointing_back_at_it_is_collected():
+    gc.collect()
+    before = _casyncio._live_counts()["loops"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        loop = casyncio.new_event_loop()
+        loop.call_later(3600, loop.stop)  # loop -> timer -> loop.stop -> loop
+        del loop
+        gc.collect()
+    assert _casyncio._live_counts()["loops"] == before
+
+
+def test_cycle_through_a_scheduled_timer_is_collected_once_the_loop_closes():
+    class Owner:
+        def tick(self):
+            pass
+
+    loop = casyncio.new_event_loop()
+    try:
+        owner = Owner()
+        owner.timer = loop.call_later(3600, owner.tick)  # owner -> timer -> owner
+        probe = __import__("weakref").ref(owner)
+        del owner
+        gc.collect()
+        assert probe() is not None  # still scheduled: alive through the loop
+    finally:
+        loop.close()
+    gc.collect()
+    assert probe() is None
+
+
+def test_scheduled_timer_and_its_context_are_untracked_then_tracked_again():
+    loop = casyncio.new_event_loop()
+    try:
+        h = loop.call_later(3600, lambda: None)
+        assert not gc.is_tracked(h)
+        ctx = h.get_context()  # the context escapes: it must be tracked
+        assert gc.is_tracked(ctx)
+        h.cancel()  # out of the heap: the handle is tracked again
+        assert gc.is_tracked(h)
+    finally:
+        loop.close()
+
+
+def test_fired_timer_is_tracked_again():
+    loop = casyncio.new_event_loop()
+    try:
+        h = loop.call_later(0, loop.stop)
+        assert not gc.is_tracked(h)
+        loop.run_forever()
+        assert gc.is_tracked(h)
+    finally:
+        loop.close()
+
+
+def test_given_context_is_never_untracked():
+    loop = casyncio.new_event_loop()
+    try:
+        ctx = contextvars.copy_context()
+        loop.call_later(3600, lambda: None, context=ctx)
+        assert gc.is_tracked(ctx)  # not ours alone: left alone
+    finally:
+        loop.close()
+
+
+def test_timers_run_in_their_context_after_being_untracked():
+    var = contextvars.ContextVar("var")
+    seen = []
+    loop = casyncio.new_event_loop()
+    try:
+        var.set("at schedule time")
+        loop.call_later(0.001, lambda: seen.append(var.get()))
+        var.set("later")
+        loop.call_later(0.002, loop.stop)
+        gc.collect()  # the copy must survive a collection while untracked
+        loop.run_forever()
+    finally:
+        loop.close()
+    assert seen == ["at schedule time"]
