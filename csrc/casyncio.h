@@ -54,30 +54,29 @@ typedef struct {
     PyTypeObject *DgramType;
     PyTypeObject *SockOpType;
 
-    /* Imported lazily, because asyncio may import us (through the policy)
-     * while it is itself still importing. */
-    PyObject *asyncio_Future;           /* asyncio.Future */
-    PyObject *format_callback_source;   /* asyncio.format_helpers._format_callback_source */
-    PyObject *extract_stack;            /* asyncio.format_helpers.extract_stack */
-    PyObject *iscoroutinefunction;      /* asyncio.iscoroutinefunction */
-    PyObject *iscoroutine;              /* asyncio.iscoroutine */
-    PyObject *isgenerator;              /* inspect.isgenerator */
-    PyObject *get_event_loop;           /* asyncio.events._get_event_loop */
-    PyObject *future_repr;              /* asyncio.base_futures._future_repr */
-    PyObject *task_repr;                /* asyncio.base_tasks._task_repr */
-    PyObject *task_get_stack;           /* asyncio.base_tasks._task_get_stack */
-    PyObject *task_print_stack;         /* asyncio.base_tasks._task_print_stack */
-    PyObject *register_task;            /* asyncio.tasks._register_task */
-    PyObject *enter_task;               /* asyncio.tasks._enter_task */
-    PyObject *leave_task;               /* asyncio.tasks._leave_task */
-    PyObject *current_tasks;            /* asyncio.tasks._current_tasks, if a dict */
+    /* From asyncio, imported when the module is (cio_state_import_asyncio). */
+    PyObject *asyncio_Future;         /* asyncio.Future */
+    PyObject *format_callback_source; /* asyncio.format_helpers._format_callback_source */
+    PyObject *extract_stack;          /* asyncio.format_helpers.extract_stack */
+    PyObject *iscoroutinefunction;    /* asyncio.iscoroutinefunction */
+    PyObject *iscoroutine;            /* asyncio.iscoroutine */
+    PyObject *isgenerator;            /* inspect.isgenerator */
+    PyObject *get_event_loop;         /* asyncio.events._get_event_loop */
+    PyObject *future_repr;            /* asyncio.base_futures._future_repr */
+    PyObject *task_repr;              /* asyncio.base_tasks._task_repr */
+    PyObject *task_get_stack;         /* asyncio.base_tasks._task_get_stack */
+    PyObject *task_print_stack;       /* asyncio.base_tasks._task_print_stack */
+    PyObject *register_task;          /* asyncio.tasks._register_task */
+    PyObject *enter_task;             /* asyncio.tasks._enter_task */
+    PyObject *leave_task;             /* asyncio.tasks._leave_task */
+    PyObject *current_tasks;          /* asyncio.tasks._current_tasks, if a dict */
     PyObject *CancelledError;
     PyObject *InvalidStateError;
-    PyObject *TransportSocket;          /* asyncio.trsock.TransportSocket */
-    PyObject *set_nodelay;              /* asyncio.base_events._set_nodelay */
+    PyObject *TransportSocket;             /* asyncio.trsock.TransportSocket */
+    PyObject *set_nodelay;                 /* asyncio.base_events._set_nodelay */
     PyObject *set_result_unless_cancelled; /* asyncio.futures._set_result_unless_cancelled */
-    PyObject *logger;                   /* logging.getLogger("asyncio") */
-    PyObject *BufferedProtocol;         /* asyncio.BufferedProtocol */
+    PyObject *logger;                      /* logging.getLogger("asyncio") */
+    PyObject *BufferedProtocol;            /* asyncio.BufferedProtocol */
 
     /* Interned strings. */
     PyObject *str_call_exception_handler;
@@ -105,8 +104,8 @@ typedef struct {
     PyObject *str_PENDING;
     PyObject *str_CANCELLED;
     PyObject *str_FINISHED;
-    PyObject *kwnames_context;          /* ("context",) */
-    PyObject *kwnames_msg;              /* ("msg",) */
+    PyObject *kwnames_context; /* ("context",) */
+    PyObject *kwnames_msg;     /* ("msg",) */
 
     unsigned long long task_name_counter;
     /* Every live casyncio Task, for asyncio.all_tasks(); see task.c. */
@@ -148,10 +147,10 @@ enum {
 
 typedef struct HandleObj {
     PyObject_HEAD
-    cio_state *st;              /* borrowed; the type keeps the module alive */
-    PyObject *callback;         /* NULL once cancelled (or free-listed: next) */
-    PyObject *args;             /* tuple, or NULL for no arguments */
-    PyObject *context;          /* contextvars.Context */
+    cio_state *st;      /* borrowed; the type keeps the module alive */
+    PyObject *callback; /* NULL once cancelled (or free-listed: next) */
+    PyObject *args;     /* tuple, or NULL for no arguments */
+    PyObject *context;  /* contextvars.Context */
     PyObject *loop;
     PyObject *repr;             /* repr saved at cancel() in debug mode */
     PyObject *source_traceback; /* list of frames in debug mode, or NULL */
@@ -163,21 +162,19 @@ typedef struct HandleObj {
 
 typedef struct {
     HandleObj base;
-    cio_heap_node node;         /* its place in the owning loop's heap */
-    double when;                /* as given */
-    double key;                 /* its heap key: `when`, or -inf for NaN */
+    cio_heap_node node; /* its place in the owning loop's heap */
+    double when;        /* as given */
+    double key;         /* its heap key: `when`, or -inf for NaN */
 } TimerHandleObj;
 
-#define CIO_TIMER_FROM_NODE(n) \
-    ((TimerHandleObj *)((char *)(n) - offsetof(TimerHandleObj, node)))
+#define CIO_TIMER_FROM_NODE(n) ((TimerHandleObj *)((char *)(n) - offsetof(TimerHandleObj, node)))
 
 /* New Handle running callback(*args) in context (NULL: copy the current
  * one); args is a tuple or NULL.  Takes from the free list when it can. */
-HandleObj *cio_handle_new(cio_state *st, PyObject *callback, PyObject *args,
-                          PyObject *loop, PyObject *context);
-TimerHandleObj *cio_timer_new(cio_state *st, double when, PyObject *callback,
-                              PyObject *args, PyObject *loop,
-                              PyObject *context);
+HandleObj *cio_handle_new(cio_state *st, PyObject *callback, PyObject *args, PyObject *loop,
+                          PyObject *context);
+TimerHandleObj *cio_timer_new(cio_state *st, double when, PyObject *callback, PyObject *args,
+                              PyObject *loop, PyObject *context);
 /* Runs a handle's callback in its context.  Returns 0, or -1 with
  * SystemExit/KeyboardInterrupt set (other errors go to the loop's exception
  * handler, as asyncio's Handle._run does). */
@@ -185,13 +182,12 @@ int cio_handle_run(HandleObj *h);
 /* Calls func(*args) inside context (NULL: the current one).  Returns NULL on
  * success, or the exception it raised (a new reference, error indicator
  * clear). */
-PyObject *cio_call_in_context(PyObject *context, PyObject *func,
-                              PyObject *const *args, size_t nargs);
+PyObject *cio_call_in_context(PyObject *context, PyObject *func, PyObject *const *args,
+                              size_t nargs);
 /* Reports that callback(*args) raised exc through the loop's exception
  * handler, as "Exception in callback ..." with this handle.  Steals exc.
  * Returns 0, or -1 if the handler raised SystemExit/KeyboardInterrupt. */
-int cio_handle_report_error(HandleObj *h, PyObject *callback, PyObject *args,
-                            PyObject *exc);
+int cio_handle_report_error(HandleObj *h, PyObject *callback, PyObject *args, PyObject *exc);
 /* Marks a handle cancelled and drops its callback; for a TimerHandle this
  * also leaves the loop's heap.  Returns 0 or -1. */
 int cio_handle_cancel(HandleObj *h);
@@ -228,9 +224,9 @@ typedef struct {
     cio_fdtable fds;
     cio_poll_event *fired;
     int fired_cap;
-    int wakeup_fd;      /* eventfd for call_soon_threadsafe, or -1 */
-    char sleeping;      /* in the poller with a non-zero timeout */
-    char wake_pending;  /* wakeup_fd was written and not yet drained */
+    int wakeup_fd;     /* eventfd for call_soon_threadsafe, or -1 */
+    char sleeping;     /* in the poller with a non-zero timeout */
+    char wake_pending; /* wakeup_fd was written and not yet drained */
     char closed;
     char stopping;
     char debug;
@@ -238,9 +234,9 @@ typedef struct {
     unsigned long thread_ident; /* valid while running */
     double clock_resolution;
     double slow_callback_duration;
-    PyObject *current_handle;   /* debug mode only */
+    PyObject *current_handle; /* debug mode only */
     PyObject *task_factory;
-    char *rbuf;                 /* read buffer shared by the transports */
+    char *rbuf; /* read buffer shared by the transports */
     PyObject *dict;
     PyObject *weakreflist;
 } LoopObj;
@@ -248,11 +244,11 @@ typedef struct {
 /* What watches an fd direction (cio_fd_entry reader_tag/writer_tag). */
 enum {
     CIO_W_NONE = 0,
-    CIO_W_HANDLE,  /* add_reader()/add_writer(): a HandleObj */
-    CIO_W_WAKEUP,  /* the loop's own eventfd (no object) */
-    CIO_W_STREAM,  /* a stream transport (transport_stream.c) */
-    CIO_W_DGRAM,   /* a datagram transport (transport_dgram.c) */
-    CIO_W_SOCKOP,  /* a pending sock_*() operation (sockops.c) */
+    CIO_W_HANDLE, /* add_reader()/add_writer(): a HandleObj */
+    CIO_W_WAKEUP, /* the loop's own eventfd (no object) */
+    CIO_W_STREAM, /* a stream transport (transport_stream.c) */
+    CIO_W_DGRAM,  /* a datagram transport (transport_dgram.c) */
+    CIO_W_SOCKOP, /* a pending sock_*() operation (sockops.c) */
 };
 enum { CIO_READ = 0, CIO_WRITE = 1 };
 
@@ -302,8 +298,7 @@ int cio_call_exception_handler(cio_state *st, PyObject *loop, PyObject *context)
 /* Checks a callback for call_soon() and friends: callable and not a
  * coroutine or coroutine function (TypeError otherwise).  `method` names the
  * caller in the message.  Returns 0 or -1. */
-int cio_check_callback(cio_state *st, PyObject *callback, const char *method,
-                       int debug);
+int cio_check_callback(cio_state *st, PyObject *callback, const char *method, int debug);
 
 /* loop_fd.c: readiness of file descriptors. */
 extern PyMethodDef cio_loop_fd_methods[];
@@ -321,8 +316,8 @@ int cio_fileobj_to_fd(cio_state *st, PyObject *obj);
  * tag, and tells the poller.  The watcher it replaces is handed back in
  * *old (a reference the caller must drop; NULL if none).  On failure
  * (OSError, MemoryError) nothing changed. */
-int cio_loop_watch(LoopObj *loop, int fd, int which, PyObject *obj, uint16_t tag,
-                   PyObject **old, uint16_t *old_tag);
+int cio_loop_watch(LoopObj *loop, int fd, int which, PyObject *obj, uint16_t tag, PyObject **old,
+                   uint16_t *old_tag);
 /* Removes the reader or writer of fd; hands it back like cio_loop_watch. */
 void cio_loop_unwatch(LoopObj *loop, int fd, int which, PyObject **old, uint16_t *old_tag);
 /* The object owning fd (a transport; borrowed), or NULL. */
@@ -360,8 +355,8 @@ typedef struct FutureObj {
     PyObject_HEAD
     cio_state *st;
     PyObject *loop;
-    cio_fut_cb cb0;        /* the first callback, kept inline */
-    cio_fut_cbs *cbs;      /* the others, or NULL */
+    cio_fut_cb cb0;   /* the first callback, kept inline */
+    cio_fut_cbs *cbs; /* the others, or NULL */
     PyObject *result;
     PyObject *exception;
     PyObject *exception_tb;
@@ -369,7 +364,7 @@ typedef struct FutureObj {
     PyObject *cancel_message;
     PyObject *cancelled_exc;
     PyObject *weakreflist;
-    unsigned char state;   /* cio_fut_state */
+    unsigned char state; /* cio_fut_state */
     char log_tb;
     char blocking;
     char is_task;
@@ -380,7 +375,7 @@ typedef struct TaskObj {
     struct TaskObj *prev, *next; /* the module's list of live tasks (not owned) */
     PyObject *coro;
     PyObject *context;
-    PyObject *name;        /* NULL until asked for: then "Task-<number>" */
+    PyObject *name; /* NULL until asked for: then "Task-<number>" */
     PyObject *fut_waiter;
     PyObject *wakeup_meth; /* bound method for foreign futures, made once */
     unsigned long long number;
@@ -392,7 +387,7 @@ typedef struct TaskObj {
 typedef struct FutureIterObj {
     PyObject_HEAD
     cio_state *st;
-    FutureObj *future;     /* NULL once exhausted (or free-listed: next) */
+    FutureObj *future; /* NULL once exhausted (or free-listed: next) */
 } FutureIterObj;
 
 static inline int
@@ -420,8 +415,8 @@ void cio_future_clear_freelists(cio_state *st);
 /* A new pending Future on loop. */
 PyObject *cio_future_new(cio_state *st, PyObject *loop);
 /* A new Task running coro on loop (name, context may be NULL). */
-PyObject *cio_task_new(cio_state *st, PyObject *coro, PyObject *loop,
-                       PyObject *name, PyObject *context);
+PyObject *cio_task_new(cio_state *st, PyObject *coro, PyObject *loop, PyObject *name,
+                       PyObject *context);
 
 /* Future internals shared with task.c.  Each returns 0 or -1. */
 int cio_future_init(FutureObj *fut, PyObject *loop);
@@ -500,8 +495,7 @@ cio_err_restore(PyObject *exc /* steals */)
 #if PY_VERSION_HEX >= 0x030C0000
     PyErr_SetRaisedException(exc);
 #else
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc,
-                  PyException_GetTraceback(exc));
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
 #endif
 }
 

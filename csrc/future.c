@@ -115,16 +115,15 @@ call_soon_cb(FutureObj *fut, cio_fut_cb *cb)
     }
     /* Another loop (or debug mode, which checks threads and records where
      * callbacks come from): go through its call_soon(). */
-    PyObject *fn = cb->kind == CIO_CB_WAKEUP ? cio_task_wakeup_method((TaskObj *)cb->fn)
-                                             : Py_NewRef(cb->fn);
+    PyObject *fn =
+        cb->kind == CIO_CB_WAKEUP ? cio_task_wakeup_method((TaskObj *)cb->fn) : Py_NewRef(cb->fn);
     if (fn == NULL) {
         cb_release(cb);
         return -1;
     }
     PyObject *args[5] = {NULL, loop, fn, (PyObject *)fut, cb->ctx ? cb->ctx : Py_None};
-    PyObject *res = PyObject_VectorcallMethod(st->str_call_soon, args + 1,
-                                              3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                              st->kwnames_context);
+    PyObject *res = PyObject_VectorcallMethod(
+        st->str_call_soon, args + 1, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, st->kwnames_context);
     if (res == NULL) {
         rc = -1;
     }
@@ -457,8 +456,7 @@ cio_future_finalize(FutureObj *fut)
     }
     message = PyUnicode_FromFormat("%U exception was never retrieved", name);
     ctx = PyDict_New();
-    if (message == NULL || ctx == NULL ||
-        PyDict_SetItem(ctx, st->str_message, message) < 0 ||
+    if (message == NULL || ctx == NULL || PyDict_SetItem(ctx, st->str_message, message) < 0 ||
         PyDict_SetItem(ctx, st->str_exception, fut->exception) < 0 ||
         PyDict_SetItem(ctx, st->str_future, (PyObject *)fut) < 0 ||
         (fut->source_traceback != NULL &&
@@ -617,8 +615,10 @@ Future_add_done_callback(FutureObj *self, PyObject *const *args, Py_ssize_t narg
 {
     PyObject *fn = NULL, *ctx = Py_None;
     if (nargs != 1) {
-        PyErr_Format(PyExc_TypeError, "add_done_callback() takes exactly 1 positional "
-                     "argument (%zd given)", nargs);
+        PyErr_Format(PyExc_TypeError,
+                     "add_done_callback() takes exactly 1 positional "
+                     "argument (%zd given)",
+                     nargs);
         return NULL;
     }
     fn = args[0];
@@ -627,8 +627,7 @@ Future_add_done_callback(FutureObj *self, PyObject *const *args, Py_ssize_t narg
             PyObject *key = PyTuple_GET_ITEM(kwnames, i);
             if (PyUnicode_CompareWithASCIIString(key, "context") != 0) {
                 PyErr_Format(PyExc_TypeError,
-                             "add_done_callback() got an unexpected keyword argument '%U'",
-                             key);
+                             "add_done_callback() got an unexpected keyword argument '%U'", key);
                 return NULL;
             }
             ctx = args[nargs + i];
@@ -736,7 +735,7 @@ Future_remove_done_callback(FutureObj *self, PyObject *fn)
     }
     for (Py_ssize_t i = 0; added != NULL && i < added->len; i++) {
         if (!err && append_callback(self, added->items[i].fn, added->items[i].ctx,
-                                            added->items[i].kind) < 0) {
+                                    added->items[i].kind) < 0) {
             err = 1;
         }
         cb_release(&added->items[i]);
@@ -958,12 +957,12 @@ static PyGetSetDef Future_getset[] = {
     {"_exception", (getter)Future_get_exception_attr, NULL, NULL, NULL},
     {"_callbacks", (getter)Future_get_callbacks, NULL, NULL, NULL},
     {"_source_traceback", (getter)Future_get_source_traceback, NULL, NULL, NULL},
-    {"_log_traceback", (getter)Future_get_log_traceback, (setter)Future_set_log_traceback,
-     NULL, NULL},
-    {"_asyncio_future_blocking", (getter)Future_get_blocking, (setter)Future_set_blocking,
-     NULL, NULL},
-    {"_cancel_message", (getter)Future_get_cancel_message,
-     (setter)Future_set_cancel_message, NULL, NULL},
+    {"_log_traceback", (getter)Future_get_log_traceback, (setter)Future_set_log_traceback, NULL,
+     NULL},
+    {"_asyncio_future_blocking", (getter)Future_get_blocking, (setter)Future_set_blocking, NULL,
+     NULL},
+    {"_cancel_message", (getter)Future_get_cancel_message, (setter)Future_set_cancel_message, NULL,
+     NULL},
     {NULL},
 };
 
@@ -1107,21 +1106,22 @@ FutureIter_throw(FutureIterObj *it, PyObject *const *args, Py_ssize_t nargs)
         }
         if (!PyExceptionInstance_Check(exc)) {
             Py_DECREF(exc);
-            PyErr_SetString(PyExc_TypeError, "calling the exception class did not "
+            PyErr_SetString(PyExc_TypeError,
+                            "calling the exception class did not "
                             "return an exception");
             return NULL;
         }
     }
     else if (PyExceptionInstance_Check(type)) {
         if (val != NULL) {
-            PyErr_SetString(PyExc_TypeError,
-                            "instance exception may not have a separate value");
+            PyErr_SetString(PyExc_TypeError, "instance exception may not have a separate value");
             return NULL;
         }
         exc = Py_NewRef(type);
     }
     else {
-        PyErr_SetString(PyExc_TypeError, "exceptions must be classes deriving "
+        PyErr_SetString(PyExc_TypeError,
+                        "exceptions must be classes deriving "
                         "BaseException or instances of such a class");
         return NULL;
     }
@@ -1192,14 +1192,10 @@ static PyMethodDef FutureIter_methods[] = {
 };
 
 static PyType_Slot FutureIter_slots[] = {
-    {Py_tp_dealloc, FutureIter_dealloc},
-    {Py_tp_traverse, FutureIter_traverse},
-    {Py_tp_clear, FutureIter_clear},
-    {Py_tp_iter, PyObject_SelfIter},
-    {Py_tp_iternext, FutureIter_iternext},
-    {Py_am_send, FutureIter_am_send},
-    {Py_tp_methods, FutureIter_methods},
-    {0, NULL},
+    {Py_tp_dealloc, FutureIter_dealloc},   {Py_tp_traverse, FutureIter_traverse},
+    {Py_tp_clear, FutureIter_clear},       {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, FutureIter_iternext}, {Py_am_send, FutureIter_am_send},
+    {Py_tp_methods, FutureIter_methods},   {0, NULL},
 };
 
 static PyType_Spec FutureIter_spec = {
@@ -1216,8 +1212,7 @@ cio_future_init_types(PyObject *module, cio_state *st)
     if (st->FutureType == NULL) {
         return -1;
     }
-    st->FutureIterType =
-        (PyTypeObject *)PyType_FromModuleAndSpec(module, &FutureIter_spec, NULL);
+    st->FutureIterType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &FutureIter_spec, NULL);
     if (st->FutureIterType == NULL) {
         return -1;
     }

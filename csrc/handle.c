@@ -78,8 +78,7 @@ loop_debug(cio_state *st, PyObject *loop)
 
 /* Fills in a freshly allocated handle; on error the handle is released. */
 static int
-handle_setup(HandleObj *h, PyObject *callback, PyObject *args, PyObject *loop,
-             PyObject *context)
+handle_setup(HandleObj *h, PyObject *callback, PyObject *args, PyObject *loop, PyObject *context)
 {
     cio_state *st = h->st;
     h->callback = Py_NewRef(callback);
@@ -109,8 +108,7 @@ handle_setup(HandleObj *h, PyObject *callback, PyObject *args, PyObject *loop,
             if (cio_state_import_asyncio(st) < 0) {
                 return -1;
             }
-            h->source_traceback = PyObject_CallOneArg(st->extract_stack,
-                                                      (PyObject *)frame);
+            h->source_traceback = PyObject_CallOneArg(st->extract_stack, (PyObject *)frame);
             if (h->source_traceback == NULL) {
                 return -1;
             }
@@ -121,8 +119,7 @@ handle_setup(HandleObj *h, PyObject *callback, PyObject *args, PyObject *loop,
 }
 
 HandleObj *
-cio_handle_new(cio_state *st, PyObject *callback, PyObject *args,
-               PyObject *loop, PyObject *context)
+cio_handle_new(cio_state *st, PyObject *callback, PyObject *args, PyObject *loop, PyObject *context)
 {
     HandleObj *h = handle_alloc(st, st->HandleType);
     if (h == NULL) {
@@ -137,8 +134,8 @@ cio_handle_new(cio_state *st, PyObject *callback, PyObject *args,
 }
 
 TimerHandleObj *
-cio_timer_new(cio_state *st, double when, PyObject *callback, PyObject *args,
-              PyObject *loop, PyObject *context)
+cio_timer_new(cio_state *st, double when, PyObject *callback, PyObject *args, PyObject *loop,
+              PyObject *context)
 {
     TimerHandleObj *t = (TimerHandleObj *)handle_alloc(st, st->TimerHandleType);
     if (t == NULL) {
@@ -172,8 +169,7 @@ format_callback(cio_state *st, PyObject *callback, PyObject *args)
         }
         args = empty;
     }
-    PyObject *res = PyObject_CallFunctionObjArgs(st->format_callback_source,
-                                                 callback, args, NULL);
+    PyObject *res = PyObject_CallFunctionObjArgs(st->format_callback_source, callback, args, NULL);
     Py_XDECREF(empty);
     return res;
 }
@@ -218,8 +214,7 @@ done:
 }
 
 PyObject *
-cio_call_in_context(PyObject *context, PyObject *func, PyObject *const *args,
-                    size_t nargs)
+cio_call_in_context(PyObject *context, PyObject *func, PyObject *const *args, size_t nargs)
 {
     PyObject *exc = NULL;
     if (context != NULL && PyContext_Enter(context) < 0) {
@@ -290,8 +285,8 @@ cio_handle_cancel(HandleObj *h)
                 cio_loop_timer_remove((LoopObj *)h->loop, t);
             }
             else {
-                PyObject *res = PyObject_CallMethodOneArg(
-                    h->loop, st->str_timer_handle_cancelled, (PyObject *)h);
+                PyObject *res = PyObject_CallMethodOneArg(h->loop, st->str_timer_handle_cancelled,
+                                                          (PyObject *)h);
                 if (res == NULL) {
                     return -1;
                 }
@@ -396,8 +391,7 @@ Handle_dealloc(HandleObj *self)
         st->handle_freelist = self;
         st->handle_freelist_len++;
     }
-    else if (tp == st->TimerHandleType &&
-             st->timer_freelist_len < CIO_HANDLE_FREELIST_MAX) {
+    else if (tp == st->TimerHandleType && st->timer_freelist_len < CIO_HANDLE_FREELIST_MAX) {
         self->callback = (PyObject *)st->timer_freelist;
         st->timer_freelist = self;
         st->timer_freelist_len++;
@@ -430,8 +424,8 @@ Handle_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"callback", "args", "loop", "context", NULL};
     PyObject *callback, *cargs, *loop, *context = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|O:Handle", kwlist,
-                                     &callback, &cargs, &loop, &context)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|O:Handle", kwlist, &callback, &cargs, &loop,
+                                     &context)) {
         return NULL;
     }
     cio_state *st = cio_state_from_type(type);
@@ -457,8 +451,8 @@ TimerHandle_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"when", "callback", "args", "loop", "context", NULL};
     double when;
     PyObject *callback, *cargs, *loop, *context = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "dOOO|O:TimerHandle", kwlist,
-                                     &when, &callback, &cargs, &loop, &context)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "dOOO|O:TimerHandle", kwlist, &when, &callback,
+                                     &cargs, &loop, &context)) {
         return NULL;
     }
     cio_state *st = cio_state_from_type(type);
@@ -527,8 +521,8 @@ Handle_repr(HandleObj *self)
     }
     if (self->source_traceback != NULL && PyList_Check(self->source_traceback) &&
         PyList_GET_SIZE(self->source_traceback) > 0) {
-        PyObject *frame = PyList_GET_ITEM(
-            self->source_traceback, PyList_GET_SIZE(self->source_traceback) - 1);
+        PyObject *frame =
+            PyList_GET_ITEM(self->source_traceback, PyList_GET_SIZE(self->source_traceback) - 1);
         PyObject *file = PySequence_GetItem(frame, 0);
         PyObject *line = file ? PySequence_GetItem(frame, 1) : NULL;
         if (line != NULL) {
@@ -774,8 +768,8 @@ cio_handle_init_types(PyObject *module, cio_state *st)
     if (st->HandleType == NULL) {
         return -1;
     }
-    st->TimerHandleType = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &TimerHandle_spec, (PyObject *)st->HandleType);
+    st->TimerHandleType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &TimerHandle_spec,
+                                                                   (PyObject *)st->HandleType);
     if (st->TimerHandleType == NULL) {
         return -1;
     }

@@ -27,7 +27,7 @@
 
 /* asyncio.base_events.MAXIMUM_SELECT_TIMEOUT: 24 hours. */
 #define MAX_POLL_MS (24 * 3600 * 1000)
-#define FIRED_CAP 1024
+#define FIRED_CAP   1024
 
 /* ---- ready-queue entries ---- */
 
@@ -81,8 +81,7 @@ item_traverse(cio_ring_item *it, visitproc visit, void *arg)
 int
 cio_call_exception_handler(cio_state *st, PyObject *loop, PyObject *context)
 {
-    PyObject *res = PyObject_CallMethodOneArg(loop, st->str_call_exception_handler,
-                                              context);
+    PyObject *res = PyObject_CallMethodOneArg(loop, st->str_call_exception_handler, context);
     if (res != NULL) {
         Py_DECREF(res);
         return 0;
@@ -116,8 +115,7 @@ run_call1(LoopObj *self, cio_ring_item *it)
      * only), so the exception handler sees what a call_soon() callback's
      * failure shows it. */
     PyObject *args = PyTuple_Pack(1, arg);
-    HandleObj *h = args ? cio_handle_new(self->st, func, args, (PyObject *)self, ctx)
-                        : NULL;
+    HandleObj *h = args ? cio_handle_new(self->st, func, args, (PyObject *)self, ctx) : NULL;
     if (h == NULL) {
         Py_XDECREF(args);
         Py_DECREF(exc);
@@ -161,8 +159,8 @@ run_item_debug(LoopObj *self, cio_ring_item *it)
     double dt = cio_clock_now() - t0;
     Py_CLEAR(self->current_handle);
     if (rc == 0 && dt >= self->slow_callback_duration && it->kind == CIO_READY_HANDLE) {
-        PyObject *res = PyObject_CallMethod((PyObject *)self, "_log_slow_callback",
-                                            "Od", (PyObject *)it->a, dt);
+        PyObject *res = PyObject_CallMethod((PyObject *)self, "_log_slow_callback", "Od",
+                                            (PyObject *)it->a, dt);
         if (res == NULL) {
             PyErr_WriteUnraisable((PyObject *)self);
         }
@@ -373,8 +371,7 @@ cio_check_callback(cio_state *st, PyObject *callback, const char *method, int de
         return -1;
     }
     if (!PyCallable_Check(callback)) {
-        PyErr_Format(PyExc_TypeError,
-                     "a callable object was expected by %s(), got %R", method,
+        PyErr_Format(PyExc_TypeError, "a callable object was expected by %s(), got %R", method,
                      callback);
         return -1;
     }
@@ -397,9 +394,8 @@ check_thread(LoopObj *self)
  * leading positionals are required; the rest become a tuple (NULL when
  * empty).  *context is NULL for None. */
 static int
-parse_call_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
-                PyObject *kwnames, Py_ssize_t nfixed, PyObject **rest,
-                PyObject **context)
+parse_call_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                Py_ssize_t nfixed, PyObject **rest, PyObject **context)
 {
     *rest = NULL;
     *context = NULL;
@@ -408,8 +404,7 @@ parse_call_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
         for (Py_ssize_t i = 0; i < nkw; i++) {
             PyObject *key = PyTuple_GET_ITEM(kwnames, i);
             if (PyUnicode_CompareWithASCIIString(key, "context") != 0) {
-                PyErr_Format(PyExc_TypeError,
-                             "%s() got an unexpected keyword argument '%U'", fname,
+                PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fname,
                              key);
                 return -1;
             }
@@ -417,16 +412,15 @@ parse_call_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
         }
     }
     if (nargs < nfixed) {
-        PyErr_Format(PyExc_TypeError, "%s() missing %zd required positional argument%s",
-                     fname, nfixed - nargs, nfixed - nargs == 1 ? "" : "s");
+        PyErr_Format(PyExc_TypeError, "%s() missing %zd required positional argument%s", fname,
+                     nfixed - nargs, nfixed - nargs == 1 ? "" : "s");
         return -1;
     }
     if (*context == Py_None) {
         *context = NULL;
     }
     if (*context != NULL && !PyContext_CheckExact(*context)) {
-        PyErr_Format(PyExc_TypeError,
-                     "context must be a contextvars.Context, not %.200s",
+        PyErr_Format(PyExc_TypeError, "context must be a contextvars.Context, not %.200s",
                      Py_TYPE(*context)->tp_name);
         return -1;
     }
@@ -446,8 +440,8 @@ parse_call_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
 /* ---- scheduling methods ---- */
 
 static PyObject *
-schedule_soon(LoopObj *self, const char *fname, PyObject *const *args,
-              Py_ssize_t nargs, PyObject *kwnames, int threadsafe)
+schedule_soon(LoopObj *self, const char *fname, PyObject *const *args, Py_ssize_t nargs,
+              PyObject *kwnames, int threadsafe)
 {
     PyObject *rest, *context;
     if (parse_call_args(fname, args, nargs, kwnames, 1, &rest, &context) < 0) {
@@ -487,15 +481,14 @@ Loop_call_soon(LoopObj *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
 }
 
 static PyObject *
-Loop_call_soon_threadsafe(LoopObj *self, PyObject *const *args, Py_ssize_t nargs,
-                          PyObject *kwnames)
+Loop_call_soon_threadsafe(LoopObj *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     return schedule_soon(self, "call_soon_threadsafe", args, nargs, kwnames, 1);
 }
 
 static PyObject *
-schedule_at(LoopObj *self, const char *fname, double when, PyObject *const *args,
-            Py_ssize_t nargs, PyObject *kwnames)
+schedule_at(LoopObj *self, const char *fname, double when, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *kwnames)
 {
     /* args[0] is the delay or deadline, already converted to `when`. */
     PyObject *rest, *context;
@@ -654,9 +647,9 @@ Loop_create_task(LoopObj *self, PyObject *const *args, Py_ssize_t nargs, PyObjec
     }
     /* As asyncio: factory(loop, coro[, context=...]), then the name. */
     PyObject *fargs[4] = {NULL, (PyObject *)self, args[0], context};
-    PyObject *task = PyObject_Vectorcall(self->task_factory, fargs + 1,
-                                         2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                         context == Py_None ? NULL : self->st->kwnames_context);
+    PyObject *task =
+        PyObject_Vectorcall(self->task_factory, fargs + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                            context == Py_None ? NULL : self->st->kwnames_context);
     if (task != NULL && name != Py_None) {
         PyObject *res = PyObject_CallMethodOneArg(task, self->st->str_set_name, name);
         if (res == NULL) {
@@ -785,8 +778,7 @@ Loop_init(LoopObj *self, PyObject *args, PyObject *kwds)
     }
     const cio_poller_backend *backend = cio_poller_find(name);
     if (backend == NULL) {
-        PyErr_Format(PyExc_ValueError, "unknown poller %s (expected 'epoll' or 'poll')",
-                     name);
+        PyErr_Format(PyExc_ValueError, "unknown poller %s (expected 'epoll' or 'poll')", name);
         return -1;
     }
     int err = backend->init(&self->poller);
@@ -858,8 +850,7 @@ Loop_traverse(LoopObj *self, visitproc visit, void *arg)
     Py_VISIT(self->dict);
     if (self->ready.len > 0) {
         for (size_t i = 0; i < self->ready.len; i++) {
-            cio_ring_item *it =
-                &self->ready.buf[(self->ready.head + i) & (self->ready.cap - 1)];
+            cio_ring_item *it = &self->ready.buf[(self->ready.head + i) & (self->ready.cap - 1)];
             int r = item_traverse(it, visit, arg);
             if (r) {
                 return r;
@@ -868,8 +859,8 @@ Loop_traverse(LoopObj *self, visitproc visit, void *arg)
     }
     /* Scheduled timers are untracked; their references count as ours. */
     for (size_t i = 0; i < self->timers.len; i++) {
-        int r = cio_handle_traverse_refs(
-            &CIO_TIMER_FROM_NODE(cio_heap_at(&self->timers, i))->base, visit, arg);
+        int r = cio_handle_traverse_refs(&CIO_TIMER_FROM_NODE(cio_heap_at(&self->timers, i))->base,
+                                         visit, arg);
         if (r) {
             return r;
         }
@@ -944,10 +935,9 @@ Loop_repr(LoopObj *self)
     if (name == NULL) {
         return NULL;
     }
-    PyObject *repr = PyUnicode_FromFormat("<%U running=%s closed=%s debug=%s>", name,
-                                          self->running ? "True" : "False",
-                                          self->closed ? "True" : "False",
-                                          self->debug ? "True" : "False");
+    PyObject *repr = PyUnicode_FromFormat(
+        "<%U running=%s closed=%s debug=%s>", name, self->running ? "True" : "False",
+        self->closed ? "True" : "False", self->debug ? "True" : "False");
     Py_DECREF(name);
     return repr;
 }
@@ -1014,9 +1004,8 @@ Loop_get_current_handle(LoopObj *self, void *Py_UNUSED(closure))
     return Py_NewRef(self->current_handle ? self->current_handle : Py_None);
 }
 
-#define FLAG(name, field)                                                  \
-    {name, (getter)Loop_get_flag, (setter)Loop_set_flag, NULL,             \
-     (void *)offsetof(LoopObj, field)}
+#define FLAG(name, field) \
+    {name, (getter)Loop_get_flag, (setter)Loop_set_flag, NULL, (void *)offsetof(LoopObj, field)}
 
 static PyGetSetDef Loop_getset[] = {
     FLAG("_debug", debug),
@@ -1032,8 +1021,7 @@ static PyGetSetDef Loop_getset[] = {
 };
 
 static PyMemberDef Loop_members[] = {
-    {"slow_callback_duration", T_DOUBLE, offsetof(LoopObj, slow_callback_duration), 0,
-     NULL},
+    {"slow_callback_duration", T_DOUBLE, offsetof(LoopObj, slow_callback_duration), 0, NULL},
     {"_clock_resolution", T_DOUBLE, offsetof(LoopObj, clock_resolution), READONLY, NULL},
     {"__dictoffset__", T_PYSSIZET, offsetof(LoopObj, dict), READONLY},
     {"__weaklistoffset__", T_PYSSIZET, offsetof(LoopObj, weakreflist), READONLY},
@@ -1045,16 +1033,14 @@ static PyMemberDef Loop_members[] = {
 static PyMethodDef Loop_methods[] = {
     {"call_soon", (PyCFunction)(void (*)(void))Loop_call_soon, FASTKW,
      "call_soon(callback, *args, context=None) -> Handle"},
-    {"call_soon_threadsafe", (PyCFunction)(void (*)(void))Loop_call_soon_threadsafe,
-     FASTKW, "call_soon_threadsafe(callback, *args, context=None) -> Handle"},
+    {"call_soon_threadsafe", (PyCFunction)(void (*)(void))Loop_call_soon_threadsafe, FASTKW,
+     "call_soon_threadsafe(callback, *args, context=None) -> Handle"},
     {"call_later", (PyCFunction)(void (*)(void))Loop_call_later, FASTKW,
      "call_later(delay, callback, *args, context=None) -> TimerHandle"},
     {"call_at", (PyCFunction)(void (*)(void))Loop_call_at, FASTKW,
      "call_at(when, callback, *args, context=None) -> TimerHandle"},
-    {"time", (PyCFunction)Loop_time, METH_NOARGS,
-     "The loop's clock (time.monotonic())."},
-    {"stop", (PyCFunction)Loop_stop, METH_NOARGS,
-     "Stop after the current iteration."},
+    {"time", (PyCFunction)Loop_time, METH_NOARGS, "The loop's clock (time.monotonic())."},
+    {"stop", (PyCFunction)Loop_stop, METH_NOARGS, "Stop after the current iteration."},
     {"is_running", (PyCFunction)Loop_is_running, METH_NOARGS, NULL},
     {"is_closed", (PyCFunction)Loop_is_closed, METH_NOARGS, NULL},
     {"get_debug", (PyCFunction)Loop_get_debug, METH_NOARGS, NULL},
@@ -1107,8 +1093,8 @@ cio_loop_init_type(PyObject *module, cio_state *st)
     }
     /* Methods living in other files (fd watching, transports, socket
      * operations) are grafted onto the type here. */
-    PyMethodDef *tables[] = {cio_loop_fd_methods, cio_stream_loop_methods,
-                             cio_dgram_loop_methods, cio_sockops_loop_methods};
+    PyMethodDef *tables[] = {cio_loop_fd_methods, cio_stream_loop_methods, cio_dgram_loop_methods,
+                             cio_sockops_loop_methods};
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
         for (PyMethodDef *def = tables[i]; def->ml_name != NULL; def++) {
             PyObject *descr = PyDescr_NewMethod(st->LoopType, def);

@@ -79,8 +79,8 @@ sync_poller(LoopObj *self, int fd, cio_fd_entry *e)
 }
 
 int
-cio_loop_watch(LoopObj *self, int fd, int which, PyObject *obj, uint16_t tag,
-               PyObject **old, uint16_t *old_tag)
+cio_loop_watch(LoopObj *self, int fd, int which, PyObject *obj, uint16_t tag, PyObject **old,
+               uint16_t *old_tag)
 {
     cio_fd_entry *e;
     *old = NULL;
@@ -164,8 +164,7 @@ cio_loop_ensure_fd_no_transport(LoopObj *self, int fd)
 {
     PyObject *owner = cio_loop_fd_owner(self, fd);
     if (owner != NULL) {
-        PyErr_Format(PyExc_RuntimeError, "File descriptor %d is used by transport %R", fd,
-                     owner);
+        PyErr_Format(PyExc_RuntimeError, "File descriptor %d is used by transport %R", fd, owner);
         return -1;
     }
     return 0;
@@ -187,12 +186,10 @@ drop_watcher(PyObject *old, uint16_t tag)
 /* ---- add_reader() and friends ---- */
 
 static PyObject *
-add_handle(LoopObj *self, int which, const char *fname, PyObject *const *args,
-           Py_ssize_t nargs)
+add_handle(LoopObj *self, int which, const char *fname, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs < 2) {
-        PyErr_Format(PyExc_TypeError, "%s() missing required arguments 'fd' and 'callback'",
-                     fname);
+        PyErr_Format(PyExc_TypeError, "%s() missing required arguments 'fd' and 'callback'", fname);
         return NULL;
     }
     if (cio_loop_check_closed(self) < 0) {
@@ -440,8 +437,7 @@ cio_loop_dispatch_fd_events(LoopObj *self, int n)
         if (e == NULL) {
             continue;
         }
-        if ((ev & CIO_POLL_OUT) && e->writer != NULL &&
-            queue_watcher(self, fd, e, CIO_WRITE) < 0) {
+        if ((ev & CIO_POLL_OUT) && e->writer != NULL && queue_watcher(self, fd, e, CIO_WRITE) < 0) {
             return -1;
         }
     }

@@ -99,19 +99,17 @@ static PyObject *
 mod_live_counts(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
     cio_state *st = PyModule_GetState(module);
-    return Py_BuildValue("{sn,sn,sn,si,si}", "handles", st->live.handles, "loops",
-                         st->live.loops, "futures", st->live.futures, "handle_freelist",
-                         st->handle_freelist_len, "timer_freelist",
-                         st->timer_freelist_len);
+    return Py_BuildValue("{sn,sn,sn,si,si}", "handles", st->live.handles, "loops", st->live.loops,
+                         "futures", st->live.futures, "handle_freelist", st->handle_freelist_len,
+                         "timer_freelist", st->timer_freelist_len);
 }
 
 static PyObject *
 mod_stats(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
     cio_state *st = PyModule_GetState(module);
-    return Py_BuildValue("{sK,sK,sK}", "loops_created", st->totals.loops_created,
-                         "iterations", st->totals.iterations, "callbacks",
-                         st->totals.callbacks);
+    return Py_BuildValue("{sK,sK,sK}", "loops_created", st->totals.loops_created, "iterations",
+                         st->totals.iterations, "callbacks", st->totals.callbacks);
 }
 
 PyObject *cio_task_all(cio_state *st);
@@ -138,8 +136,7 @@ static PyMethodDef module_methods[] = {
      "A list of every live casyncio Task (of every loop)."},
     {"_set_register_tasks", mod_set_register_tasks, METH_O,
      "Whether new tasks also call asyncio.tasks._register_task()."},
-    {"_live_counts", mod_live_counts, METH_NOARGS,
-     "Counts of live C objects, for leak tests."},
+    {"_live_counts", mod_live_counts, METH_NOARGS, "Counts of live C objects, for leak tests."},
     {"_stats", mod_stats, METH_NOARGS,
      "Totals since import: loops created, iterations run, callbacks run."},
     {NULL, NULL},
@@ -149,12 +146,12 @@ static int
 module_exec(PyObject *module)
 {
     cio_state *st = PyModule_GetState(module);
-#define INTERN(field, text)          \
-    do {                             \
-        st->field = intern(text);    \
-        if (st->field == NULL) {     \
-            return -1;               \
-        }                            \
+#define INTERN(field, text)       \
+    do {                          \
+        st->field = intern(text); \
+        if (st->field == NULL) {  \
+            return -1;            \
+        }                         \
     } while (0)
     INTERN(str_call_exception_handler, "call_exception_handler");
     INTERN(str_message, "message");

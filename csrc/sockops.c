@@ -38,17 +38,17 @@ typedef struct {
     LoopObj *loop;
     PyObject *sock;
     PyObject *future;
-    PyObject *data;     /* the buffer object (recv_into, sendall, sendto) */
-    PyObject *addr;     /* sendto, connect */
-    Py_buffer view;     /* of `data`, held while pending (recv_into, sendall) */
-    Py_ssize_t n;       /* bytes to receive (recv, recvfrom, recvfrom_into) */
-    Py_ssize_t offset;  /* bytes sent so far (sendall) */
+    PyObject *data;    /* the buffer object (recv_into, sendall, sendto) */
+    PyObject *addr;    /* sendto, connect */
+    Py_buffer view;    /* of `data`, held while pending (recv_into, sendall) */
+    Py_ssize_t n;      /* bytes to receive (recv, recvfrom, recvfrom_into) */
+    Py_ssize_t offset; /* bytes sent so far (sendall) */
     int fd;
     int kind;
-    int which;          /* CIO_READ or CIO_WRITE */
+    int which; /* CIO_READ or CIO_WRITE */
     char has_view;
     char watching;
-    char started;       /* connect: the connect() call was made */
+    char started; /* connect: the connect() call was made */
 } SockOpObj;
 
 /* ---- the syscalls ---- */
@@ -123,8 +123,7 @@ attempt(SockOpObj *op, PyObject **result)
         return call_method(result, op->sock, "recvfrom_into", "(Oni)", op->data, op->n,
                            MSG_DONTWAIT);
     case OP_SENDTO:
-        return call_method(result, op->sock, "sendto", "(OiO)", op->data, MSG_DONTWAIT,
-                           op->addr);
+        return call_method(result, op->sock, "sendto", "(OiO)", op->data, MSG_DONTWAIT, op->addr);
     case OP_ACCEPT: {
         int r = call_method(result, op->sock, "accept", "()");
         if (r > 0) {
@@ -364,8 +363,7 @@ start(SockOpObj *op)
     }
     PyObject *old;
     uint16_t old_tag;
-    if (cio_loop_watch(loop, op->fd, op->which, (PyObject *)op, CIO_W_SOCKOP, &old,
-                       &old_tag) < 0) {
+    if (cio_loop_watch(loop, op->fd, op->which, (PyObject *)op, CIO_W_SOCKOP, &old, &old_tag) < 0) {
         return NULL;
     }
     op->watching = 1;
@@ -379,8 +377,7 @@ start(SockOpObj *op)
         }
         Py_DECREF(old);
     }
-    if (cio_future_add_callback((FutureObj *)op->future, (PyObject *)op, NULL,
-                                CIO_CB_SOCKOP) < 0) {
+    if (cio_future_add_callback((FutureObj *)op->future, (PyObject *)op, NULL, CIO_CB_SOCKOP) < 0) {
         stop_watching(op);
         return NULL;
     }

@@ -31,8 +31,8 @@ enter_task(cio_state *st, PyObject *loop, PyObject *task)
     PyObject *current = PyDict_GetItemWithError(st->current_tasks, loop); /* borrowed */
     if (current != NULL) {
         PyErr_Format(PyExc_RuntimeError,
-                     "Cannot enter into task %R while another task %R is being executed.",
-                     task, current);
+                     "Cannot enter into task %R while another task %R is being executed.", task,
+                     current);
         return -1;
     }
     if (PyErr_Occurred()) {
@@ -52,9 +52,8 @@ leave_task(cio_state *st, PyObject *loop, PyObject *task)
     PyObject *current = PyDict_GetItemWithError(st->current_tasks, loop); /* borrowed */
     if (current != task) {
         if (!PyErr_Occurred()) {
-            PyErr_Format(PyExc_RuntimeError,
-                         "Leaving task %R does not match the current task %R.", task,
-                         current ? current : Py_None);
+            PyErr_Format(PyExc_RuntimeError, "Leaving task %R does not match the current task %R.",
+                         task, current ? current : Py_None);
         }
         return -1;
     }
@@ -113,9 +112,8 @@ call_step_soon(TaskObj *task, PyObject *exc)
         argv[1 + n++] = exc;
     }
     argv[1 + n] = task->context;
-    PyObject *res = PyObject_VectorcallMethod(st->str_call_soon, argv + 1,
-                                              n | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                              st->kwnames_context);
+    PyObject *res = PyObject_VectorcallMethod(
+        st->str_call_soon, argv + 1, n | PY_VECTORCALL_ARGUMENTS_OFFSET, st->kwnames_context);
     Py_DECREF(meth);
     Py_XDECREF(res);
     return res ? 0 : -1;
@@ -219,16 +217,18 @@ handle_yield(TaskObj *task, PyObject *result)
     if (cio_future_check_exact(st, result)) {
         FutureObj *fut = (FutureObj *)result;
         if (fut->loop != task->fut.loop) {
-            rc = schedule_runtime_error(task, PyUnicode_FromFormat(
-                "Task %R got Future %R attached to a different loop", task, result));
+            rc = schedule_runtime_error(
+                task, PyUnicode_FromFormat("Task %R got Future %R attached to a different loop",
+                                           task, result));
         }
         else if (!fut->blocking) {
-            rc = schedule_runtime_error(task, PyUnicode_FromFormat(
-                "yield was used instead of yield from in task %R with %R", task, result));
+            rc = schedule_runtime_error(
+                task, PyUnicode_FromFormat(
+                          "yield was used instead of yield from in task %R with %R", task, result));
         }
         else if (result == (PyObject *)task) {
-            rc = schedule_runtime_error(task, PyUnicode_FromFormat(
-                "Task cannot await on itself: %R", task));
+            rc = schedule_runtime_error(
+                task, PyUnicode_FromFormat("Task cannot await on itself: %R", task));
         }
         else {
             fut->blocking = 0;
@@ -270,16 +270,18 @@ handle_yield(TaskObj *task, PyObject *result)
         int same_loop = loop == task->fut.loop;
         Py_DECREF(loop);
         if (!same_loop) {
-            rc = schedule_runtime_error(task, PyUnicode_FromFormat(
-                "Task %R got Future %R attached to a different loop", task, result));
+            rc = schedule_runtime_error(
+                task, PyUnicode_FromFormat("Task %R got Future %R attached to a different loop",
+                                           task, result));
         }
         else if (!is_blocking) {
-            rc = schedule_runtime_error(task, PyUnicode_FromFormat(
-                "yield was used instead of yield from in task %R with %R", task, result));
+            rc = schedule_runtime_error(
+                task, PyUnicode_FromFormat(
+                          "yield was used instead of yield from in task %R with %R", task, result));
         }
         else if (result == (PyObject *)task) {
-            rc = schedule_runtime_error(task, PyUnicode_FromFormat(
-                "Task cannot await on itself: %R", task));
+            rc = schedule_runtime_error(
+                task, PyUnicode_FromFormat("Task cannot await on itself: %R", task));
         }
         else {
             rc = PyObject_SetAttr(result, st->str_asyncio_future_blocking, Py_False);
@@ -320,9 +322,10 @@ handle_yield(TaskObj *task, PyObject *result)
         rc = -1;
     }
     else if (is_gen) {
-        rc = schedule_runtime_error(task, PyUnicode_FromFormat(
-            "yield was used instead of yield from for generator in task %R with %R", task,
-            result));
+        rc = schedule_runtime_error(
+            task, PyUnicode_FromFormat(
+                      "yield was used instead of yield from for generator in task %R with %R", task,
+                      result));
     }
     else {
         rc = schedule_runtime_error(task, PyUnicode_FromFormat("Task got bad yield: %R", result));
@@ -464,9 +467,8 @@ report_step_error(TaskObj *task, PyMethodDef *def, PyObject *arg)
     }
     PyObject *meth = PyCFunction_NewEx(def, (PyObject *)task, NULL);
     PyObject *args = meth ? (arg ? PyTuple_Pack(1, arg) : PyTuple_New(0)) : NULL;
-    HandleObj *h = args ? cio_handle_new(task->fut.st, meth, args, task->fut.loop,
-                                         task->context)
-                        : NULL;
+    HandleObj *h =
+        args ? cio_handle_new(task->fut.st, meth, args, task->fut.loop, task->context) : NULL;
     int rc = -1;
     if (h != NULL) {
         rc = cio_handle_report_error(h, meth, args, exc);
@@ -879,8 +881,8 @@ Task_print_stack(TaskObj *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$OO:print_stack", kwlist, &limit, &file)) {
         return NULL;
     }
-    return PyObject_CallFunctionObjArgs(self->fut.st->task_print_stack, (PyObject *)self,
-                                        limit, file, NULL);
+    return PyObject_CallFunctionObjArgs(self->fut.st->task_print_stack, (PyObject *)self, limit,
+                                        file, NULL);
 }
 
 static PyObject *
@@ -953,10 +955,9 @@ static PyMethodDef Task_methods[] = {
      "How many cancellation requests are pending."},
     {"uncancel", (PyCFunction)Task_uncancel, METH_NOARGS,
      "Withdraw one cancellation request; return how many remain."},
-    {"get_stack", (PyCFunction)(void (*)(void))Task_get_stack, METH_VARARGS | METH_KEYWORDS,
+    {"get_stack", (PyCFunction)(void (*)(void))Task_get_stack, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"print_stack", (PyCFunction)(void (*)(void))Task_print_stack, METH_VARARGS | METH_KEYWORDS,
      NULL},
-    {"print_stack", (PyCFunction)(void (*)(void))Task_print_stack,
-     METH_VARARGS | METH_KEYWORDS, NULL},
     {"set_result", (PyCFunction)Task_set_result, METH_O, NULL},
     {"set_exception", (PyCFunction)Task_set_exception, METH_O, NULL},
     {NULL, NULL},
@@ -994,8 +995,8 @@ static PyType_Spec Task_spec = {
 int
 cio_task_init_type(PyObject *module, cio_state *st)
 {
-    st->TaskType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Task_spec,
-                                                            (PyObject *)st->FutureType);
+    st->TaskType =
+        (PyTypeObject *)PyType_FromModuleAndSpec(module, &Task_spec, (PyObject *)st->FutureType);
     if (st->TaskType == NULL) {
         return -1;
     }

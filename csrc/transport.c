@@ -71,8 +71,8 @@ debug_log(TransportObj *t, const char *fmt, PyObject *arg)
     if (t->loop == NULL || !t->loop->debug) {
         return 0;
     }
-    PyObject *res = PyObject_CallMethod(t->st->logger, "debug", "sOO", fmt, (PyObject *)t,
-                                        arg ? arg : Py_None);
+    PyObject *res =
+        PyObject_CallMethod(t->st->logger, "debug", "sOO", fmt, (PyObject *)t, arg ? arg : Py_None);
     Py_XDECREF(res);
     return res ? 0 : -1;
 }
@@ -118,8 +118,8 @@ cio_transport_setup(TransportObj *t, cio_state *st, LoopObj *loop, PyObject *soc
     PyObject *key = PyUnicode_FromString("peername");
     int has_peer = key ? PyDict_Contains(t->extra, key) : -1;
     Py_XDECREF(key);
-    if (has_peer < 0 || (!has_peer && extra_from_call(t->extra, "peername", sock,
-                                                      "getpeername") < 0)) {
+    if (has_peer < 0 ||
+        (!has_peer && extra_from_call(t->extra, "peername", sock, "getpeername") < 0)) {
         return -1;
     }
     t->fd = cio_fileobj_to_fd(st, sock);
@@ -169,8 +169,7 @@ cio_transport_start(TransportObj *t, PyObject *waiter)
 PyObject *
 cio_transport_start_reading_meth(TransportObj *t, PyObject *Py_UNUSED(ignored))
 {
-    if (!t->closing && !t->paused && t->loop != NULL &&
-        cio_transport_watch(t, CIO_READ, 1) < 0) {
+    if (!t->closing && !t->paused && t->loop != NULL && cio_transport_watch(t, CIO_READ, 1) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -203,9 +202,8 @@ cio_transport_watch(TransportObj *t, int which, int on)
 static int
 report_protocol_error(TransportObj *t, const char *message, PyObject *exc)
 {
-    PyObject *ctx = Py_BuildValue("{sssOsOsO}", "message", message, "exception", exc,
-                                  "transport", (PyObject *)t, "protocol",
-                                  t->protocol ? t->protocol : Py_None);
+    PyObject *ctx = Py_BuildValue("{sssOsOsO}", "message", message, "exception", exc, "transport",
+                                  (PyObject *)t, "protocol", t->protocol ? t->protocol : Py_None);
     if (ctx == NULL) {
         return -1;
     }
@@ -215,8 +213,8 @@ report_protocol_error(TransportObj *t, const char *message, PyObject *exc)
 }
 
 int
-cio_transport_call_protocol(TransportObj *t, const char *name, PyObject *const *args,
-                            size_t nargs, const char *message, PyObject **result)
+cio_transport_call_protocol(TransportObj *t, const char *name, PyObject *const *args, size_t nargs,
+                            const char *message, PyObject **result)
 {
     PyObject *res = NULL;
     PyObject *meth = PyObject_GetAttrString(t->protocol, name);
@@ -472,8 +470,7 @@ cio_transport_resume_reading(TransportObj *t, PyObject *Py_UNUSED(ignored))
         Py_RETURN_NONE;
     }
     t->paused = 0;
-    if (cio_transport_watch(t, CIO_READ, 1) < 0 ||
-        debug_log(t, "%r resumes reading", NULL) < 0) {
+    if (cio_transport_watch(t, CIO_READ, 1) < 0 || debug_log(t, "%r resumes reading", NULL) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -496,8 +493,8 @@ cio_transport_set_write_buffer_limits(TransportObj *t, PyObject *args, PyObject 
 {
     static char *kwlist[] = {"high", "low", NULL};
     PyObject *high_obj = Py_None, *low_obj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:set_write_buffer_limits", kwlist,
-                                     &high_obj, &low_obj)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:set_write_buffer_limits", kwlist, &high_obj,
+                                     &low_obj)) {
         return NULL;
     }
     Py_ssize_t high, low;
@@ -529,8 +526,7 @@ cio_transport_set_write_buffer_limits(TransportObj *t, PyObject *args, PyObject 
         }
     }
     if (!(high >= low && low >= 0)) {
-        PyErr_Format(PyExc_ValueError, "high (%zd) must be >= low (%zd) must be >= 0", high,
-                     low);
+        PyErr_Format(PyExc_ValueError, "high (%zd) must be >= low (%zd) must be >= 0", high, low);
         return NULL;
     }
     t->high_water = high;
@@ -609,8 +605,8 @@ cio_transport_repr(TransportObj *t, Py_ssize_t bufsize)
     const char *state = t->sock == NULL ? " closed" : t->closing ? " closing" : "";
     PyObject *repr;
     if (t->loop != NULL && !t->loop->closed) {
-        repr = PyUnicode_FromFormat("<%U%s fd=%d read=%s write=<%s, bufsize=%zd>>", name,
-                                    state, t->fd, t->reading ? "polling" : "idle",
+        repr = PyUnicode_FromFormat("<%U%s fd=%d read=%s write=<%s, bufsize=%zd>>", name, state,
+                                    t->fd, t->reading ? "polling" : "idle",
                                     t->writing ? "polling" : "idle", bufsize);
     }
     else {
@@ -633,9 +629,8 @@ cio_transport_make_type(PyObject *module, PyType_Spec *spec, const char *const *
         PyObject *base = PyObject_GetAttrString(mod, base_names[i]);
         /* Our struct must continue the base's layout: header, then
          * `_extra`. */
-        if (base != NULL &&
-            (!PyType_Check(base) || ((PyTypeObject *)base)->tp_basicsize !=
-                                        (Py_ssize_t)offsetof(TransportObj, st))) {
+        if (base != NULL && (!PyType_Check(base) || ((PyTypeObject *)base)->tp_basicsize !=
+                                                        (Py_ssize_t)offsetof(TransportObj, st))) {
             PyErr_Format(PyExc_ImportError,
                          "asyncio.%s has an unexpected layout; casyncio cannot subclass it",
                          base_names[i]);

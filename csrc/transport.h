@@ -21,12 +21,12 @@
 
 typedef struct {
     PyObject_HEAD
-    PyObject *extra;     /* asyncio.BaseTransport's `_extra` slot: keep first */
+    PyObject *extra; /* asyncio.BaseTransport's `_extra` slot: keep first */
     cio_state *st;
-    LoopObj *loop;       /* NULL once connection_lost() has run */
-    PyObject *sock;      /* NULL once the socket is closed */
+    LoopObj *loop;  /* NULL once connection_lost() has run */
+    PyObject *sock; /* NULL once the socket is closed */
     PyObject *protocol;
-    PyObject *server;    /* asyncio Server to detach from, or NULL */
+    PyObject *server; /* asyncio Server to detach from, or NULL */
     PyObject *dict;
     PyObject *weakreflist;
     Py_ssize_t high_water;
@@ -34,12 +34,12 @@ typedef struct {
     int fd;
     int conn_lost;
     char closing;
-    char paused;           /* reading paused by pause_reading() */
-    char protocol_paused;  /* we called protocol.pause_writing() */
+    char paused;          /* reading paused by pause_reading() */
+    char protocol_paused; /* we called protocol.pause_writing() */
     char protocol_connected;
-    char reading;          /* the fd's reader is this transport */
-    char writing;          /* the fd's writer is this transport */
-    uint16_t tag;          /* CIO_W_STREAM or CIO_W_DGRAM */
+    char reading; /* the fd's reader is this transport */
+    char writing; /* the fd's writer is this transport */
+    uint16_t tag; /* CIO_W_STREAM or CIO_W_DGRAM */
     const struct cio_transport_ops *ops;
 } TransportObj;
 
@@ -96,50 +96,50 @@ PyObject *cio_transport_resume_reading(TransportObj *t, PyObject *ignored);
 PyObject *cio_transport_is_reading(TransportObj *t, PyObject *ignored);
 PyObject *cio_transport_get_write_buffer_size(TransportObj *t, PyObject *ignored);
 PyObject *cio_transport_get_write_buffer_limits(TransportObj *t, PyObject *ignored);
-PyObject *cio_transport_set_write_buffer_limits(TransportObj *t, PyObject *args,
-                                                PyObject *kwds);
+PyObject *cio_transport_set_write_buffer_limits(TransportObj *t, PyObject *args, PyObject *kwds);
 PyObject *cio_transport_call_connection_lost_meth(TransportObj *t, PyObject *exc);
 PyObject *cio_transport_start_reading_meth(TransportObj *t, PyObject *ignored);
 
-#define CIO_TRANSPORT_METHODS                                                          \
-    {"close", (PyCFunction)cio_transport_close, METH_NOARGS,                           \
-     "Close the transport once the write buffer is flushed."},                         \
-    {"abort", (PyCFunction)cio_transport_abort, METH_NOARGS,                           \
-     "Close the transport at once, dropping buffered data."},                          \
-    {"_force_close", (PyCFunction)cio_transport_force_close_meth, METH_O, NULL},       \
-    {"is_closing", (PyCFunction)cio_transport_is_closing, METH_NOARGS, NULL},          \
-    {"get_protocol", (PyCFunction)cio_transport_get_protocol, METH_NOARGS, NULL},      \
-    {"pause_reading", (PyCFunction)cio_transport_pause_reading, METH_NOARGS, NULL},    \
-    {"resume_reading", (PyCFunction)cio_transport_resume_reading, METH_NOARGS, NULL},  \
-    {"is_reading", (PyCFunction)cio_transport_is_reading, METH_NOARGS, NULL},          \
-    {"get_write_buffer_size", (PyCFunction)cio_transport_get_write_buffer_size,        \
-     METH_NOARGS, NULL},                                                               \
-    {"get_write_buffer_limits", (PyCFunction)cio_transport_get_write_buffer_limits,    \
-     METH_NOARGS, NULL},                                                               \
-    {"set_write_buffer_limits",                                                        \
-     (PyCFunction)(void (*)(void))cio_transport_set_write_buffer_limits,               \
-     METH_VARARGS | METH_KEYWORDS, NULL},                                              \
-    {"_call_connection_lost", (PyCFunction)cio_transport_call_connection_lost_meth,    \
-     METH_O, NULL},                                                                    \
-    {"_start_reading", (PyCFunction)cio_transport_start_reading_meth, METH_NOARGS,     \
-     NULL}
+#define CIO_TRANSPORT_METHODS                                                                    \
+    {"close", (PyCFunction)cio_transport_close, METH_NOARGS,                                     \
+     "Close the transport once the write buffer is flushed."},                                   \
+        {"abort", (PyCFunction)cio_transport_abort, METH_NOARGS,                                 \
+         "Close the transport at once, dropping buffered data."},                                \
+        {"_force_close", (PyCFunction)cio_transport_force_close_meth, METH_O, NULL},             \
+        {"is_closing", (PyCFunction)cio_transport_is_closing, METH_NOARGS, NULL},                \
+        {"get_protocol", (PyCFunction)cio_transport_get_protocol, METH_NOARGS, NULL},            \
+        {"pause_reading", (PyCFunction)cio_transport_pause_reading, METH_NOARGS, NULL},          \
+        {"resume_reading", (PyCFunction)cio_transport_resume_reading, METH_NOARGS, NULL},        \
+        {"is_reading", (PyCFunction)cio_transport_is_reading, METH_NOARGS, NULL},                \
+        {"get_write_buffer_size", (PyCFunction)cio_transport_get_write_buffer_size, METH_NOARGS, \
+         NULL},                                                                                  \
+        {"get_write_buffer_limits", (PyCFunction)cio_transport_get_write_buffer_limits,          \
+         METH_NOARGS, NULL},                                                                     \
+        {"set_write_buffer_limits",                                                              \
+         (PyCFunction)(void (*)(void))cio_transport_set_write_buffer_limits,                     \
+         METH_VARARGS | METH_KEYWORDS, NULL},                                                    \
+        {"_call_connection_lost", (PyCFunction)cio_transport_call_connection_lost_meth, METH_O,  \
+         NULL},                                                                                  \
+    {                                                                                            \
+        "_start_reading", (PyCFunction)cio_transport_start_reading_meth, METH_NOARGS, NULL       \
+    }
 
-#define CIO_TRANSPORT_MEMBERS                                                          \
-    {"_sock_fd", T_INT, offsetof(TransportObj, fd), READONLY, NULL},                   \
-    {"_conn_lost", T_INT, offsetof(TransportObj, conn_lost), READONLY, NULL},          \
-    {"_closing", T_BOOL, offsetof(TransportObj, closing), READONLY, NULL},             \
-    {"_paused", T_BOOL, offsetof(TransportObj, paused), READONLY, NULL},               \
-    {"_protocol_paused", T_BOOL, offsetof(TransportObj, protocol_paused), READONLY,    \
-     NULL},                                                                            \
-    {"_sock", T_OBJECT, offsetof(TransportObj, sock), READONLY, NULL},                 \
-    {"_protocol", T_OBJECT, offsetof(TransportObj, protocol), READONLY, NULL},         \
-    {"_loop", T_OBJECT, offsetof(TransportObj, loop), READONLY, NULL},                 \
-    {"_server", T_OBJECT, offsetof(TransportObj, server), READONLY, NULL},             \
-    {"_high_water", T_PYSSIZET, offsetof(TransportObj, high_water), READONLY, NULL},   \
-    {"_low_water", T_PYSSIZET, offsetof(TransportObj, low_water), READONLY, NULL},     \
-    {"__dictoffset__", T_PYSSIZET, offsetof(TransportObj, dict), READONLY, NULL},      \
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(TransportObj, weakreflist), READONLY,  \
-     NULL}
+#define CIO_TRANSPORT_MEMBERS                                                                  \
+    {"_sock_fd", T_INT, offsetof(TransportObj, fd), READONLY, NULL},                           \
+        {"_conn_lost", T_INT, offsetof(TransportObj, conn_lost), READONLY, NULL},              \
+        {"_closing", T_BOOL, offsetof(TransportObj, closing), READONLY, NULL},                 \
+        {"_paused", T_BOOL, offsetof(TransportObj, paused), READONLY, NULL},                   \
+        {"_protocol_paused", T_BOOL, offsetof(TransportObj, protocol_paused), READONLY, NULL}, \
+        {"_sock", T_OBJECT, offsetof(TransportObj, sock), READONLY, NULL},                     \
+        {"_protocol", T_OBJECT, offsetof(TransportObj, protocol), READONLY, NULL},             \
+        {"_loop", T_OBJECT, offsetof(TransportObj, loop), READONLY, NULL},                     \
+        {"_server", T_OBJECT, offsetof(TransportObj, server), READONLY, NULL},                 \
+        {"_high_water", T_PYSSIZET, offsetof(TransportObj, high_water), READONLY, NULL},       \
+        {"_low_water", T_PYSSIZET, offsetof(TransportObj, low_water), READONLY, NULL},         \
+        {"__dictoffset__", T_PYSSIZET, offsetof(TransportObj, dict), READONLY, NULL},          \
+    {                                                                                          \
+        "__weaklistoffset__", T_PYSSIZET, offsetof(TransportObj, weakreflist), READONLY, NULL  \
+    }
 
 /* Type creation with an asyncio transport class as the Python base. */
 /* base_names: NULL-terminated names of classes in asyncio.transports. */

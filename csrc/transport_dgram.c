@@ -15,11 +15,11 @@ typedef struct {
 
 typedef struct {
     TransportObj base;
-    PyObject *address;   /* the connected peer, or NULL */
+    PyObject *address; /* the connected peer, or NULL */
     dgram *q;
     Py_ssize_t q_head, q_len, q_cap;
-    Py_ssize_t qsize;    /* bytes queued */
-    char connected;      /* extra['peername'] is set: use send() */
+    Py_ssize_t qsize; /* bytes queued */
+    char connected;   /* extra['peername'] is set: use send() */
 } DgramObj;
 
 static Py_ssize_t
@@ -145,8 +145,7 @@ Dgram_sendto(DgramObj *d, PyObject *args, PyObject *kwds)
                 return NULL;
             }
             if (!same) {
-                PyErr_Format(PyExc_ValueError, "Invalid address: must be None or %S",
-                             d->address);
+                PyErr_Format(PyExc_ValueError, "Invalid address: must be None or %S", d->address);
                 return NULL;
             }
         }
@@ -288,22 +287,21 @@ cio_dgram_io(PyObject *obj, int which)
             return -1;
         }
         PyObject *name = PyType_GetName(Py_TYPE(obj));
-        PyObject *ctx = name ? Py_BuildValue("{sNsOsOsO}", "message",
-                                             PyUnicode_FromFormat(
-                                                 "Exception in callback %U.%s()", name,
-                                                 which == CIO_READ ? "_read_ready"
-                                                                   : "_sendto_ready"),
-                                             "exception", exc, "transport", obj, "protocol",
-                                             d->base.protocol ? d->base.protocol : Py_None)
-                             : NULL;
+        PyObject *ctx =
+            name ? Py_BuildValue(
+                       "{sNsOsOsO}", "message",
+                       PyUnicode_FromFormat("Exception in callback %U.%s()", name,
+                                            which == CIO_READ ? "_read_ready" : "_sendto_ready"),
+                       "exception", exc, "transport", obj, "protocol",
+                       d->base.protocol ? d->base.protocol : Py_None)
+                 : NULL;
         Py_XDECREF(name);
         Py_DECREF(exc);
         if (ctx == NULL) {
             PyErr_WriteUnraisable(obj);
             return 0;
         }
-        int r = d->base.loop ? cio_call_exception_handler(d->base.st, (PyObject *)d->base.loop,
-                                                          ctx)
+        int r = d->base.loop ? cio_call_exception_handler(d->base.st, (PyObject *)d->base.loop, ctx)
                              : 0;
         Py_DECREF(ctx);
         return r;
@@ -375,8 +373,8 @@ Loop_make_datagram_transport(LoopObj *loop, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"sock", "protocol", "address", "waiter", "extra", NULL};
     PyObject *sock, *protocol, *address = Py_None, *waiter = Py_None, *extra = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|OOO:_make_datagram_transport", kwlist,
-                                     &sock, &protocol, &address, &waiter, &extra)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|OOO:_make_datagram_transport", kwlist, &sock,
+                                     &protocol, &address, &waiter, &extra)) {
         return NULL;
     }
     cio_state *st = loop->st;

@@ -38,7 +38,7 @@ typedef struct {
     wchunk *wq;               /* ring of queued chunks */
     Py_ssize_t wq_head, wq_len, wq_cap;
     Py_ssize_t wsize;
-    char eof;                 /* write_eof() was called */
+    char eof; /* write_eof() was called */
 } StreamObj;
 
 /* ---- the write queue ---- */
@@ -180,8 +180,8 @@ write_after_lost(StreamObj *s)
 {
     TransportObj *t = &s->base;
     if (t->conn_lost >= 5) {
-        PyObject *res = PyObject_CallMethod(t->st->logger, "warning", "s",
-                                            "socket.send() raised exception.");
+        PyObject *res =
+            PyObject_CallMethod(t->st->logger, "warning", "s", "socket.send() raised exception.");
         if (res == NULL) {
             return -1;
         }
@@ -405,8 +405,8 @@ on_eof(StreamObj *s)
 {
     TransportObj *t = &s->base;
     if (t->loop->debug) {
-        PyObject *res = PyObject_CallMethod(t->st->logger, "debug", "sO", "%r received EOF",
-                                            (PyObject *)t);
+        PyObject *res =
+            PyObject_CallMethod(t->st->logger, "debug", "sO", "%r received EOF", (PyObject *)t);
         Py_XDECREF(res);
         if (res == NULL) {
             return -1;
@@ -500,8 +500,7 @@ read_ready_buffered(StreamObj *s)
     PyObject *res = PyObject_CallOneArg(s->buffer_updated, nbytes);
     Py_DECREF(nbytes);
     if (res == NULL) {
-        return cio_transport_fatal_error(t,
-                                         "Fatal error: protocol.buffer_updated() call failed.");
+        return cio_transport_fatal_error(t, "Fatal error: protocol.buffer_updated() call failed.");
     }
     Py_DECREF(res);
     return 0;
@@ -585,8 +584,8 @@ set_protocol(StreamObj *s, PyObject *protocol)
         return -1;
     }
     PyObject *read_cb = PyObject_GetAttrString(protocol, buffered ? "get_buffer" : "data_received");
-    PyObject *updated = (buffered && read_cb) ? PyObject_GetAttrString(protocol, "buffer_updated")
-                                              : NULL;
+    PyObject *updated =
+        (buffered && read_cb) ? PyObject_GetAttrString(protocol, "buffer_updated") : NULL;
     if (read_cb == NULL || (buffered && updated == NULL)) {
         Py_XDECREF(read_cb);
         return -1;
@@ -652,10 +651,10 @@ Stream_call_connection_lost(StreamObj *s, PyObject *exc)
     int rc = cio_transport_connection_lost(t, exc == Py_None ? NULL : exc);
     PyObject *pending = rc < 0 ? cio_err_take() : NULL;
     if (s->empty_waiter != NULL) {
-        PyObject *err = PyObject_CallFunction(PyExc_ConnectionError, "s",
-                                              "Connection is closed by peer");
-        PyObject *res = err ? PyObject_CallMethod(s->empty_waiter, "set_exception", "O", err)
-                            : NULL;
+        PyObject *err =
+            PyObject_CallFunction(PyExc_ConnectionError, "s", "Connection is closed by peer");
+        PyObject *res =
+            err ? PyObject_CallMethod(s->empty_waiter, "set_exception", "O", err) : NULL;
         Py_XDECREF(err);
         Py_XDECREF(res);
         if (res == NULL && pending == NULL) {
@@ -732,8 +731,8 @@ Loop_make_socket_transport(LoopObj *loop, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"sock", "protocol", "waiter", "extra", "server", NULL};
     PyObject *sock, *protocol, *waiter = Py_None, *extra = Py_None, *server = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O$OO:_make_socket_transport", kwlist,
-                                     &sock, &protocol, &waiter, &extra, &server)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O$OO:_make_socket_transport", kwlist, &sock,
+                                     &protocol, &waiter, &extra, &server)) {
         return NULL;
     }
     cio_state *st = loop->st;
@@ -831,10 +830,9 @@ cio_transport_init_types(PyObject *module, cio_state *st)
     Py_XDECREF(consts);
     Py_XDECREF(mode);
     if (try_native == NULL ||
-        PyObject_SetAttrString((PyObject *)st->StreamType, "_sendfile_compatible",
-                               try_native) < 0 ||
-        PyObject_SetAttrString((PyObject *)st->StreamType, "_start_tls_compatible",
-                               Py_True) < 0) {
+        PyObject_SetAttrString((PyObject *)st->StreamType, "_sendfile_compatible", try_native) <
+            0 ||
+        PyObject_SetAttrString((PyObject *)st->StreamType, "_start_tls_compatible", Py_True) < 0) {
         Py_XDECREF(try_native);
         return -1;
     }

@@ -45,8 +45,7 @@ int cio_fdtable_ensure(cio_fdtable *t, int fd, cio_fd_entry **out);
 
 /* Keeps `count` right after an entry's owners changed: pass whether the
  * entry was in use before the change. */
-void cio_fdtable_update_count(cio_fdtable *t, const cio_fd_entry *e,
-                              int was_used);
+void cio_fdtable_update_count(cio_fdtable *t, const cio_fd_entry *e, int was_used);
 
 static inline int
 cio_fd_entry_used(const cio_fd_entry *e)

@@ -15,7 +15,7 @@
 
 #include <stdint.h>
 
-#define CIO_POLL_IN 0x1u
+#define CIO_POLL_IN  0x1u
 #define CIO_POLL_OUT 0x2u
 
 typedef struct {

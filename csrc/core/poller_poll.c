@@ -13,8 +13,8 @@
 
 struct cio_poller {
     struct pollfd *pfds;
-    int *fd_of;   /* index -> fd, kept apart because a parked slot's pfds
-                     entry holds -1 (see poll_wait) */
+    int *fd_of; /* index -> fd, kept apart because a parked slot's pfds
+                   entry holds -1 (see poll_wait) */
     int len;
     int cap;
     int *slot_of; /* fd -> index in pfds, or -1 */

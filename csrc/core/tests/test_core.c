@@ -22,13 +22,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, \
-                    #cond);                                                  \
-            return 1;                                                        \
-        }                                                                    \
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+            return 1;                                                                \
+        }                                                                            \
     } while (0)
 
 /* ---- clock ---- */
@@ -592,9 +591,15 @@ test_epoll_regular_file_refused(void)
     return 0;
 }
 
-#define BOTH(name)                                                         \
-    static int test_epoll_##name(void) { return poller_##name(&cio_poller_epoll); } \
-    static int test_poll_##name(void) { return poller_##name(&cio_poller_poll); }
+#define BOTH(name)                               \
+    static int test_epoll_##name(void)           \
+    {                                            \
+        return poller_##name(&cio_poller_epoll); \
+    }                                            \
+    static int test_poll_##name(void)            \
+    {                                            \
+        return poller_##name(&cio_poller_poll);  \
+    }
 
 BOTH(readable_writable)
 BOTH(timeout)
@@ -608,7 +613,7 @@ typedef struct {
     int (*fn)(void);
 } test_case;
 
-#define T(name) {#name, test_##name}
+#define T(name)  {#name, test_##name}
 #define TB(name) T(epoll_##name), T(poll_##name)
 
 static const test_case tests[] = {
