@@ -92,7 +92,7 @@ def _fresh_main(**attrs: object) -> types.ModuleType:
 def _exec_main(code, main: types.ModuleType) -> None:
     _use_casyncio()
     try:
-        exec(code, main.__dict__)
+        exec(code, main.__dict__)  # noqa: S102 - running the program is the point
     except SystemExit:
         raise
     except BaseException:
@@ -108,15 +108,24 @@ def _run_stdin(args: list[str]) -> None:
     code = compile(sys.stdin.buffer.read(), "<stdin>", "exec", dont_inherit=True)
     # The interpreter's own __main__ (what `python -` uses) has
     # BuiltinImporter as its loader.
-    _exec_main(code, _fresh_main(__file__="<stdin>", __cached__=None,
-                                 __loader__=importlib.machinery.BuiltinImporter,
-                                 __spec__=None))
+    _exec_main(
+        code,
+        _fresh_main(
+            __file__="<stdin>",
+            __cached__=None,
+            __loader__=importlib.machinery.BuiltinImporter,
+            __spec__=None,
+        ),
+    )
 
 
 def _run_path(path: str, args: list[str]) -> None:
     if not os.path.exists(path):
-        print(f"{sys.executable}: can't open file {os.path.abspath(path)!r}: "
-              f"[Errno 2] No such file or directory", file=sys.stderr)
+        print(
+            f"{sys.executable}: can't open file {os.path.abspath(path)!r}: "
+            f"[Errno 2] No such file or directory",
+            file=sys.stderr,
+        )
         sys.exit(2)
     sys.argv = [path, *args]
     if os.path.isdir(path) or not path.endswith((".py", ".pyw")) and _is_zip(path):

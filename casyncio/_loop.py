@@ -233,7 +233,7 @@ class Loop(
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException:
-                logger.error("Exception in default exception handler", exc_info=True)
+                logger.exception("Exception in default exception handler")
             return
         try:
             self._exception_handler(self, context)
@@ -251,10 +251,9 @@ class Loop(
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException:
-                logger.error(
+                logger.exception(
                     "Exception in default exception handler while handling an "
-                    "unexpected error in custom exception handler",
-                    exc_info=True,
+                    "unexpected error in custom exception handler"
                 )
 
     # ---- executors -----------------------------------------------------------

@@ -21,8 +21,7 @@ import os
 import socket
 import stat
 import sys
-from asyncio import exceptions, staggered, tasks, trsock
-from asyncio import Server
+from asyncio import Server, exceptions, staggered, tasks, trsock
 from typing import Any
 
 try:
@@ -376,14 +375,16 @@ class NetworkMixin:
         """socket.getnameinfo() in the default executor."""
         return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
 
-    async def _ensure_resolved(self, address, *, family=0, type=socket.SOCK_STREAM, proto=0,
-                               flags=0):
+    async def _ensure_resolved(
+        self, address, *, family=0, type=socket.SOCK_STREAM, proto=0, flags=0
+    ):
         host, port = address[:2]
         infos = _literal_addrinfo(host, port, family, type, proto, *address[2:])
         if infos is not None:
             return infos
-        return await self.getaddrinfo(host, port, family=family, type=type, proto=proto,
-                                      flags=flags)
+        return await self.getaddrinfo(
+            host, port, family=family, type=type, proto=proto, flags=flags
+        )
 
     # ---- connections ---------------------------------------------------------
 
@@ -403,8 +404,10 @@ class NetworkMixin:
                         sock.bind(laddr)
                         break
                     except OSError as exc:
-                        msg = (f"error while attempting to bind on address {laddr!r}: "
-                               f"{exc.strerror.lower()}")
+                        msg = (
+                            f"error while attempting to bind on address {laddr!r}: "
+                            f"{exc.strerror.lower()}"
+                        )
                         mine.append(OSError(exc.errno, msg))
                 else:
                     if mine:
@@ -422,11 +425,25 @@ class NetworkMixin:
                 sock.close()
             raise
 
-    async def create_connection(self, protocol_factory, host=None, port=None, *, ssl=None,
-                                family=0, proto=0, flags=0, sock=None, local_addr=None,
-                                server_hostname=None, ssl_handshake_timeout=None,
-                                ssl_shutdown_timeout=None, happy_eyeballs_delay=None,
-                                interleave=None, all_errors=False):
+    async def create_connection(
+        self,
+        protocol_factory,
+        host=None,
+        port=None,
+        *,
+        ssl=None,
+        family=0,
+        proto=0,
+        flags=0,
+        sock=None,
+        local_addr=None,
+        server_hostname=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+        happy_eyeballs_delay=None,
+        interleave=None,
+        all_errors=False,
+    ):
         """Open a stream connection to host:port (or over sock) and return
         (transport, protocol)."""
         if server_hostname is not None and not ssl:
@@ -471,8 +488,10 @@ class NetworkMixin:
                         continue
             else:
                 sock, _, _ = await staggered.staggered_race(
-                    (functools.partial(self._connect_sock, errors, info, laddr_infos)
-                     for info in infos),
+                    (
+                        functools.partial(self._connect_sock, errors, info, laddr_infos)
+                        for info in infos
+                    ),
                     happy_eyeballs_delay,
                     loop=self,
                 )
@@ -498,27 +517,47 @@ class NetworkMixin:
                 raise ValueError(f"A Stream Socket was expected, got {sock!r}")
 
         transport, protocol = await self._create_connection_transport(
-            sock, protocol_factory, ssl, server_hostname,
+            sock,
+            protocol_factory,
+            ssl,
+            server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
         if self._debug:
-            logger.debug("%r connected to %s:%r: (%r, %r)",
-                         transport.get_extra_info("socket"), host, port, transport, protocol)
+            logger.debug(
+                "%r connected to %s:%r: (%r, %r)",
+                transport.get_extra_info("socket"),
+                host,
+                port,
+                transport,
+                protocol,
+            )
         return transport, protocol
 
-    async def _create_connection_transport(self, sock, protocol_factory, ssl,
-                                           server_hostname, server_side=False,
-                                           ssl_handshake_timeout=None,
-                                           ssl_shutdown_timeout=None):
+    async def _create_connection_transport(
+        self,
+        sock,
+        protocol_factory,
+        ssl,
+        server_hostname,
+        server_side=False,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
         sock.setblocking(False)
         protocol = protocol_factory()
         waiter = self.create_future()
         if ssl:
             sslcontext = None if isinstance(ssl, bool) else ssl
             transport = self._make_ssl_transport(
-                sock, protocol, sslcontext, waiter, server_side=server_side,
-                server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
+                sock,
+                protocol,
+                sslcontext,
+                waiter,
+                server_side=server_side,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
                 ssl_shutdown_timeout=ssl_shutdown_timeout,
             )
         else:
@@ -530,24 +569,48 @@ class NetworkMixin:
             raise
         return transport, protocol
 
-    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
-                            server_side=False, server_hostname=None, extra=None, server=None,
-                            ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+    def _make_ssl_transport(
+        self,
+        rawsock,
+        protocol,
+        sslcontext,
+        waiter=None,
+        *,
+        server_side=False,
+        server_hostname=None,
+        extra=None,
+        server=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
         # TLS is asyncio's own SSLProtocol, a BufferedProtocol, over our C
         # transport.
         from asyncio import sslproto
 
         ssl_protocol = sslproto.SSLProtocol(
-            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            self,
+            protocol,
+            sslcontext,
+            waiter,
+            server_side,
+            server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
         self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
 
-    async def start_tls(self, transport, protocol, sslcontext, *, server_side=False,
-                        server_hostname=None, ssl_handshake_timeout=None,
-                        ssl_shutdown_timeout=None):
+    async def start_tls(
+        self,
+        transport,
+        protocol,
+        sslcontext,
+        *,
+        server_side=False,
+        server_hostname=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
         """Upgrade a connection to TLS; return the new (TLS) transport."""
         from asyncio import sslproto
 
@@ -561,9 +624,15 @@ class NetworkMixin:
             raise TypeError(f"transport {transport!r} is not supported by start_tls()")
         waiter = self.create_future()
         ssl_protocol = sslproto.SSLProtocol(
-            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            self,
+            protocol,
+            sslcontext,
+            waiter,
+            server_side,
+            server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
-            ssl_shutdown_timeout=ssl_shutdown_timeout, call_connection_made=False,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+            call_connection_made=False,
         )
         # Pause first, so that no data reaches the TLS protocol before its
         # connection_made().
@@ -580,8 +649,15 @@ class NetworkMixin:
             raise
         return ssl_protocol._app_transport
 
-    async def connect_accepted_socket(self, protocol_factory, sock, *, ssl=None,
-                                      ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+    async def connect_accepted_socket(
+        self,
+        protocol_factory,
+        sock,
+        *,
+        ssl=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
         """Wrap a connection accepted elsewhere in a transport/protocol."""
         if sock.type != socket.SOCK_STREAM:
             raise ValueError(f"A Stream Socket was expected, got {sock!r}")
@@ -591,7 +667,11 @@ class NetworkMixin:
             raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
         _check_ssl_socket(sock)
         transport, protocol = await self._create_connection_transport(
-            sock, protocol_factory, ssl, "", server_side=True,
+            sock,
+            protocol_factory,
+            ssl,
+            "",
+            server_side=True,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
@@ -599,9 +679,17 @@ class NetworkMixin:
             logger.debug("%r handled: (%r, %r)", sock, transport, protocol)
         return transport, protocol
 
-    async def create_unix_connection(self, protocol_factory, path=None, *, ssl=None, sock=None,
-                                     server_hostname=None, ssl_handshake_timeout=None,
-                                     ssl_shutdown_timeout=None):
+    async def create_unix_connection(
+        self,
+        protocol_factory,
+        path=None,
+        *,
+        ssl=None,
+        sock=None,
+        server_hostname=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
         """Open a Unix-socket stream connection to path (or over sock)."""
         if ssl:
             if server_hostname is None:
@@ -631,18 +719,33 @@ class NetworkMixin:
                 raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
             sock.setblocking(False)
         return await self._create_connection_transport(
-            sock, protocol_factory, ssl, server_hostname,
+            sock,
+            protocol_factory,
+            ssl,
+            server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
 
     # ---- servers -------------------------------------------------------------
 
-    async def create_server(self, protocol_factory, host=None, port=None, *,
-                            family=socket.AF_UNSPEC, flags=socket.AI_PASSIVE, sock=None,
-                            backlog=100, ssl=None, reuse_address=None, reuse_port=None,
-                            ssl_handshake_timeout=None, ssl_shutdown_timeout=None,
-                            start_serving=True):
+    async def create_server(
+        self,
+        protocol_factory,
+        host=None,
+        port=None,
+        *,
+        family=socket.AF_UNSPEC,
+        flags=socket.AI_PASSIVE,
+        sock=None,
+        backlog=100,
+        ssl=None,
+        reuse_address=None,
+        reuse_port=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+        start_serving=True,
+    ):
         """Listen on host:port (every address it resolves to; several hosts
         may be given) or on sock, and return an asyncio.Server."""
         if isinstance(ssl, bool):
@@ -677,8 +780,13 @@ class NetworkMixin:
                     except OSError:
                         # A family/type/protocol combination this host lacks.
                         if self._debug:
-                            logger.warning("create_server() failed to create socket.socket"
-                                           "(%r, %r, %r)", af, socktype, proto, exc_info=True)
+                            logger.warning(
+                                "create_server() failed to create socket.socket(%r, %r, %r)",
+                                af,
+                                socktype,
+                                proto,
+                                exc_info=True,
+                            )
                         continue
                     sockets.append(sock)
                     if reuse_address:
@@ -709,8 +817,15 @@ class NetworkMixin:
             sockets = [sock]
         for s in sockets:
             s.setblocking(False)
-        server = Server(self, sockets, protocol_factory, ssl, backlog, ssl_handshake_timeout,
-                        ssl_shutdown_timeout)
+        server = Server(
+            self,
+            sockets,
+            protocol_factory,
+            ssl,
+            backlog,
+            ssl_handshake_timeout,
+            ssl_shutdown_timeout,
+        )
         if start_serving:
             server._start_serving()
             # One iteration, so that the listening sockets are watched.
@@ -727,9 +842,18 @@ class NetworkMixin:
             raise OSError(f"getaddrinfo({host!r}) returned empty list")
         return infos
 
-    async def create_unix_server(self, protocol_factory, path=None, *, sock=None, backlog=100,
-                                 ssl=None, ssl_handshake_timeout=None,
-                                 ssl_shutdown_timeout=None, start_serving=True):
+    async def create_unix_server(
+        self,
+        protocol_factory,
+        path=None,
+        *,
+        sock=None,
+        backlog=100,
+        ssl=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+        start_serving=True,
+    ):
         """Listen on a Unix socket at path (or on sock)."""
         if isinstance(ssl, bool):
             raise TypeError("ssl argument must be an SSLContext or None")
@@ -767,27 +891,57 @@ class NetworkMixin:
             if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
                 raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
         sock.setblocking(False)
-        server = Server(self, [sock], protocol_factory, ssl, backlog, ssl_handshake_timeout,
-                        ssl_shutdown_timeout)
+        server = Server(
+            self,
+            [sock],
+            protocol_factory,
+            ssl,
+            backlog,
+            ssl_handshake_timeout,
+            ssl_shutdown_timeout,
+        )
         if start_serving:
             server._start_serving()
             await tasks.sleep(0)
         return server
 
-    def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None, backlog=100,
-                       ssl_handshake_timeout=_SSL_HANDSHAKE_TIMEOUT,
-                       ssl_shutdown_timeout=None):
+    def _start_serving(
+        self,
+        protocol_factory,
+        sock,
+        sslcontext=None,
+        server=None,
+        backlog=100,
+        ssl_handshake_timeout=_SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout=None,
+    ):
         # asyncio.Server calls this for each listening socket.
-        self.add_reader(sock.fileno(), self._accept_connection, protocol_factory, sock,
-                        sslcontext, server, backlog, ssl_handshake_timeout, ssl_shutdown_timeout)
+        self.add_reader(
+            sock.fileno(),
+            self._accept_connection,
+            protocol_factory,
+            sock,
+            sslcontext,
+            server,
+            backlog,
+            ssl_handshake_timeout,
+            ssl_shutdown_timeout,
+        )
 
     def _stop_serving(self, sock) -> None:
         self.remove_reader(sock.fileno())
         sock.close()
 
-    def _accept_connection(self, protocol_factory, sock, sslcontext=None, server=None,
-                           backlog=100, ssl_handshake_timeout=_SSL_HANDSHAKE_TIMEOUT,
-                           ssl_shutdown_timeout=None) -> None:
+    def _accept_connection(
+        self,
+        protocol_factory,
+        sock,
+        sslcontext=None,
+        server=None,
+        backlog=100,
+        ssl_handshake_timeout=_SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout=None,
+    ) -> None:
         # Several connections may be waiting: accept up to a backlog's worth
         # per readiness event.
         for _ in range(backlog):
@@ -802,38 +956,70 @@ class NetworkMixin:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     # Out of descriptors: the listening fd stays readable, so
                     # stop watching it for a while instead of spinning.
-                    self.call_exception_handler({
-                        "message": "socket.accept() out of system resource",
-                        "exception": exc,
-                        "socket": trsock.TransportSocket(sock),
-                    })
+                    self.call_exception_handler(
+                        {
+                            "message": "socket.accept() out of system resource",
+                            "exception": exc,
+                            "socket": trsock.TransportSocket(sock),
+                        }
+                    )
                     self.remove_reader(sock.fileno())
-                    self.call_later(_ACCEPT_RETRY_DELAY, self._start_serving, protocol_factory,
-                                    sock, sslcontext, server, backlog, ssl_handshake_timeout,
-                                    ssl_shutdown_timeout)
+                    self.call_later(
+                        _ACCEPT_RETRY_DELAY,
+                        self._start_serving,
+                        protocol_factory,
+                        sock,
+                        sslcontext,
+                        server,
+                        backlog,
+                        ssl_handshake_timeout,
+                        ssl_shutdown_timeout,
+                    )
                     return
                 raise  # the loop reports it and goes on
             else:
-                self.create_task(self._accept_connection2(
-                    protocol_factory, conn, {"peername": addr}, sslcontext, server,
-                    ssl_handshake_timeout, ssl_shutdown_timeout))
+                self.create_task(
+                    self._accept_connection2(
+                        protocol_factory,
+                        conn,
+                        {"peername": addr},
+                        sslcontext,
+                        server,
+                        ssl_handshake_timeout,
+                        ssl_shutdown_timeout,
+                    )
+                )
 
-    async def _accept_connection2(self, protocol_factory, conn, extra, sslcontext=None,
-                                  server=None, ssl_handshake_timeout=_SSL_HANDSHAKE_TIMEOUT,
-                                  ssl_shutdown_timeout=None) -> None:
+    async def _accept_connection2(
+        self,
+        protocol_factory,
+        conn,
+        extra,
+        sslcontext=None,
+        server=None,
+        ssl_handshake_timeout=_SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout=None,
+    ) -> None:
         protocol = transport = None
         try:
             protocol = protocol_factory()
             waiter = self.create_future()
             if sslcontext:
                 transport = self._make_ssl_transport(
-                    conn, protocol, sslcontext, waiter=waiter, server_side=True, extra=extra,
-                    server=server, ssl_handshake_timeout=ssl_handshake_timeout,
+                    conn,
+                    protocol,
+                    sslcontext,
+                    waiter=waiter,
+                    server_side=True,
+                    extra=extra,
+                    server=server,
+                    ssl_handshake_timeout=ssl_handshake_timeout,
                     ssl_shutdown_timeout=ssl_shutdown_timeout,
                 )
             else:
-                transport = self._make_socket_transport(conn, protocol, waiter=waiter,
-                                                        extra=extra, server=server)
+                transport = self._make_socket_transport(
+                    conn, protocol, waiter=waiter, extra=extra, server=server
+                )
             try:
                 await waiter
             except BaseException:
@@ -857,23 +1043,47 @@ class NetworkMixin:
 
     # ---- datagrams -----------------------------------------------------------
 
-    async def create_datagram_endpoint(self, protocol_factory, local_addr=None,
-                                       remote_addr=None, *, family=0, proto=0, flags=0,
-                                       reuse_port=None, allow_broadcast=None, sock=None):
+    async def create_datagram_endpoint(
+        self,
+        protocol_factory,
+        local_addr=None,
+        remote_addr=None,
+        *,
+        family=0,
+        proto=0,
+        flags=0,
+        reuse_port=None,
+        allow_broadcast=None,
+        sock=None,
+    ):
         """Create a datagram endpoint: (transport, protocol)."""
         r_addr = None
         if sock is not None:
             if sock.type != socket.SOCK_DGRAM:
                 raise ValueError(f"A UDP Socket was expected, got {sock!r}")
-            if (local_addr or remote_addr or family or proto or flags or reuse_port
-                    or allow_broadcast):
-                opts = dict(local_addr=local_addr, remote_addr=remote_addr, family=family,
-                            proto=proto, flags=flags, reuse_port=reuse_port,
-                            allow_broadcast=allow_broadcast)
+            if (
+                local_addr
+                or remote_addr
+                or family
+                or proto
+                or flags
+                or reuse_port
+                or allow_broadcast
+            ):
+                opts = {
+                    "local_addr": local_addr,
+                    "remote_addr": remote_addr,
+                    "family": family,
+                    "proto": proto,
+                    "flags": flags,
+                    "reuse_port": reuse_port,
+                    "allow_broadcast": allow_broadcast,
+                }
                 problems = ", ".join(f"{k}={v}" for k, v in opts.items() if v)
                 raise ValueError(
                     f"socket modifier keyword arguments can not be used when sock is "
-                    f"specified. ({problems})")
+                    f"specified. ({problems})"
+                )
             sock.setblocking(False)
         else:
             if not (local_addr or remote_addr):
@@ -891,8 +1101,9 @@ class NetworkMixin:
                     except FileNotFoundError:
                         pass
                     except OSError as err:
-                        logger.error("Unable to check or remove stale UNIX socket %r: %r",
-                                     local_addr, err)
+                        logger.error(
+                            "Unable to check or remove stale UNIX socket %r: %r", local_addr, err
+                        )
                 addr_pairs = [((family, proto), (local_addr, remote_addr))]
             else:
                 by_key: dict[tuple[int, int], list] = {}
@@ -909,9 +1120,9 @@ class NetworkMixin:
                     for fam, _, pro, _, address in infos:
                         by_key.setdefault((fam, pro), [None, None])[idx] = address
                 addr_pairs = [
-                    (key, pair) for key, pair in by_key.items()
-                    if not ((local_addr and pair[0] is None)
-                            or (remote_addr and pair[1] is None))
+                    (key, pair)
+                    for key, pair in by_key.items()
+                    if not ((local_addr and pair[0] is None) or (remote_addr and pair[1] is None))
                 ]
                 if not addr_pairs:
                     raise ValueError("can not get address information")
@@ -949,8 +1160,13 @@ class NetworkMixin:
         waiter = self.create_future()
         transport = self._make_datagram_transport(sock, protocol, r_addr, waiter)
         if self._debug:
-            logger.debug("Datagram endpoint local_addr=%r remote_addr=%r created: (%r, %r)",
-                         local_addr, remote_addr, transport, protocol)
+            logger.debug(
+                "Datagram endpoint local_addr=%r remote_addr=%r created: (%r, %r)",
+                local_addr,
+                remote_addr,
+                transport,
+                protocol,
+            )
         try:
             await waiter
         except BaseException:
@@ -979,7 +1195,8 @@ class NetworkMixin:
         if not fallback:
             raise RuntimeError(
                 f"fallback is disabled and native sendfile is not supported for transport "
-                f"{transport!r}")
+                f"{transport!r}"
+            )
         return await self._sendfile_fallback(transport, file, offset, count)
 
     async def _sendfile_native(self, transport, file, offset, count):
@@ -989,8 +1206,7 @@ class NetworkMixin:
         transport.pause_reading()
         try:
             await transport._make_empty_waiter()
-            return await self.sock_sendfile(transport._sock, file, offset, count,
-                                            fallback=False)
+            return await self.sock_sendfile(transport._sock, file, offset, count, fallback=False)
         finally:
             transport._reset_empty_waiter()
             if resume_reading:

@@ -59,14 +59,16 @@ class _PipeTransportBase:
     def _fatal_error(self, exc, message="Fatal error on pipe transport") -> None:
         if isinstance(exc, OSError):
             if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
+                logger.debug("%r: %s", self, message, exc_info=exc)
         else:
-            self._loop.call_exception_handler({
-                "message": message,
-                "exception": exc,
-                "transport": self,
-                "protocol": self._protocol,
-            })
+            self._loop.call_exception_handler(
+                {
+                    "message": message,
+                    "exception": exc,
+                    "transport": self,
+                    "protocol": self._protocol,
+                }
+            )
         self._close(exc)
 
     def _close(self, exc=None) -> None:
@@ -237,10 +239,14 @@ class WritePipeTransport(_PipeTransportBase, asyncio.WriteTransport):
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": "protocol.pause_writing() failed",
-                "exception": exc, "transport": self, "protocol": self._protocol,
-            })
+            self._loop.call_exception_handler(
+                {
+                    "message": "protocol.pause_writing() failed",
+                    "exception": exc,
+                    "transport": self,
+                    "protocol": self._protocol,
+                }
+            )
 
     def _maybe_resume_protocol(self) -> None:
         if self._protocol_paused and len(self._buffer) <= self._low_water:
@@ -250,17 +256,22 @@ class WritePipeTransport(_PipeTransportBase, asyncio.WriteTransport):
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
-                self._loop.call_exception_handler({
-                    "message": "protocol.resume_writing() failed",
-                    "exception": exc, "transport": self, "protocol": self._protocol,
-                })
+                self._loop.call_exception_handler(
+                    {
+                        "message": "protocol.resume_writing() failed",
+                        "exception": exc,
+                        "transport": self,
+                        "protocol": self._protocol,
+                    }
+                )
 
     # -- writing --
 
     def write(self, data) -> None:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(
-                f"data argument must be a bytes-like object, not {type(data).__name__!r}")
+                f"data argument must be a bytes-like object, not {type(data).__name__!r}"
+            )
         if isinstance(data, bytearray):
             data = memoryview(data)
         if not data:

@@ -46,7 +46,7 @@ def watch_child(loop, proc: subprocess.Popen, callback) -> None:
 
 def _reap(proc: subprocess.Popen) -> int:
     try:
-        pid, status = os.waitpid(proc.pid, 0)
+        _, status = os.waitpid(proc.pid, 0)
     except ChildProcessError:
         # Reaped already (proc.poll() by someone): Popen knows the code.
         if proc.returncode is not None:
@@ -102,8 +102,20 @@ class _PipeProtocol(asyncio.Protocol):
 class SubprocessTransport(asyncio.SubprocessTransport):
     """A child process and its standard streams."""
 
-    def __init__(self, loop, protocol, args, shell, stdin, stdout, stderr, bufsize,
-                 waiter=None, extra=None, **kwargs) -> None:
+    def __init__(
+        self,
+        loop,
+        protocol,
+        args,
+        shell,
+        stdin,
+        stdout,
+        stderr,
+        bufsize,
+        waiter=None,
+        extra=None,
+        **kwargs,
+    ) -> None:
         super().__init__(extra)
         self._closed = False
         self._protocol = protocol
@@ -120,9 +132,16 @@ class SubprocessTransport(asyncio.SubprocessTransport):
             if spec == subprocess.PIPE:
                 self._pipes[fd] = None
         try:
-            self._proc = subprocess.Popen(args, shell=shell, stdin=stdin, stdout=stdout,
-                                          stderr=stderr, universal_newlines=False,
-                                          bufsize=bufsize, **kwargs)
+            self._proc = subprocess.Popen(
+                args,
+                shell=shell,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                universal_newlines=False,
+                bufsize=bufsize,
+                **kwargs,
+            )
         except BaseException:
             self.close()
             raise
@@ -209,13 +228,16 @@ class SubprocessTransport(asyncio.SubprocessTransport):
             proc, loop = self._proc, self._loop
             if proc.stdin is not None:
                 _, self._pipes[0] = await loop.connect_write_pipe(
-                    lambda: _PipeProtocol(self, 0), proc.stdin)
+                    lambda: _PipeProtocol(self, 0), proc.stdin
+                )
             if proc.stdout is not None:
                 _, self._pipes[1] = await loop.connect_read_pipe(
-                    lambda: _PipeProtocol(self, 1), proc.stdout)
+                    lambda: _PipeProtocol(self, 1), proc.stdout
+                )
             if proc.stderr is not None:
                 _, self._pipes[2] = await loop.connect_read_pipe(
-                    lambda: _PipeProtocol(self, 2), proc.stderr)
+                    lambda: _PipeProtocol(self, 2), proc.stderr
+                )
             loop.call_soon(self._protocol.connection_made, self)
             for callback, data in self._pending_calls:
                 loop.call_soon(callback, *data)
@@ -296,13 +318,25 @@ def _check_subprocess_args(universal_newlines, bufsize, encoding, errors, text) 
 class SubprocessMixin:
     """subprocess_exec() and subprocess_shell() for casyncio.Loop."""
 
-    async def subprocess_shell(self, protocol_factory, cmd, *, stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               universal_newlines=False, shell=True, bufsize=0,
-                               encoding=None, errors=None, text=None, **kwargs):
+    async def subprocess_shell(
+        self,
+        protocol_factory,
+        cmd,
+        *,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        universal_newlines=False,
+        shell=True,
+        bufsize=0,
+        encoding=None,
+        errors=None,
+        text=None,
+        **kwargs,
+    ):
         """Run cmd in the shell; return (transport, protocol)."""
         if not isinstance(cmd, (bytes, str)):
-            raise ValueError("cmd must be a string")
+            raise ValueError("cmd must be a string")  # noqa: TRY004 - asyncio raises ValueError
         if universal_newlines:
             raise ValueError("universal_newlines must be False")
         if not shell:
@@ -310,15 +344,28 @@ class SubprocessMixin:
         _check_subprocess_args(False, bufsize, encoding, errors, text)
         protocol = protocol_factory()
         transport = await self._make_subprocess_transport(
-            protocol, cmd, True, stdin, stdout, stderr, bufsize, **kwargs)
+            protocol, cmd, True, stdin, stdout, stderr, bufsize, **kwargs
+        )
         if self._debug:
             logger.info("run shell command %r: %r", cmd, transport)
         return transport, protocol
 
-    async def subprocess_exec(self, protocol_factory, program, *args, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=False, shell=False, bufsize=0,
-                              encoding=None, errors=None, text=None, **kwargs):
+    async def subprocess_exec(
+        self,
+        protocol_factory,
+        program,
+        *args,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        universal_newlines=False,
+        shell=False,
+        bufsize=0,
+        encoding=None,
+        errors=None,
+        text=None,
+        **kwargs,
+    ):
         """Run program with args; return (transport, protocol)."""
         if universal_newlines:
             raise ValueError("universal_newlines must be False")
@@ -327,16 +374,29 @@ class SubprocessMixin:
         _check_subprocess_args(False, bufsize, encoding, errors, text)
         protocol = protocol_factory()
         transport = await self._make_subprocess_transport(
-            protocol, (program, *args), False, stdin, stdout, stderr, bufsize, **kwargs)
+            protocol, (program, *args), False, stdin, stdout, stderr, bufsize, **kwargs
+        )
         if self._debug:
             logger.info("execute program %r: %r", program, transport)
         return transport, protocol
 
-    async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr,
-                                         bufsize, extra=None, **kwargs) -> Any:
+    async def _make_subprocess_transport(
+        self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
+    ) -> Any:
         waiter = self.create_future()
-        transport = SubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr,
-                                        bufsize, waiter=waiter, extra=extra, **kwargs)
+        transport = SubprocessTransport(
+            self,
+            protocol,
+            args,
+            shell,
+            stdin,
+            stdout,
+            stderr,
+            bufsize,
+            waiter=waiter,
+            extra=extra,
+            **kwargs,
+        )
         watch_child(self, transport._proc, transport._process_exited)
         try:
             await waiter

@@ -51,7 +51,10 @@ def install() -> bool:
         current = getattr(_asyncio_tasks, name, None)
         if isinstance(current, AllTasksView):
             return True
-        if isinstance(current, weakref.WeakSet) and name in _asyncio_tasks.all_tasks.__code__.co_names:
+        if (
+            isinstance(current, weakref.WeakSet)
+            and name in _asyncio_tasks.all_tasks.__code__.co_names
+        ):
             setattr(_asyncio_tasks, name, AllTasksView(current))
             return True
     return False

@@ -415,7 +415,11 @@ def test_pythonasynciodebug_env_enables_debug(monkeypatch, loop_kind, tmp_path):
     # cwd away from the repository, whose casyncio/ would shadow the
     # installed package for `python -c`.
     out = subprocess.run(
-        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
