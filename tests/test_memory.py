@@ -9,8 +9,11 @@ casyncio's live-object counters must be back where they started.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+
+import pytest
 
 CHILD = r"""
 import asyncio, gc, json, os, sys
@@ -68,6 +71,14 @@ def _run(total: int, warmup: int, tmp_path) -> dict:
     return json.loads(proc.stdout)
 
 
+UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
+
+
+@pytest.mark.skipif(
+    UNDER_ASAN,
+    reason="RSS says nothing under AddressSanitizer: its quarantine keeps freed memory "
+    "mapped (the object-count leak test below still runs)",
+)
 def test_a_million_task_lifecycles_leave_memory_flat(tmp_path):
     result = _run(1_000_000, 100_000, tmp_path)
     growth = result["after_kib"] - result["before_kib"]
@@ -77,6 +88,7 @@ def test_a_million_task_lifecycles_leave_memory_flat(tmp_path):
     assert result["handles"][0] == result["handles"][1], result
 
 
+@pytest.mark.skipif(UNDER_ASAN, reason="RSS says nothing under AddressSanitizer")
 def test_the_memory_check_catches_a_leak(tmp_path):
     """The same measurement, with a deliberate leak of one small object per
     lifecycle, must fail the bound used above (so the test can fail)."""
