@@ -134,6 +134,20 @@ def _interleave_addrinfos(addrinfos, first_family_count: int = 1):
     return result
 
 
+def _remove_stale_unix_socket(path) -> None:
+    """Remove a socket file left by an earlier run at path (not an abstract
+    address, and only if it is a socket), so that bind() can succeed."""
+    if path[0] in (0, "\x00"):
+        return
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        logger.error("Unable to check or remove stale UNIX socket %r: %r", path, err)
+
+
 def _set_reuseport(sock) -> None:
     if not hasattr(socket, "SO_REUSEPORT"):
         raise ValueError("reuse_port not supported by socket module")
@@ -815,6 +829,30 @@ class NetworkMixin:
             if sock.type != socket.SOCK_STREAM:
                 raise ValueError(f"A Stream Socket was expected, got {sock!r}")
             sockets = [sock]
+        server = await self._serve(
+            sockets,
+            protocol_factory,
+            ssl,
+            backlog,
+            ssl_handshake_timeout,
+            ssl_shutdown_timeout,
+            start_serving,
+        )
+        if self._debug:
+            logger.info("%r is serving", server)
+        return server
+
+    async def _serve(
+        self,
+        sockets,
+        protocol_factory,
+        ssl,
+        backlog,
+        ssl_handshake_timeout,
+        ssl_shutdown_timeout,
+        start_serving,
+    ):
+        """An asyncio.Server over bound sockets, listening unless told not to."""
         for s in sockets:
             s.setblocking(False)
         server = Server(
@@ -830,8 +868,6 @@ class NetworkMixin:
             server._start_serving()
             # One iteration, so that the listening sockets are watched.
             await tasks.sleep(0)
-        if self._debug:
-            logger.info("%r is serving", server)
         return server
 
     async def _create_server_getaddrinfo(self, host, port, family, flags):
@@ -866,15 +902,7 @@ class NetworkMixin:
                 raise ValueError("path and sock can not be specified at the same time")
             path = os.fspath(path)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            if path[0] not in (0, "\x00"):
-                # A stale socket file from an earlier run: remove it.
-                try:
-                    if stat.S_ISSOCK(os.stat(path).st_mode):
-                        os.remove(path)
-                except FileNotFoundError:
-                    pass
-                except OSError as err:
-                    logger.error("Unable to check or remove stale UNIX socket %r: %r", path, err)
+            _remove_stale_unix_socket(path)
             try:
                 sock.bind(path)
             except OSError as exc:
@@ -890,20 +918,15 @@ class NetworkMixin:
                 raise ValueError("path was not specified, and no sock specified")
             if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
                 raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
-        sock.setblocking(False)
-        server = Server(
-            self,
+        return await self._serve(
             [sock],
             protocol_factory,
             ssl,
             backlog,
             ssl_handshake_timeout,
             ssl_shutdown_timeout,
+            start_serving,
         )
-        if start_serving:
-            server._start_serving()
-            await tasks.sleep(0)
-        return server
 
     def _start_serving(
         self,
@@ -1094,16 +1117,8 @@ class NetworkMixin:
                 for addr in (local_addr, remote_addr):
                     if addr is not None and not isinstance(addr, str):
                         raise TypeError("string is expected")
-                if local_addr and local_addr[0] not in (0, "\x00"):
-                    try:
-                        if stat.S_ISSOCK(os.stat(local_addr).st_mode):
-                            os.remove(local_addr)
-                    except FileNotFoundError:
-                        pass
-                    except OSError as err:
-                        logger.error(
-                            "Unable to check or remove stale UNIX socket %r: %r", local_addr, err
-                        )
+                if local_addr:
+                    _remove_stale_unix_socket(local_addr)
                 addr_pairs = [((family, proto), (local_addr, remote_addr))]
             else:
                 by_key: dict[tuple[int, int], list] = {}
