@@ -441,6 +441,8 @@ int cio_task_step(TaskObj *task, PyObject *exc);
 int cio_task_wakeup(TaskObj *task, FutureObj *fut);
 /* The callable that wakes the task when passed a done future (made once). */
 PyObject *cio_task_wakeup_method(TaskObj *task);
+/* Takes a task off the module's list of live tasks (idempotent). */
+void cio_task_unlink(TaskObj *task);
 
 /* ---- networking (transport*.c, sockops.c) ---- */
 

@@ -495,6 +495,9 @@ Future_dealloc(FutureObj *self)
         return; /* resurrected by the exception handler */
     }
     PyObject_GC_UnTrack(self);
+    if (self->is_task) {
+        cio_task_unlink((TaskObj *)self);
+    }
     if (self->weakreflist != NULL) {
         PyObject_ClearWeakRefs((PyObject *)self);
     }

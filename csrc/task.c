@@ -203,133 +203,129 @@ future_loop(cio_state *st, PyObject *fut)
     return PyObject_GetAttrString(fut, "_loop");
 }
 
+/* Starts waiting for `fut`, a future of this task's loop that the
+ * coroutine yielded: registers the wakeup -- a direct WAKEUP entry for our
+ * own futures, the bound wakeup method through add_done_callback() for
+ * anybody else's -- and passes on a cancel() that came first. */
+static int
+wait_for_future(TaskObj *task, PyObject *fut, int ours)
+{
+    cio_state *st = task->fut.st;
+    int rc;
+    if (ours) {
+        ((FutureObj *)fut)->blocking = 0;
+        rc = cio_future_add_callback((FutureObj *)fut, (PyObject *)task, task->context,
+                                     CIO_CB_WAKEUP);
+    }
+    else {
+        rc = PyObject_SetAttr(fut, st->str_asyncio_future_blocking, Py_False);
+        PyObject *wakeup = rc == 0 ? cio_task_wakeup_method(task) : NULL;
+        PyObject *res = NULL;
+        if (wakeup != NULL) {
+            PyObject *args[3] = {fut, wakeup, task->context};
+            res =
+                PyObject_VectorcallMethod(st->str_add_done_callback, args, 2, st->kwnames_context);
+            Py_DECREF(wakeup);
+        }
+        rc = res ? 0 : -1;
+        Py_XDECREF(res);
+    }
+    if (rc < 0) {
+        return -1;
+    }
+    Py_XSETREF(task->fut_waiter, Py_NewRef(fut));
+    if (task->must_cancel) {
+        int r = cancel_waiter(st, fut, task->fut.cancel_message);
+        if (r < 0) {
+            return -1;
+        }
+        if (r > 0) {
+            task->must_cancel = 0;
+        }
+    }
+    return 0;
+}
+
+/* The coroutine yielded something that is not a future: a mistake, which
+ * is thrown back into it, as asyncio does. */
+static int
+bad_yield(TaskObj *task, PyObject *result)
+{
+    PyObject *isgen = PyObject_CallOneArg(task->fut.st->isgenerator, result);
+    int is_gen = isgen ? PyObject_IsTrue(isgen) : -1;
+    Py_XDECREF(isgen);
+    if (is_gen < 0) {
+        return -1;
+    }
+    if (is_gen) {
+        return schedule_runtime_error(
+            task, PyUnicode_FromFormat(
+                      "yield was used instead of yield from for generator in task %R with %R", task,
+                      result));
+    }
+    return schedule_runtime_error(task, PyUnicode_FromFormat("Task got bad yield: %R", result));
+}
+
 /* The coroutine yielded `result` (stolen): decide what to wait for. */
 static int
 handle_yield(TaskObj *task, PyObject *result)
 {
     cio_state *st = task->fut.st;
-    int rc;
+    int rc, blocking;
+    PyObject *loop;
     if (result == Py_None) {
         /* A bare yield: give the loop one turn. */
         Py_DECREF(result);
         return call_step_soon(task, NULL);
     }
-    if (cio_future_check_exact(st, result)) {
-        FutureObj *fut = (FutureObj *)result;
-        if (fut->loop != task->fut.loop) {
-            rc = schedule_runtime_error(
-                task, PyUnicode_FromFormat("Task %R got Future %R attached to a different loop",
-                                           task, result));
-        }
-        else if (!fut->blocking) {
-            rc = schedule_runtime_error(
-                task, PyUnicode_FromFormat(
-                          "yield was used instead of yield from in task %R with %R", task, result));
-        }
-        else if (result == (PyObject *)task) {
-            rc = schedule_runtime_error(
-                task, PyUnicode_FromFormat("Task cannot await on itself: %R", task));
-        }
-        else {
-            fut->blocking = 0;
-            rc = cio_future_add_callback(fut, (PyObject *)task, task->context, CIO_CB_WAKEUP);
-            if (rc == 0) {
-                Py_XSETREF(task->fut_waiter, Py_NewRef(result));
-                if (task->must_cancel) {
-                    int r = cancel_waiter(st, result, task->fut.cancel_message);
-                    if (r < 0) {
-                        rc = -1;
-                    }
-                    else if (r > 0) {
-                        task->must_cancel = 0;
-                    }
-                }
+    /* A future says so with _asyncio_future_blocking (None or missing on
+     * anything else); ours are checked without a Python call. */
+    int ours = cio_future_check_exact(st, result);
+    if (ours) {
+        blocking = ((FutureObj *)result)->blocking;
+        loop = Py_NewRef(((FutureObj *)result)->loop);
+    }
+    else {
+        PyObject *flag = PyObject_GetAttr(result, st->str_asyncio_future_blocking);
+        if (flag == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                Py_DECREF(result);
+                return -1;
             }
+            PyErr_Clear();
         }
-        Py_DECREF(result);
-        return rc;
-    }
-
-    /* Something else: a foreign future, or a mistake. */
-    PyObject *blocking = PyObject_GetAttr(result, st->str_asyncio_future_blocking);
-    if (blocking == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        if (flag == NULL || flag == Py_None) {
+            Py_XDECREF(flag);
+            rc = bad_yield(task, result);
             Py_DECREF(result);
-            return -1;
+            return rc;
         }
-        PyErr_Clear();
-    }
-    if (blocking != NULL && blocking != Py_None) {
-        int is_blocking = PyObject_IsTrue(blocking);
-        Py_DECREF(blocking);
-        PyObject *loop = is_blocking < 0 ? NULL : future_loop(st, result);
+        blocking = PyObject_IsTrue(flag);
+        Py_DECREF(flag);
+        loop = blocking < 0 ? NULL : future_loop(st, result);
         if (loop == NULL) {
             Py_DECREF(result);
             return -1;
         }
-        int same_loop = loop == task->fut.loop;
-        Py_DECREF(loop);
-        if (!same_loop) {
-            rc = schedule_runtime_error(
-                task, PyUnicode_FromFormat("Task %R got Future %R attached to a different loop",
-                                           task, result));
-        }
-        else if (!is_blocking) {
-            rc = schedule_runtime_error(
-                task, PyUnicode_FromFormat(
-                          "yield was used instead of yield from in task %R with %R", task, result));
-        }
-        else if (result == (PyObject *)task) {
-            rc = schedule_runtime_error(
-                task, PyUnicode_FromFormat("Task cannot await on itself: %R", task));
-        }
-        else {
-            rc = PyObject_SetAttr(result, st->str_asyncio_future_blocking, Py_False);
-            PyObject *wakeup = rc == 0 ? cio_task_wakeup_method(task) : NULL;
-            if (wakeup != NULL) {
-                PyObject *args[3] = {result, wakeup, task->context};
-                PyObject *res = PyObject_VectorcallMethod(st->str_add_done_callback, args, 2,
-                                                          st->kwnames_context);
-                Py_DECREF(wakeup);
-                rc = res ? 0 : -1;
-                Py_XDECREF(res);
-            }
-            else {
-                rc = -1;
-            }
-            if (rc == 0) {
-                Py_XSETREF(task->fut_waiter, Py_NewRef(result));
-                if (task->must_cancel) {
-                    int r = cancel_waiter(st, result, task->fut.cancel_message);
-                    if (r < 0) {
-                        rc = -1;
-                    }
-                    else if (r > 0) {
-                        task->must_cancel = 0;
-                    }
-                }
-            }
-        }
-        Py_DECREF(result);
-        return rc;
     }
-    Py_XDECREF(blocking);
-
-    PyObject *isgen = PyObject_CallOneArg(st->isgenerator, result);
-    int is_gen = isgen ? PyObject_IsTrue(isgen) : -1;
-    Py_XDECREF(isgen);
-    if (is_gen < 0) {
-        rc = -1;
-    }
-    else if (is_gen) {
+    if (loop != task->fut.loop) {
         rc = schedule_runtime_error(
-            task, PyUnicode_FromFormat(
-                      "yield was used instead of yield from for generator in task %R with %R", task,
-                      result));
+            task, PyUnicode_FromFormat("Task %R got Future %R attached to a different loop", task,
+                                       result));
+    }
+    else if (!blocking) {
+        rc = schedule_runtime_error(
+            task, PyUnicode_FromFormat("yield was used instead of yield from in task %R with %R",
+                                       task, result));
+    }
+    else if (result == (PyObject *)task) {
+        rc = schedule_runtime_error(task,
+                                    PyUnicode_FromFormat("Task cannot await on itself: %R", task));
     }
     else {
-        rc = schedule_runtime_error(task, PyUnicode_FromFormat("Task got bad yield: %R", result));
+        rc = wait_for_future(task, result, ours);
     }
+    Py_DECREF(loop);
     Py_DECREF(result);
     return rc;
 }
@@ -587,8 +583,8 @@ link_task(TaskObj *task)
     st->tasks_head = task;
 }
 
-static void
-unlink_task(TaskObj *task)
+void
+cio_task_unlink(TaskObj *task)
 {
     cio_state *st = task->fut.st;
     if (task->prev != NULL) {
@@ -742,33 +738,13 @@ Task_clear(TaskObj *self)
 }
 
 static void
-Task_dealloc(TaskObj *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
-        return; /* resurrected by the exception handler */
-    }
-    PyObject_GC_UnTrack(self);
-    unlink_task(self);
-    if (self->fut.weakreflist != NULL) {
-        PyObject_ClearWeakRefs((PyObject *)self);
-    }
-    if (tp->tp_clear != NULL) {
-        tp->tp_clear((PyObject *)self);
-    }
-    self->fut.st->live.futures--;
-    tp->tp_free(self);
-    Py_DECREF(tp);
-}
-
-static void
 Task_finalize(TaskObj *self)
 {
     cio_state *st = self->fut.st;
     /* The task is garbage.  Whatever the report below does with it (an
      * exception handler may keep it), it leaves asyncio.all_tasks() now, as
      * a task in asyncio's WeakSet would: weakrefs die before finalizers. */
-    unlink_task(self);
+    cio_task_unlink(self);
     if (self->fut.state == CIO_PENDING && self->log_destroy_pending && self->fut.loop != NULL) {
         PyObject *saved = cio_err_take();
         PyObject *message = PyUnicode_FromString("Task was destroyed but it is pending!");
@@ -976,7 +952,6 @@ static PyGetSetDef Task_getset[] = {
 static PyType_Slot Task_slots[] = {
     {Py_tp_doc, "A coroutine wrapped in a Future, as asyncio.Task, implemented in C."},
     {Py_tp_init, Task_init},
-    {Py_tp_dealloc, Task_dealloc},
     {Py_tp_finalize, Task_finalize},
     {Py_tp_traverse, Task_traverse},
     {Py_tp_clear, Task_clear},
