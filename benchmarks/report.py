@@ -292,15 +292,18 @@ def table(report: dict[str, Any]) -> str:
             if c["workload"] == w["floor_of"] and c["what"].endswith("/floor")
         ]
         text = (
-            f"Floor: {w['floor_of']}'s callbacks on a bare collections.deque trampoline: "
+            f"Floor of {w['floor_of']} ({name}): "
             f"{_si(floor_ops)} {w['unit']}/s +-{entry['summary']['spread_pct']:.0f}%"
         )
+        base = report["workloads"].get(w["floor_of"], {}).get("results", {}).get(report["base"])
         if base_check:
             c = base_check[0]
             text += (
                 f"; casyncio takes {c['value']:.2f}x the floor's time "
                 f"(target <= {c['bound']:g}: {'ok' if c['ok'] else 'MISS'})"
             )
+        elif base is not None and "ops_per_s" in base:
+            text += f"; casyncio reaches {base['ops_per_s'] / floor_ops:.0%} of it"
         lines.append(text)
     unavailable = [f"{n} ({i['reason']})" for n, i in report["loops"].items() if not i["available"]]
     if unavailable:

@@ -10,11 +10,25 @@ Only the round trips are timed: not the server start, not the connects.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import shutil
 import socket
+import subprocess
+import tempfile
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import cast
 
-from ..registry import ECHO_TARGETS, LoopFactory, Measurement, Sizes, Stopwatch, run_loop, workload
+from ..registry import (
+    ECHO_TARGETS,
+    LoopFactory,
+    Measurement,
+    Sizes,
+    Stopwatch,
+    run_loop,
+    workload,
+)
 
 CLIENTS = 4
 HOST = "127.0.0.1"
@@ -273,3 +287,60 @@ for _style in STYLES:
             unit="round trips",
             targets=ECHO_TARGETS,
         )(_make(_style, _kib))
+
+
+# ---- the floor: the same echo in C, no loop, no Python ---------------------------
+
+FLOOR_SOURCE = Path(__file__).resolve().parents[1] / "floor" / "tcp_echo.c"
+
+
+def _floor_binary() -> Path:
+    """benchmarks/floor/tcp_echo.c, compiled once per machine (the binary is
+    cached in the temp dir under the source's hash)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise NotImplementedError("no C compiler to build the echo floor")
+    digest = hashlib.sha256(FLOOR_SOURCE.read_bytes()).hexdigest()[:16]
+    binary = Path(tempfile.gettempdir()) / f"casyncio-echo-floor-{digest}"
+    if not binary.exists():
+        partial = binary.with_name(f"{binary.name}.{os.getpid()}")
+        subprocess.run(
+            [cc, "-O2", "-o", str(partial), str(FLOOR_SOURCE)], check=True, capture_output=True
+        )
+        os.replace(partial, binary)
+    return binary
+
+
+def _make_floor(kib: int) -> Callable[[LoopFactory, int], Measurement]:
+    size = kib * KIB
+
+    def run(new_loop: LoopFactory, n: int) -> Measurement:
+        del new_loop  # not a loop: what any loop could reach at best
+        out = subprocess.run(
+            [str(_floor_binary()), str(size), str(n), str(CLIENTS)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        trips, seconds = out.stdout.split()
+        return Measurement(float(seconds), int(trips), {})
+
+    run.__name__ = run.__qualname__ = f"echo_floor_{kib}k"
+    run.__doc__ = (
+        f"The {kib} KiB echo done in C with the same system calls (non-blocking sockets, "
+        f"one epoll set, {CLIENTS} clients, one thread), no loop and no Python: the floor "
+        f"every loop's echo rows sit above."
+    )
+    return run
+
+
+for _kib, _sizes in ROUND_TRIPS.items():
+    workload(
+        f"echo_floor_{_kib}k",
+        group="floor",
+        kind="time",
+        sizes=_sizes,
+        unit="round trips",
+        only_on=("deque",),
+        floor_of=f"echo_protocol_{_kib}k",
+    )(_make_floor(_kib))

@@ -1,0 +1,198 @@
+/* tcp_echo.c: the echo benchmark with no event loop and no Python -- the
+ * floor the echo rows are judged against.
+ *
+ * The same shape as benchmarks/workloads/echo.py: CLIENTS connections over
+ * loopback with TCP_NODELAY, non-blocking sockets watched by one
+ * level-triggered epoll set; each client sends a message, the server end
+ * writes back what it reads, and the client counts a round trip once the
+ * whole message came back.  Everything runs in one thread, as the loops do.
+ *
+ *   tcp_echo SIZE ROUND_TRIPS_PER_CLIENT CLIENTS
+ * prints "ROUND_TRIPS SECONDS" (the round trips only, not the set-up). */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    int fd;
+    int is_client;
+    char *buf;      /* server: bytes read, not yet written back */
+    size_t pending; /* server: how many; client: bytes of the message still to send */
+    size_t got;     /* client: bytes of the reply received */
+    long done;      /* client: round trips finished */
+} conn;
+
+static size_t size;
+static char *msg;
+static int epfd;
+
+static double
+now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void
+watch(conn *c, int out)
+{
+    struct epoll_event ev = {0};
+    ev.events = EPOLLIN | (out ? EPOLLOUT : 0);
+    ev.data.ptr = c;
+    epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+static void
+die(const char *what)
+{
+    perror(what);
+    exit(1);
+}
+
+/* Sends what is pending from `from`; returns how much went. */
+static size_t
+send_some(int fd, const char *from, size_t len)
+{
+    ssize_t n = send(fd, from, len, MSG_NOSIGNAL);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) {
+            return 0;
+        }
+        die("send");
+    }
+    return (size_t)n;
+}
+
+static void
+client_send(conn *c)
+{
+    size_t sent = send_some(c->fd, msg + (size - c->pending), c->pending);
+    c->pending -= sent;
+    watch(c, c->pending > 0);
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s SIZE ROUND_TRIPS_PER_CLIENT CLIENTS\n", argv[0]);
+        return 2;
+    }
+    size = (size_t)atol(argv[1]);
+    long per_client = atol(argv[2]);
+    int clients = atoi(argv[3]);
+    msg = malloc(size);
+    char *rbuf = malloc(256 * 1024);
+    if (msg == NULL || rbuf == NULL) {
+        die("malloc");
+    }
+    for (size_t i = 0; i < size; i++) {
+        msg[i] = (char)i;
+    }
+
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof(addr);
+    if (bind(lfd, (struct sockaddr *)&addr, alen) < 0 || listen(lfd, 128) < 0 ||
+        getsockname(lfd, (struct sockaddr *)&addr, &alen) < 0) {
+        die("listen");
+    }
+    epfd = epoll_create1(0);
+    conn *conns = calloc((size_t)clients * 2, sizeof(conn));
+    int one = 1;
+    for (int i = 0; i < clients; i++) {
+        int cfd = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(cfd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+            die("connect");
+        }
+        int sfd = accept(lfd, NULL, NULL);
+        if (sfd < 0) {
+            die("accept");
+        }
+        conn *pair[2] = {&conns[2 * i], &conns[2 * i + 1]};
+        int fds[2] = {cfd, sfd};
+        for (int k = 0; k < 2; k++) {
+            setsockopt(fds[k], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            fcntl(fds[k], F_SETFL, O_NONBLOCK);
+            pair[k]->fd = fds[k];
+            pair[k]->is_client = k == 0;
+            pair[k]->buf = k == 1 ? malloc(256 * 1024 + size) : NULL;
+            struct epoll_event ev = {0};
+            ev.events = EPOLLIN;
+            ev.data.ptr = pair[k];
+            epoll_ctl(epfd, EPOLL_CTL_ADD, fds[k], &ev);
+        }
+    }
+
+    long total = per_client * clients, finished = 0;
+    struct epoll_event events[256];
+    double t0 = now();
+    for (int i = 0; i < clients; i++) {
+        conns[2 * i].pending = size;
+        client_send(&conns[2 * i]);
+    }
+    while (finished < total) {
+        int n = epoll_wait(epfd, events, 256, -1);
+        for (int e = 0; e < n; e++) {
+            conn *c = events[e].data.ptr;
+            if (events[e].events & EPOLLOUT) {
+                if (c->is_client) {
+                    client_send(c);
+                }
+                else {
+                    size_t sent = send_some(c->fd, c->buf, c->pending);
+                    memmove(c->buf, c->buf + sent, c->pending - sent);
+                    c->pending -= sent;
+                    watch(c, c->pending > 0);
+                }
+            }
+            if (!(events[e].events & EPOLLIN)) {
+                continue;
+            }
+            ssize_t got = recv(c->fd, rbuf, 256 * 1024, 0);
+            if (got <= 0) {
+                if (got < 0 && (errno == EAGAIN || errno == EINTR)) {
+                    continue;
+                }
+                die("recv");
+            }
+            if (c->is_client) {
+                c->got += (size_t)got;
+                if (c->got >= size) {
+                    c->got = 0;
+                    finished++;
+                    if (++c->done < per_client) {
+                        c->pending = size;
+                        client_send(c);
+                    }
+                }
+            }
+            else if (c->pending > 0) {
+                /* Still writing back earlier data: keep order. */
+                memcpy(c->buf + c->pending, rbuf, (size_t)got);
+                c->pending += (size_t)got;
+            }
+            else {
+                size_t sent = send_some(c->fd, rbuf, (size_t)got);
+                if (sent < (size_t)got) {
+                    memcpy(c->buf, rbuf + sent, (size_t)got - sent);
+                    c->pending = (size_t)got - sent;
+                    watch(c, 1);
+                }
+            }
+        }
+    }
+    printf("%ld %.9f\n", total, now() - t0);
+    return 0;
+}
