@@ -319,11 +319,11 @@ cio_handle_cancel(HandleObj *h)
 void
 cio_handle_track_context(HandleObj *h)
 {
+    /* Only we untrack it, and only once: it is untracked while the flag is
+     * set. */
     if (h->ctx_untracked) {
         h->ctx_untracked = 0;
-        if (!PyObject_GC_IsTracked(h->context)) {
-            PyObject_GC_Track(h->context);
-        }
+        PyObject_GC_Track(h->context);
     }
 }
 
@@ -333,8 +333,9 @@ cio_handle_traverse_refs(HandleObj *self, visitproc visit, void *arg)
     Py_VISIT(self->callback);
     Py_VISIT(self->args);
     if (self->ctx_untracked) {
-        /* An untracked context copy only this handle holds: what it refers
-         * to counts as referred to from here. */
+        /* An untracked context copy only this handle holds (see loop.c,
+         * timers): what it refers to counts as referred to from here, for
+         * the handle's whole life unless get_context() hands it out. */
         int r = Py_TYPE(self->context)->tp_traverse(self->context, visit, arg);
         if (r) {
             return r;
@@ -353,18 +354,14 @@ static int
 Handle_traverse(HandleObj *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->callback);
-    Py_VISIT(self->args);
-    Py_VISIT(self->context);
-    Py_VISIT(self->loop);
-    Py_VISIT(self->repr);
-    Py_VISIT(self->source_traceback);
-    return 0;
+    return cio_handle_traverse_refs(self, visit, arg);
 }
 
 static int
 Handle_clear(HandleObj *self)
 {
+    /* A context must be tracked when it is freed: CPython's context
+     * deallocator unlinks it from the GC's lists without checking. */
     cio_handle_track_context(self);
     Py_CLEAR(self->callback);
     Py_CLEAR(self->args);

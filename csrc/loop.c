@@ -178,15 +178,16 @@ run_item_debug(LoopObj *self, cio_ring_item *it)
  * collector does not have to walk, promote and re-walk every pending timer
  * -- with many timers pending, that was most of what call_later() cost.
  * A handle is tracked again the moment it leaves the heap (fired, cancelled,
- * or the loop is cleared). */
+ * or the loop is cleared); the context copy made for it stays untracked for
+ * as long as only the handle can reach it (handle.c). */
 
 static void
 timer_leave_heap(TimerHandleObj *t)
 {
-    cio_handle_track_context(&t->base);
-    if (!PyObject_GC_IsTracked((PyObject *)t)) {
-        PyObject_GC_Track(t);
-    }
+    /* Untracked exactly while in the heap: nothing else tracks it.  Its
+     * context copy may stay untracked: the handle's traverse reports what
+     * the context refers to, as Loop_traverse did. */
+    PyObject_GC_Track(t);
 }
 
 int
