@@ -96,3 +96,36 @@ def test_timers_run_in_their_context_after_being_untracked():
     finally:
         loop.close()
     assert seen == ["at schedule time"]
+
+
+def test_cycle_through_a_fired_timers_context_is_collected():
+    """After it fired, a timer's context copy stays off the GC's lists while
+    only its handle holds it; the handle reports what the context refers to,
+    so a cycle handle -> context -> value -> handle is still found."""
+    import weakref
+
+    var = contextvars.ContextVar("var")
+
+    class Box:
+        handle = None
+
+    loop = casyncio.new_event_loop()
+    try:
+        box = Box()
+        probe = weakref.ref(box)
+        holder = [box]
+
+        def callback():
+            # Afterwards only the handle's context refers to box.
+            var.set(holder.pop())
+
+        h = loop.call_later(0, callback)
+        box.handle = h  # ...and box refers to the handle: a cycle
+        loop.call_later(0.001, loop.stop)
+        loop.run_forever()
+        assert gc.is_tracked(h)
+        del box, h
+        gc.collect()
+        assert probe() is None
+    finally:
+        loop.close()
