@@ -22,7 +22,53 @@
 #include "core/poller.h"
 #include "core/ring.h"
 
-#define CIO_HANDLE_FREELIST_MAX 256
+/* A free list: dead objects of one exact type kept for reuse, so the
+ * busiest objects (Handles, TimerHandles, future iterators) skip the
+ * allocator. A kept object's fields after its header are free; the first of
+ * them links the list. */
+#define CIO_FREELIST_MAX 256
+
+typedef struct {
+    PyObject *head;
+    int len;
+} cio_freelist;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *next;
+} cio_freed;
+
+/* Keep `obj` (untracked, its references dropped); 0 if the list is full and
+ * the caller frees it. */
+static inline int
+cio_freelist_push(cio_freelist *fl, PyObject *obj)
+{
+    if (fl->len >= CIO_FREELIST_MAX) {
+        return 0;
+    }
+    ((cio_freed *)obj)->next = fl->head;
+    fl->head = obj;
+    fl->len++;
+    return 1;
+}
+
+/* A kept object brought back as a new `type` with refcount 1, or NULL if
+ * the list is empty. Its fields are the caller's to set. */
+static inline PyObject *
+cio_freelist_pop(cio_freelist *fl, PyTypeObject *type)
+{
+    PyObject *obj = fl->head;
+    if (obj != NULL) {
+        fl->head = ((cio_freed *)obj)->next;
+        fl->len--;
+        /* Sets the refcount to 1 and takes a reference to the type. */
+        PyObject_Init(obj, type);
+    }
+    return obj;
+}
+
+/* Free every kept object (at module teardown). */
+void cio_freelist_clear(cio_freelist *fl);
 
 /* Counters of live objects, kept in every build: tests assert that they
  * return to their starting values (a leaked Handle shows up as a count). */
@@ -113,14 +159,9 @@ typedef struct {
     /* False once asyncio.all_tasks() reads that list (casyncio/_tasks.py),
      * so tasks need not also join asyncio's WeakSet. */
     char register_tasks;
-    struct FutureIterObj *iter_freelist;
-    int iter_freelist_len;
-
-    /* Handle objects kept for reuse, linked through their `callback`. */
-    struct HandleObj *handle_freelist;
-    int handle_freelist_len;
-    struct HandleObj *timer_freelist;
-    int timer_freelist_len;
+    cio_freelist iter_freelist;
+    cio_freelist handle_freelist;
+    cio_freelist timer_freelist;
 
     cio_counters live;
     cio_totals totals;
@@ -148,7 +189,7 @@ enum {
 typedef struct HandleObj {
     PyObject_HEAD
     cio_state *st;      /* borrowed; the type keeps the module alive */
-    PyObject *callback; /* NULL once cancelled (or free-listed: next) */
+    PyObject *callback; /* NULL once cancelled */
     PyObject *args;     /* tuple, or NULL for no arguments */
     PyObject *context;  /* contextvars.Context */
     PyObject *loop;
@@ -198,7 +239,6 @@ int cio_handle_traverse_refs(HandleObj *h, visitproc visit, void *arg);
 /* Puts a handle's own context copy back on the GC's lists, if the loop had
  * taken it off (see loop.c, timers). */
 void cio_handle_track_context(HandleObj *h);
-void cio_handle_clear_freelists(cio_state *st);
 
 static inline int
 cio_handle_check(cio_state *st, PyObject *op)
@@ -387,7 +427,7 @@ typedef struct TaskObj {
 typedef struct FutureIterObj {
     PyObject_HEAD
     cio_state *st;
-    FutureObj *future; /* NULL once exhausted (or free-listed: next) */
+    FutureObj *future; /* NULL once exhausted */
 } FutureIterObj;
 
 static inline int
@@ -410,7 +450,6 @@ cio_task_check(cio_state *st, PyObject *op)
 
 int cio_future_init_types(PyObject *module, cio_state *st);
 int cio_task_init_type(PyObject *module, cio_state *st);
-void cio_future_clear_freelists(cio_state *st);
 
 /* A new pending Future on loop. */
 PyObject *cio_future_new(cio_state *st, PyObject *loop);

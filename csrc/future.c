@@ -18,8 +18,6 @@
 
 #include <string.h>
 
-#define ITER_FREELIST_MAX 256
-
 static const char *const state_names[] = {"PENDING", "CANCELLED", "FINISHED"};
 
 /* ---- callback storage ---- */
@@ -908,13 +906,8 @@ Future_await(FutureObj *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     cio_state *st = self->st;
-    FutureIterObj *it = st->iter_freelist;
-    if (it != NULL) {
-        st->iter_freelist = (FutureIterObj *)it->future;
-        st->iter_freelist_len--;
-        PyObject_Init((PyObject *)it, st->FutureIterType);
-    }
-    else {
+    FutureIterObj *it = (FutureIterObj *)cio_freelist_pop(&st->iter_freelist, st->FutureIterType);
+    if (it == NULL) {
         it = PyObject_GC_New(FutureIterObj, st->FutureIterType);
         if (it == NULL) {
             return NULL;
@@ -1165,26 +1158,10 @@ FutureIter_dealloc(FutureIterObj *it)
     cio_state *st = it->st;
     PyObject_GC_UnTrack(it);
     Py_CLEAR(it->future);
-    if (tp == st->FutureIterType && st->iter_freelist_len < ITER_FREELIST_MAX) {
-        it->future = (FutureObj *)st->iter_freelist;
-        st->iter_freelist = it;
-        st->iter_freelist_len++;
-    }
-    else {
+    if (tp != st->FutureIterType || !cio_freelist_push(&st->iter_freelist, (PyObject *)it)) {
         tp->tp_free(it);
     }
     Py_DECREF(tp);
-}
-
-void
-cio_future_clear_freelists(cio_state *st)
-{
-    while (st->iter_freelist != NULL) {
-        FutureIterObj *it = st->iter_freelist;
-        st->iter_freelist = (FutureIterObj *)it->future;
-        PyObject_GC_Del(it);
-    }
-    st->iter_freelist_len = 0;
 }
 
 static PyMethodDef FutureIter_methods[] = {

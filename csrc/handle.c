@@ -14,28 +14,25 @@
 #include <math.h>
 #include <stddef.h>
 
+/* The free list for exactly `type`; subclasses get none. */
+static cio_freelist *
+freelist_for(cio_state *st, PyTypeObject *type)
+{
+    if (type == st->HandleType) {
+        return &st->handle_freelist;
+    }
+    if (type == st->TimerHandleType) {
+        return &st->timer_freelist;
+    }
+    return NULL;
+}
+
 static HandleObj *
 handle_alloc(cio_state *st, PyTypeObject *type)
 {
-    HandleObj *h;
-    HandleObj **list = NULL;
-    int *len = NULL;
-    if (type == st->HandleType) {
-        list = &st->handle_freelist;
-        len = &st->handle_freelist_len;
-    }
-    else if (type == st->TimerHandleType) {
-        list = &st->timer_freelist;
-        len = &st->timer_freelist_len;
-    }
-    if (list != NULL && *list != NULL) {
-        h = *list;
-        *list = (HandleObj *)h->callback;
-        (*len)--;
-        /* Sets the refcount to 1 and takes a reference to the type. */
-        PyObject_Init((PyObject *)h, type);
-    }
-    else {
+    cio_freelist *fl = freelist_for(st, type);
+    HandleObj *h = fl ? (HandleObj *)cio_freelist_pop(fl, type) : NULL;
+    if (h == NULL) {
         h = PyObject_GC_New(HandleObj, type);
         if (h == NULL) {
             return NULL;
@@ -383,37 +380,11 @@ Handle_dealloc(HandleObj *self)
     }
     Handle_clear(self);
     st->live.handles--;
-    if (tp == st->HandleType && st->handle_freelist_len < CIO_HANDLE_FREELIST_MAX) {
-        self->callback = (PyObject *)st->handle_freelist;
-        st->handle_freelist = self;
-        st->handle_freelist_len++;
-    }
-    else if (tp == st->TimerHandleType && st->timer_freelist_len < CIO_HANDLE_FREELIST_MAX) {
-        self->callback = (PyObject *)st->timer_freelist;
-        st->timer_freelist = self;
-        st->timer_freelist_len++;
-    }
-    else {
+    cio_freelist *fl = freelist_for(st, tp);
+    if (fl == NULL || !cio_freelist_push(fl, (PyObject *)self)) {
         tp->tp_free(self);
     }
     Py_DECREF(tp);
-}
-
-void
-cio_handle_clear_freelists(cio_state *st)
-{
-    while (st->handle_freelist != NULL) {
-        HandleObj *h = st->handle_freelist;
-        st->handle_freelist = (HandleObj *)h->callback;
-        PyObject_GC_Del(h);
-    }
-    st->handle_freelist_len = 0;
-    while (st->timer_freelist != NULL) {
-        HandleObj *h = st->timer_freelist;
-        st->timer_freelist = (HandleObj *)h->callback;
-        PyObject_GC_Del(h);
-    }
-    st->timer_freelist_len = 0;
 }
 
 static PyObject *

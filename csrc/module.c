@@ -100,8 +100,8 @@ mod_live_counts(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
     cio_state *st = PyModule_GetState(module);
     return Py_BuildValue("{sn,sn,sn,si,si}", "handles", st->live.handles, "loops", st->live.loops,
-                         "futures", st->live.futures, "handle_freelist", st->handle_freelist_len,
-                         "timer_freelist", st->timer_freelist_len);
+                         "futures", st->live.futures, "handle_freelist", st->handle_freelist.len,
+                         "timer_freelist", st->timer_freelist.len);
 }
 
 static PyObject *
@@ -244,12 +244,24 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     return 0;
 }
 
+void
+cio_freelist_clear(cio_freelist *fl)
+{
+    while (fl->head != NULL) {
+        PyObject *obj = fl->head;
+        fl->head = ((cio_freed *)obj)->next;
+        PyObject_GC_Del(obj);
+    }
+    fl->len = 0;
+}
+
 static int
 module_clear(PyObject *module)
 {
     cio_state *st = PyModule_GetState(module);
-    cio_handle_clear_freelists(st);
-    cio_future_clear_freelists(st);
+    cio_freelist_clear(&st->handle_freelist);
+    cio_freelist_clear(&st->timer_freelist);
+    cio_freelist_clear(&st->iter_freelist);
     Py_CLEAR(st->LoopType);
     Py_CLEAR(st->HandleType);
     Py_CLEAR(st->TimerHandleType);
