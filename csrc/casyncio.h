@@ -543,6 +543,37 @@ cio_err_restore(PyObject *exc /* steals */)
 /* Imports the lazily cached asyncio helpers into the state. Returns 0/-1. */
 int cio_state_import_asyncio(cio_state *st);
 
+/* loop.get_debug() as 1/0 (read directly from a casyncio loop), -1 on error. */
+static inline int
+cio_loop_get_debug(cio_state *st, PyObject *loop)
+{
+    if (cio_loop_check(st, loop)) {
+        return ((LoopObj *)loop)->debug;
+    }
+    PyObject *res = PyObject_CallMethodNoArgs(loop, st->str_get_debug);
+    if (res == NULL) {
+        return -1;
+    }
+    int debug = PyObject_IsTrue(res);
+    Py_DECREF(res);
+    return debug;
+}
+
+/* Sets *out to the stack of the innermost Python frame, if there is one.
+ * Returns 0/-1. */
+int cio_capture_stack(cio_state *st, PyObject **out);
+
+/* In debug mode, where an object is being made: sets *out to the stack of
+ * the innermost Python frame (the caller of call_soon(), create_future()...;
+ * C methods have no frame of their own), as asyncio's source_traceback.
+ * Leaves *out alone outside debug mode. Returns 0/-1. */
+static inline int
+cio_source_traceback(cio_state *st, PyObject *loop, PyObject **out)
+{
+    int debug = cio_loop_get_debug(st, loop);
+    return debug <= 0 ? debug : cio_capture_stack(st, out);
+}
+
 /* True for SystemExit and KeyboardInterrupt: the exceptions a loop lets
  * through instead of reporting. */
 int cio_exception_is_fatal(PyObject *exc);

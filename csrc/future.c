@@ -305,34 +305,7 @@ cio_future_init(FutureObj *fut, PyObject *loop)
     if (fut->loop == NULL) {
         return -1;
     }
-    int debug;
-    if (cio_loop_check(st, fut->loop)) {
-        debug = ((LoopObj *)fut->loop)->debug;
-    }
-    else {
-        PyObject *res = PyObject_CallMethodNoArgs(fut->loop, st->str_get_debug);
-        if (res == NULL) {
-            return -1;
-        }
-        debug = PyObject_IsTrue(res);
-        Py_DECREF(res);
-        if (debug < 0) {
-            return -1;
-        }
-    }
-    if (debug) {
-        PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
-        if (frame != NULL) {
-            if (cio_state_import_asyncio(st) < 0) {
-                return -1;
-            }
-            fut->source_traceback = PyObject_CallOneArg(st->extract_stack, (PyObject *)frame);
-            if (fut->source_traceback == NULL) {
-                return -1;
-            }
-        }
-    }
-    return 0;
+    return cio_source_traceback(st, fut->loop, &fut->source_traceback);
 }
 
 static PyObject *

@@ -58,21 +58,6 @@ handle_alloc(cio_state *st, PyTypeObject *type)
     return h;
 }
 
-static int
-loop_debug(cio_state *st, PyObject *loop)
-{
-    if (cio_loop_check(st, loop)) {
-        return ((LoopObj *)loop)->debug;
-    }
-    PyObject *res = PyObject_CallMethodNoArgs(loop, st->str_get_debug);
-    if (res == NULL) {
-        return -1;
-    }
-    int debug = PyObject_IsTrue(res);
-    Py_DECREF(res);
-    return debug;
-}
-
 /* Fills in a freshly allocated handle; on error the handle is released. */
 static int
 handle_setup(HandleObj *h, PyObject *callback, PyObject *args, PyObject *loop, PyObject *context)
@@ -93,23 +78,8 @@ handle_setup(HandleObj *h, PyObject *callback, PyObject *args, PyObject *loop, P
     else {
         h->context = Py_NewRef(context);
     }
-    int debug = loop_debug(st, loop);
-    if (debug < 0) {
+    if (cio_source_traceback(st, loop, &h->source_traceback) < 0) {
         return -1;
-    }
-    if (debug) {
-        /* Where the handle was made: the innermost Python frame is the
-         * caller of call_soon() (C methods have no frame of their own). */
-        PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
-        if (frame != NULL) {
-            if (cio_state_import_asyncio(st) < 0) {
-                return -1;
-            }
-            h->source_traceback = PyObject_CallOneArg(st->extract_stack, (PyObject *)frame);
-            if (h->source_traceback == NULL) {
-                return -1;
-            }
-        }
     }
     PyObject_GC_Track(h);
     return 0;
@@ -293,7 +263,7 @@ cio_handle_cancel(HandleObj *h)
     }
     h->cancelled = 1;
     if (h->loop != NULL) {
-        int debug = loop_debug(st, h->loop);
+        int debug = cio_loop_get_debug(st, h->loop);
         if (debug < 0) {
             return -1;
         }

@@ -95,6 +95,20 @@ cio_state_import_asyncio(cio_state *st)
                        "_format_callback_source");
 }
 
+int
+cio_capture_stack(cio_state *st, PyObject **out)
+{
+    PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
+    if (frame == NULL) {
+        return 0;
+    }
+    if (cio_state_import_asyncio(st) < 0) {
+        return -1;
+    }
+    *out = PyObject_CallOneArg(st->extract_stack, (PyObject *)frame);
+    return *out == NULL ? -1 : 0;
+}
+
 static PyObject *
 mod_live_counts(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
