@@ -15,7 +15,6 @@ import os
 import stat
 import sys
 import warnings
-from typing import Any
 
 logger = logging.getLogger("asyncio")
 
@@ -28,19 +27,22 @@ def _set_result_unless_cancelled(fut, result) -> None:
         fut.set_result(result)
 
 
-def _check_pipe_mode(fileno: int, what: str) -> tuple[bool, bool, bool]:
+def _check_pipe_mode(fileno: int) -> tuple[bool, bool, bool]:
     mode = os.fstat(fileno).st_mode
     return stat.S_ISCHR(mode), stat.S_ISFIFO(mode), stat.S_ISSOCK(mode)
 
 
 class _PipeTransportBase:
-    """What both pipe transports share: the close path and reporting."""
+    """What both pipe transports share: their state, the close path and reporting."""
 
-    _pipe: Any
-    _fileno: int
-    _loop: Any
-    _protocol: Any
-    _closing: bool
+    def __init__(self, loop, pipe, protocol, extra) -> None:
+        super().__init__(extra)
+        self._extra["pipe"] = pipe
+        self._loop = loop
+        self._pipe = pipe
+        self._fileno = pipe.fileno()
+        self._protocol = protocol
+        self._closing = False  # close() (or, for a writer, write_eof()) was called
 
     def set_protocol(self, protocol) -> None:
         self._protocol = protocol
@@ -99,15 +101,9 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
     """The read end of a pipe, FIFO, socket or character device."""
 
     def __init__(self, loop, pipe, protocol, waiter=None, extra=None) -> None:
-        super().__init__(extra)
-        self._extra["pipe"] = pipe
-        self._loop = loop
-        self._pipe = pipe
-        self._fileno = pipe.fileno()
-        self._protocol = protocol
-        self._closing = False
+        super().__init__(loop, pipe, protocol, extra)
         self._paused = False
-        is_char, is_fifo, is_socket = _check_pipe_mode(self._fileno, "read")
+        is_char, is_fifo, is_socket = _check_pipe_mode(self._fileno)
         if not (is_char or is_fifo or is_socket):
             self._pipe = None
             raise ValueError("Pipe transport is for pipes/sockets only.")
@@ -176,19 +172,13 @@ class WritePipeTransport(_PipeTransportBase, asyncio.WriteTransport):
     """The write end of a pipe, FIFO, socket or character device."""
 
     def __init__(self, loop, pipe, protocol, waiter=None, extra=None) -> None:
-        super().__init__(extra)
-        self._extra["pipe"] = pipe
-        self._loop = loop
-        self._pipe = pipe
-        self._fileno = pipe.fileno()
-        self._protocol = protocol
+        super().__init__(loop, pipe, protocol, extra)
         self._buffer = bytearray()
         self._conn_lost = 0
-        self._closing = False  # close() or write_eof() was called
         self._protocol_paused = False
         self._high_water = 64 * 1024
         self._low_water = self._high_water // 4
-        is_char, is_fifo, is_socket = _check_pipe_mode(self._fileno, "write")
+        is_char, is_fifo, is_socket = _check_pipe_mode(self._fileno)
         if not (is_char or is_fifo or is_socket):
             self._pipe = None
             raise ValueError("Pipe transport is only for pipes, sockets and character devices")
@@ -231,39 +221,30 @@ class WritePipeTransport(_PipeTransportBase, asyncio.WriteTransport):
         self._maybe_pause_protocol()
 
     def _maybe_pause_protocol(self) -> None:
-        if len(self._buffer) <= self._high_water or self._protocol_paused:
-            return
-        self._protocol_paused = True
+        if len(self._buffer) > self._high_water and not self._protocol_paused:
+            self._protocol_paused = True
+            self._tell_protocol("pause_writing")
+
+    def _maybe_resume_protocol(self) -> None:
+        if self._protocol_paused and len(self._buffer) <= self._low_water:
+            self._protocol_paused = False
+            self._tell_protocol("resume_writing")
+
+    def _tell_protocol(self, method: str) -> None:
+        """Call protocol.<method>(); a failure goes to the exception handler."""
         try:
-            self._protocol.pause_writing()
+            getattr(self._protocol, method)()
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._loop.call_exception_handler(
                 {
-                    "message": "protocol.pause_writing() failed",
+                    "message": f"protocol.{method}() failed",
                     "exception": exc,
                     "transport": self,
                     "protocol": self._protocol,
                 }
             )
-
-    def _maybe_resume_protocol(self) -> None:
-        if self._protocol_paused and len(self._buffer) <= self._low_water:
-            self._protocol_paused = False
-            try:
-                self._protocol.resume_writing()
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._loop.call_exception_handler(
-                    {
-                        "message": "protocol.resume_writing() failed",
-                        "exception": exc,
-                        "transport": self,
-                        "protocol": self._protocol,
-                    }
-                )
 
     # -- writing --
 
