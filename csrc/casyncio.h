@@ -540,6 +540,18 @@ cio_err_restore(PyObject *exc /* steals */)
 #endif
 }
 
+/* The truth of a value assigned to a boolean attribute: 1/0, or -1 with an
+ * exception (also for `del`, value NULL, which these attributes refuse). */
+static inline int
+cio_setter_truth(PyObject *value)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
+        return -1;
+    }
+    return PyObject_IsTrue(value);
+}
+
 /* Imports the lazily cached asyncio helpers into the state. Returns 0/-1. */
 int cio_state_import_asyncio(cio_state *st);
 

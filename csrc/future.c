@@ -816,11 +816,7 @@ Future_get_log_traceback(FutureObj *self, void *Py_UNUSED(closure))
 static int
 Future_set_log_traceback(FutureObj *self, PyObject *value, void *Py_UNUSED(closure))
 {
-    if (value == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
-        return -1;
-    }
-    int v = PyObject_IsTrue(value);
+    int v = cio_setter_truth(value);
     if (v < 0) {
         return -1;
     }
@@ -841,11 +837,7 @@ Future_get_blocking(FutureObj *self, void *Py_UNUSED(closure))
 static int
 Future_set_blocking(FutureObj *self, PyObject *value, void *Py_UNUSED(closure))
 {
-    if (value == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
-        return -1;
-    }
-    int v = PyObject_IsTrue(value);
+    int v = cio_setter_truth(value);
     if (v < 0) {
         return -1;
     }

@@ -902,11 +902,7 @@ Task_get_log_destroy_pending(TaskObj *self, void *Py_UNUSED(closure))
 static int
 Task_set_log_destroy_pending(TaskObj *self, PyObject *value, void *Py_UNUSED(closure))
 {
-    if (value == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "can't delete attribute");
-        return -1;
-    }
-    int v = PyObject_IsTrue(value);
+    int v = cio_setter_truth(value);
     if (v < 0) {
         return -1;
     }
