@@ -66,10 +66,11 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _run(total: int, warmup: int, tmp_path) -> dict:
+def _run_child(source: str, args: list[int], tmp_path, env=None) -> dict:
+    """Run `source` in a fresh interpreter; return the JSON it prints."""
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(total), str(warmup)],
-        env=_child_env(),
+        [sys.executable, "-c", source, *map(str, args)],
+        env=env,
         check=False,
         capture_output=True,
         text=True,
@@ -89,7 +90,7 @@ UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
     "mapped (the object-count leak test below still runs)",
 )
 def test_a_million_task_lifecycles_leave_memory_flat(tmp_path):
-    result = _run(1_000_000, 100_000, tmp_path)
+    result = _run_child(CHILD, [1_000_000, 100_000], tmp_path, env=_child_env())
     growth = result["after_kib"] - result["before_kib"]
     # Flat: a leak of even 8 bytes per lifecycle would add ~7800 KiB.
     assert growth < 2048, result
@@ -103,17 +104,7 @@ def test_the_memory_check_catches_a_leak(tmp_path):
     lifecycle, must fail the bound used above (so the test can fail)."""
     leaky = CHILD.replace("    return await fut", "    LEAK.append(object())\n    return await fut")
     leaky = leaky.replace("import casyncio\n", "import casyncio\nLEAK = []\n")
-    proc = subprocess.run(
-        [sys.executable, "-c", leaky, "300000", "10000"],
-        env=_child_env(),
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)
+    result = _run_child(leaky, [300_000, 10_000], tmp_path, env=_child_env())
     assert result["after_kib"] - result["before_kib"] >= 2048, result
 
 
@@ -230,16 +221,7 @@ def test_workload_mix_leaks_no_python_objects(tmp_path):
     UDP transports, streams and servers, over and over: once warm, the number
     of live GC-tracked objects does not grow (a leaked container per round
     would add `rounds` to every interval)."""
-    proc = subprocess.run(
-        [sys.executable, "-c", MIX, "50"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)
+    result = _run_child(MIX, [50], tmp_path)
     assert min(result["growths"]) < result["rounds"] // 5, result
 
 
@@ -250,14 +232,5 @@ def test_the_object_count_check_catches_a_leak(tmp_path):
         "async def round_():\n", "LEAK = []\n\nasync def round_():\n    LEAK.append([])\n"
     )
     assert "LEAK.append" in leaky
-    proc = subprocess.run(
-        [sys.executable, "-c", leaky, "50"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)
+    result = _run_child(leaky, [50], tmp_path)
     assert min(result["growths"]) >= result["rounds"] // 5, result
