@@ -375,6 +375,14 @@ cio_transport_connection_lost(TransportObj *t, PyObject *exc)
         Py_XDECREF(res);
         Py_DECREF(server);
     }
+    if (t->ops->connection_lost != NULL && t->ops->connection_lost(t) < 0) {
+        if (pending == NULL) {
+            pending = cio_err_take();
+        }
+        else {
+            PyErr_Clear();
+        }
+    }
     if (pending != NULL) {
         cio_err_restore(pending);
         return -1;

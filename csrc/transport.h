@@ -47,6 +47,9 @@ typedef struct {
 typedef struct cio_transport_ops {
     Py_ssize_t (*buffer_size)(TransportObj *t);
     void (*buffer_clear)(TransportObj *t);
+    /* Called once the protocol has its connection_lost(), or NULL.
+     * Returns 0 or -1. */
+    int (*connection_lost)(TransportObj *t);
 } cio_transport_ops;
 
 /* Sets up the common fields: extra info (socket, sockname, peername), fd

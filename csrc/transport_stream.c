@@ -62,7 +62,37 @@ stream_buffer_clear(TransportObj *t)
     s->wsize = 0;
 }
 
-static const cio_transport_ops stream_ops = {stream_buffer_size, stream_buffer_clear};
+/* Ends a sendfile() waiting for the buffer to drain (loop.sendfile):
+ * with None, or with exc. Returns 0 or -1. */
+static int
+empty_waiter_finish(StreamObj *s, PyObject *exc)
+{
+    FutureObj *waiter = (FutureObj *)s->empty_waiter;
+    if (waiter == NULL || waiter->state != CIO_PENDING) {
+        return 0;
+    }
+    return exc ? cio_future_set_exception(waiter, exc) : cio_future_set_result(waiter, Py_None);
+}
+
+static int
+stream_connection_lost(TransportObj *t)
+{
+    StreamObj *s = (StreamObj *)t;
+    if (s->empty_waiter == NULL) {
+        return 0;
+    }
+    PyObject *exc =
+        PyObject_CallFunction(PyExc_ConnectionError, "s", "Connection is closed by peer");
+    if (exc == NULL) {
+        return -1;
+    }
+    int rc = empty_waiter_finish(s, exc);
+    Py_DECREF(exc);
+    return rc;
+}
+
+static const cio_transport_ops stream_ops = {stream_buffer_size, stream_buffer_clear,
+                                             stream_connection_lost};
 
 /* Appends data[offset:] (a buffer view) to the queue, keeping a reference
  * to bytes and copying anything else. */
@@ -344,12 +374,8 @@ write_ready(StreamObj *s)
         stream_buffer_clear(t);
         cio_err_restore(Py_NewRef(exc));
         int rc = cio_transport_fatal_error(t, "Fatal write error on socket transport");
-        if (s->empty_waiter != NULL) {
-            PyObject *res = PyObject_CallMethod(s->empty_waiter, "set_exception", "O", exc);
-            Py_XDECREF(res);
-            if (res == NULL) {
-                rc = -1;
-            }
+        if (empty_waiter_finish(s, exc) < 0) {
+            rc = -1;
         }
         Py_DECREF(exc);
         return rc;
@@ -362,12 +388,8 @@ write_ready(StreamObj *s)
         if (cio_transport_watch(t, CIO_WRITE, 0) < 0) {
             return -1;
         }
-        if (s->empty_waiter != NULL) {
-            PyObject *res = PyObject_CallMethod(s->empty_waiter, "set_result", "O", Py_None);
-            Py_XDECREF(res);
-            if (res == NULL) {
-                return -1;
-            }
+        if (empty_waiter_finish(s, NULL) < 0) {
+            return -1;
         }
         if (t->closing) {
             return cio_transport_connection_lost(t, NULL);
@@ -606,14 +628,6 @@ Stream_set_protocol(StreamObj *s, PyObject *protocol)
     Py_RETURN_NONE;
 }
 
-static PyObject *
-Stream_close(StreamObj *s, PyObject *Py_UNUSED(ignored))
-{
-    /* No more reads reach the protocol once close() was called. */
-    Py_CLEAR(s->read_cb);
-    return cio_transport_close(&s->base, NULL);
-}
-
 /* ---- sendfile support (asyncio's loop.sendfile uses these) ---- */
 
 static PyObject *
@@ -641,33 +655,6 @@ static PyObject *
 Stream_reset_empty_waiter(StreamObj *s, PyObject *Py_UNUSED(ignored))
 {
     Py_CLEAR(s->empty_waiter);
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-Stream_call_connection_lost(StreamObj *s, PyObject *exc)
-{
-    TransportObj *t = &s->base;
-    int rc = cio_transport_connection_lost(t, exc == Py_None ? NULL : exc);
-    PyObject *pending = rc < 0 ? cio_err_take() : NULL;
-    if (s->empty_waiter != NULL) {
-        PyObject *err =
-            PyObject_CallFunction(PyExc_ConnectionError, "s", "Connection is closed by peer");
-        PyObject *res =
-            err ? PyObject_CallMethod(s->empty_waiter, "set_exception", "O", err) : NULL;
-        Py_XDECREF(err);
-        Py_XDECREF(res);
-        if (res == NULL && pending == NULL) {
-            pending = cio_err_take();
-        }
-        else if (res == NULL) {
-            PyErr_Clear();
-        }
-    }
-    if (pending != NULL) {
-        cio_err_restore(pending);
-        return NULL;
-    }
     Py_RETURN_NONE;
 }
 
@@ -778,11 +765,8 @@ static PyMethodDef Stream_methods[] = {
      "Shut down the write side once the buffer is flushed."},
     {"can_write_eof", (PyCFunction)Stream_can_write_eof, METH_NOARGS, NULL},
     {"set_protocol", (PyCFunction)Stream_set_protocol, METH_O, NULL},
-    {"close", (PyCFunction)Stream_close, METH_NOARGS,
-     "Close the transport once the write buffer is flushed."},
     {"_make_empty_waiter", (PyCFunction)Stream_make_empty_waiter, METH_NOARGS, NULL},
     {"_reset_empty_waiter", (PyCFunction)Stream_reset_empty_waiter, METH_NOARGS, NULL},
-    {"_call_connection_lost", (PyCFunction)Stream_call_connection_lost, METH_O, NULL},
     {NULL, NULL},
 };
 

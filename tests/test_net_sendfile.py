@@ -245,6 +245,24 @@ def test_transport_sendfile_waits_for_the_write_buffer(loop, data_file):
     run(loop, main())
 
 
+def test_transport_sendfile_waiting_for_the_buffer_fails_when_the_transport_is_aborted(
+    loop, data_file
+):
+    async def main() -> None:
+        async with tcp_connection(loop, small_bufs=True) as c:
+            c.server_t.pause_reading()
+            c.client_t.write(payload(1_000_000, seed=9))
+            assert c.client_t.get_write_buffer_size() > 0
+            task = asyncio.ensure_future(loop.sendfile(c.client_t, data_file))
+            await asyncio.sleep(0)
+            assert not task.done()
+            c.client_t.abort()
+            with pytest.raises(ConnectionError, match="closed by peer"):
+                await asyncio.wait_for(task, 5)
+
+    run(loop, main())
+
+
 @pytest.mark.parametrize("fallback", [True, False])
 def test_transport_sendfile_fallback(loop, sendfile_calls, fallback):
     f = io.BytesIO(DATA)
