@@ -101,7 +101,6 @@ typedef struct {
     PyTypeObject *SockOpType;
 
     /* From asyncio, imported when the module is (cio_state_import_asyncio). */
-    PyObject *asyncio_Future;         /* asyncio.Future */
     PyObject *format_callback_source; /* asyncio.format_helpers._format_callback_source */
     PyObject *extract_stack;          /* asyncio.format_helpers.extract_stack */
     PyObject *iscoroutinefunction;    /* asyncio.iscoroutinefunction */
@@ -139,7 +138,6 @@ typedef struct {
     PyObject *str_add_done_callback;
     PyObject *str_asyncio_future_blocking;
     PyObject *str_get_loop;
-    PyObject *str_loop;
     PyObject *str_cancel;
     PyObject *str_msg;
     PyObject *str_result;
@@ -179,9 +177,6 @@ enum {
     CIO_READY_TASK_STEP = 3,
     /* a: TaskObj, b: the FutureObj it awaited, now done (both strong). */
     CIO_READY_TASK_WAKEUP = 4,
-    /* a: a watcher object (strong), b: (tag << 1 | CIO_READ/CIO_WRITE) as an
-     * integer.  Its fd is ready. */
-    CIO_READY_IO = 5,
 };
 
 /* ---- Handle / TimerHandle (handle.c) ---- */
@@ -263,7 +258,6 @@ typedef struct {
     cio_poller *poller;
     cio_fdtable fds;
     cio_poll_event *fired;
-    int fired_cap;
     int wakeup_fd;     /* eventfd for call_soon_threadsafe, or -1 */
     char sleeping;     /* in the poller with a non-zero timeout */
     char wake_pending; /* wakeup_fd was written and not yet drained */
@@ -344,8 +338,6 @@ int cio_check_callback(cio_state *st, PyObject *callback, const char *method, in
 extern PyMethodDef cio_loop_fd_methods[];
 /* Turns fired poller events into ready-queue entries. */
 int cio_loop_dispatch_fd_events(LoopObj *loop, int n);
-/* Runs a CIO_READY_IO entry. */
-int cio_loop_run_io(LoopObj *loop, cio_ring_item *it);
 /* Drops every fd watcher (loop close). */
 void cio_loop_fd_clear(LoopObj *loop);
 int cio_loop_fd_traverse(LoopObj *loop, visitproc visit, void *arg);
@@ -431,21 +423,9 @@ typedef struct FutureIterObj {
 } FutureIterObj;
 
 static inline int
-cio_future_check(cio_state *st, PyObject *op)
-{
-    return PyObject_TypeCheck(op, st->FutureType);
-}
-
-static inline int
 cio_future_check_exact(cio_state *st, PyObject *op)
 {
     return Py_IS_TYPE(op, st->FutureType) || Py_IS_TYPE(op, st->TaskType);
-}
-
-static inline int
-cio_task_check(cio_state *st, PyObject *op)
-{
-    return PyObject_TypeCheck(op, st->TaskType);
 }
 
 int cio_future_init_types(PyObject *module, cio_state *st);

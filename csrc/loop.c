@@ -48,9 +48,6 @@ cio_loop_item_release(cio_ring_item *it)
         Py_DECREF((PyObject *)it->a);
         Py_XDECREF((PyObject *)it->b);
         break;
-    case CIO_READY_IO:
-        Py_DECREF((PyObject *)it->a);
-        break;
     }
 }
 
@@ -70,9 +67,6 @@ item_traverse(cio_ring_item *it, visitproc visit, void *arg)
     case CIO_READY_TASK_WAKEUP:
         Py_VISIT((PyObject *)it->a);
         Py_VISIT((PyObject *)it->b);
-        break;
-    case CIO_READY_IO:
-        Py_VISIT((PyObject *)it->a);
         break;
     }
     return 0;
@@ -139,8 +133,6 @@ run_item(LoopObj *self, cio_ring_item *it)
         return cio_task_step((TaskObj *)it->a, (PyObject *)it->b);
     case CIO_READY_TASK_WAKEUP:
         return cio_task_wakeup((TaskObj *)it->a, (FutureObj *)it->b);
-    case CIO_READY_IO:
-        return cio_loop_run_io(self, it);
     }
     return 0;
 }
@@ -159,8 +151,12 @@ run_item_debug(LoopObj *self, cio_ring_item *it)
     double dt = cio_clock_now() - t0;
     Py_CLEAR(self->current_handle);
     if (rc == 0 && dt >= self->slow_callback_duration && it->kind == CIO_READY_HANDLE) {
-        PyObject *res = PyObject_CallMethod((PyObject *)self, "_log_slow_callback", "Od",
-                                            (PyObject *)it->a, dt);
+        PyObject *secs = PyFloat_FromDouble(dt);
+        PyObject *res =
+            secs ? PyObject_CallMethodObjArgs((PyObject *)self, self->st->str_log_slow_callback,
+                                              (PyObject *)it->a, secs, NULL)
+                 : NULL;
+        Py_XDECREF(secs);
         if (res == NULL) {
             PyErr_WriteUnraisable((PyObject *)self);
         }
@@ -241,12 +237,12 @@ poll_io(LoopObj *self, int timeout_ms)
              * the syscall could only report nothing. */
             return 0;
         }
-        n = self->backend->wait(self->poller, self->fired, self->fired_cap, 0);
+        n = self->backend->wait(self->poller, self->fired, FIRED_CAP, 0);
     }
     else {
         self->sleeping = 1;
         Py_BEGIN_ALLOW_THREADS
-        n = self->backend->wait(self->poller, self->fired, self->fired_cap, timeout_ms);
+        n = self->backend->wait(self->poller, self->fired, FIRED_CAP, timeout_ms);
         Py_END_ALLOW_THREADS
         self->sleeping = 0;
     }
@@ -795,7 +791,6 @@ Loop_init(LoopObj *self, PyObject *args, PyObject *kwds)
         PyErr_NoMemory();
         return -1;
     }
-    self->fired_cap = FIRED_CAP;
     self->wakeup_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (self->wakeup_fd < 0) {
         PyErr_SetFromErrno(PyExc_OSError);

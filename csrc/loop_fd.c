@@ -368,9 +368,10 @@ PyMethodDef cio_loop_fd_methods[] = {
 
 /* ---- dispatch ---- */
 
-/* Queues the watcher of one direction of a fired fd. */
+/* Hands one direction of a fired fd to its watcher: an add_reader/writer
+ * Handle is queued; a transport or sock_*() operation runs now. */
 static int
-queue_watcher(LoopObj *self, int fd, cio_fd_entry *e, int which)
+notify_watcher(LoopObj *self, int fd, cio_fd_entry *e, int which)
 {
     PyObject *w = which == CIO_READ ? e->reader : e->writer;
     uint16_t tag = which == CIO_READ ? e->reader_tag : e->writer_tag;
@@ -428,7 +429,7 @@ cio_loop_dispatch_fd_events(LoopObj *self, int n)
             self->wake_pending = 0;
             continue;
         }
-        if ((ev & CIO_POLL_IN) && e->reader != NULL && queue_watcher(self, fd, e, CIO_READ) < 0) {
+        if ((ev & CIO_POLL_IN) && e->reader != NULL && notify_watcher(self, fd, e, CIO_READ) < 0) {
             return -1;
         }
         /* Re-fetch: the reader may have run Python code that changed the
@@ -437,25 +438,10 @@ cio_loop_dispatch_fd_events(LoopObj *self, int n)
         if (e == NULL) {
             continue;
         }
-        if ((ev & CIO_POLL_OUT) && e->writer != NULL && queue_watcher(self, fd, e, CIO_WRITE) < 0) {
+        if ((ev & CIO_POLL_OUT) && e->writer != NULL &&
+            notify_watcher(self, fd, e, CIO_WRITE) < 0) {
             return -1;
         }
-    }
-    return 0;
-}
-
-int
-cio_loop_run_io(LoopObj *self, cio_ring_item *it)
-{
-    unsigned how = (unsigned)(uintptr_t)it->b;
-    int which = (int)(how & 1);
-    switch (how >> 1) {
-    case CIO_W_STREAM:
-        return cio_stream_io((PyObject *)it->a, which);
-    case CIO_W_DGRAM:
-        return cio_dgram_io((PyObject *)it->a, which);
-    case CIO_W_SOCKOP:
-        return cio_sockop_io((PyObject *)it->a, which);
     }
     return 0;
 }

@@ -50,7 +50,6 @@ cio_state_import_asyncio(cio_state *st)
         return 0;
     }
     if (import_attr(&st->extract_stack, "asyncio.format_helpers", "extract_stack") < 0 ||
-        import_attr(&st->asyncio_Future, "asyncio", "Future") < 0 ||
         import_attr(&st->iscoroutinefunction, "asyncio", "iscoroutinefunction") < 0 ||
         import_attr(&st->iscoroutine, "asyncio", "iscoroutine") < 0 ||
         import_attr(&st->isgenerator, "inspect", "isgenerator") < 0 ||
@@ -181,7 +180,6 @@ module_exec(PyObject *module)
     INTERN(str_add_done_callback, "add_done_callback");
     INTERN(str_asyncio_future_blocking, "_asyncio_future_blocking");
     INTERN(str_get_loop, "get_loop");
-    INTERN(str_loop, "loop");
     INTERN(str_cancel, "cancel");
     INTERN(str_msg, "msg");
     INTERN(str_result, "result");
@@ -236,7 +234,6 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->SockOpType);
     Py_VISIT(st->DgramType);
     Py_VISIT(st->StreamType);
-    Py_VISIT(st->asyncio_Future);
     Py_VISIT(st->format_callback_source);
     Py_VISIT(st->extract_stack);
     Py_VISIT(st->iscoroutinefunction);
@@ -290,7 +287,6 @@ module_clear(PyObject *module)
     Py_CLEAR(st->SockOpType);
     Py_CLEAR(st->DgramType);
     Py_CLEAR(st->StreamType);
-    Py_CLEAR(st->asyncio_Future);
     Py_CLEAR(st->format_callback_source);
     Py_CLEAR(st->extract_stack);
     Py_CLEAR(st->iscoroutinefunction);
@@ -323,7 +319,6 @@ module_clear(PyObject *module)
     Py_CLEAR(st->str_add_done_callback);
     Py_CLEAR(st->str_asyncio_future_blocking);
     Py_CLEAR(st->str_get_loop);
-    Py_CLEAR(st->str_loop);
     Py_CLEAR(st->str_cancel);
     Py_CLEAR(st->str_msg);
     Py_CLEAR(st->str_result);
