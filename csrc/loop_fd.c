@@ -423,9 +423,9 @@ cio_loop_dispatch_fd_events(LoopObj *self, int n)
             continue;
         }
         if (e->reader_tag == CIO_W_WAKEUP) {
+            /* One read takes (and zeroes) the whole eventfd counter. */
             uint64_t value;
-            while (read(fd, &value, sizeof(value)) == sizeof(value)) {
-            }
+            (void)!read(fd, &value, sizeof(value));
             self->wake_pending = 0;
             continue;
         }
