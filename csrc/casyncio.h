@@ -200,7 +200,6 @@ typedef struct {
     HandleObj base;
     cio_heap_node node; /* its place in the owning loop's heap */
     double when;        /* as given */
-    double key;         /* its heap key: `when`, or -inf for NaN */
 } TimerHandleObj;
 
 #define CIO_TIMER_FROM_NODE(n) ((TimerHandleObj *)((char *)(n) - offsetof(TimerHandleObj, node)))

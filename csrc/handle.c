@@ -11,7 +11,6 @@
  * once (stock asyncio leaves it there until it would have fired). */
 #include "casyncio.h"
 
-#include <math.h>
 #include <stddef.h>
 
 /* The free list for exactly `type`; subclasses get none. */
@@ -58,7 +57,8 @@ handle_alloc(cio_state *st, PyTypeObject *type)
     return h;
 }
 
-/* Fills in a freshly allocated handle; on error the handle is released. */
+/* Fills in a freshly allocated handle.  Returns 0 or -1 (the caller
+ * releases the handle). */
 static int
 handle_setup(HandleObj *h, PyObject *callback, PyObject *args, PyObject *loop, PyObject *context)
 {
@@ -85,37 +85,34 @@ handle_setup(HandleObj *h, PyObject *callback, PyObject *args, PyObject *loop, P
     return 0;
 }
 
+/* A new handle of `type` (a Handle or TimerHandle type), set up; NULL on
+ * error. */
+static HandleObj *
+handle_make(cio_state *st, PyTypeObject *type, PyObject *callback, PyObject *args, PyObject *loop,
+            PyObject *context)
+{
+    HandleObj *h = handle_alloc(st, type);
+    if (h != NULL && handle_setup(h, callback, args, loop, context) < 0) {
+        PyObject_GC_Track(h);
+        Py_CLEAR(h);
+    }
+    return h;
+}
+
 HandleObj *
 cio_handle_new(cio_state *st, PyObject *callback, PyObject *args, PyObject *loop, PyObject *context)
 {
-    HandleObj *h = handle_alloc(st, st->HandleType);
-    if (h == NULL) {
-        return NULL;
-    }
-    if (handle_setup(h, callback, args, loop, context) < 0) {
-        PyObject_GC_Track(h);
-        Py_DECREF(h);
-        return NULL;
-    }
-    return h;
+    return handle_make(st, st->HandleType, callback, args, loop, context);
 }
 
 TimerHandleObj *
 cio_timer_new(cio_state *st, double when, PyObject *callback, PyObject *args, PyObject *loop,
               PyObject *context)
 {
-    TimerHandleObj *t = (TimerHandleObj *)handle_alloc(st, st->TimerHandleType);
-    if (t == NULL) {
-        return NULL;
-    }
-    t->when = when;
-    /* A NaN deadline would break the heap's order; stock asyncio runs such
-     * a timer at the next iteration, and so do we. */
-    t->key = isnan(when) ? -INFINITY : when;
-    if (handle_setup(&t->base, callback, args, loop, context) < 0) {
-        PyObject_GC_Track(t);
-        Py_DECREF(t);
-        return NULL;
+    TimerHandleObj *t =
+        (TimerHandleObj *)handle_make(st, st->TimerHandleType, callback, args, loop, context);
+    if (t != NULL) {
+        t->when = when;
     }
     return t;
 }
@@ -374,11 +371,7 @@ Handle_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (tuple == NULL && cargs != Py_None) {
         return NULL;
     }
-    HandleObj *h = handle_alloc(st, type);
-    if (h != NULL && handle_setup(h, callback, tuple, loop, context) < 0) {
-        PyObject_GC_Track(h);
-        Py_CLEAR(h);
-    }
+    HandleObj *h = handle_make(st, type, callback, tuple, loop, context);
     Py_XDECREF(tuple);
     return (PyObject *)h;
 }
@@ -401,14 +394,9 @@ TimerHandle_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (tuple == NULL && cargs != Py_None) {
         return NULL;
     }
-    TimerHandleObj *t = (TimerHandleObj *)handle_alloc(st, type);
+    TimerHandleObj *t = (TimerHandleObj *)handle_make(st, type, callback, tuple, loop, context);
     if (t != NULL) {
         t->when = when;
-        t->key = isnan(when) ? -INFINITY : when;
-        if (handle_setup(&t->base, callback, tuple, loop, context) < 0) {
-            PyObject_GC_Track(t);
-            Py_CLEAR(t);
-        }
     }
     Py_XDECREF(tuple);
     return (PyObject *)t;

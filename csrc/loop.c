@@ -189,7 +189,10 @@ timer_leave_heap(TimerHandleObj *t)
 int
 cio_loop_timer_add(LoopObj *self, TimerHandleObj *t)
 {
-    if (cio_heap_push(&self->timers, &t->node, t->key) < 0) {
+    /* A NaN deadline would break the heap's order; stock asyncio runs such
+     * a timer at the next iteration, and so do we. */
+    double key = isnan(t->when) ? -INFINITY : t->when;
+    if (cio_heap_push(&self->timers, &t->node, key) < 0) {
         PyErr_NoMemory();
         return -1;
     }
