@@ -372,7 +372,7 @@ void cio_sockop_future_done(PyObject *op);
 
 typedef struct {
     PyObject *fn;
-    PyObject *ctx; /* contextvars.Context, or NULL */
+    PyObject *ctx; /* contextvars.Context, or NULL (for a wakeup: the task's own) */
     int kind;
 } cio_fut_cb;
 

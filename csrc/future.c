@@ -29,6 +29,16 @@ cb_release(cio_fut_cb *cb)
     Py_CLEAR(cb->ctx);
 }
 
+/* The context a callback runs in (borrowed; Py_None for the current one).
+ * A task's wakeup runs in the task's context, which the entry does not
+ * store. */
+static PyObject *
+cb_context(cio_fut_cb *cb)
+{
+    PyObject *ctx = cb->kind == CIO_CB_WAKEUP ? ((TaskObj *)cb->fn)->context : cb->ctx;
+    return ctx ? ctx : Py_None;
+}
+
 static Py_ssize_t
 callback_count(FutureObj *fut)
 {
@@ -97,10 +107,6 @@ call_soon_cb(FutureObj *fut, cio_fut_cb *cb)
             cb_release(cb);
             return -1;
         }
-        if (cb->kind == CIO_CB_WAKEUP) {
-            /* The task steps in its own context: the entry needs none. */
-            Py_CLEAR(cb->ctx);
-        }
         uint32_t kind = cb->kind == CIO_CB_WAKEUP ? CIO_READY_TASK_WAKEUP : CIO_READY_CALL1;
         if (cio_loop_push(lp, kind, cb->fn, Py_NewRef(fut), cb->ctx) < 0) {
             Py_DECREF(fut);
@@ -119,7 +125,7 @@ call_soon_cb(FutureObj *fut, cio_fut_cb *cb)
         cb_release(cb);
         return -1;
     }
-    PyObject *args[5] = {NULL, loop, fn, (PyObject *)fut, cb->ctx ? cb->ctx : Py_None};
+    PyObject *args[5] = {NULL, loop, fn, (PyObject *)fut, cb_context(cb)};
     PyObject *res = PyObject_VectorcallMethod(
         st->str_call_soon, args + 1, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, st->kwnames_context);
     if (res == NULL) {
@@ -788,7 +794,7 @@ Future_get_callbacks(FutureObj *self, void *Py_UNUSED(closure))
             cb = &self->cbs->items[i];
         }
         PyObject *callable = cb_callable(cb);
-        PyObject *item = callable ? PyTuple_Pack(2, callable, cb->ctx ? cb->ctx : Py_None) : NULL;
+        PyObject *item = callable ? PyTuple_Pack(2, callable, cb_context(cb)) : NULL;
         Py_XDECREF(callable);
         if (item == NULL || PyList_Append(list, item) < 0) {
             Py_XDECREF(item);

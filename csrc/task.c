@@ -214,8 +214,8 @@ wait_for_future(TaskObj *task, PyObject *fut, int ours)
     int rc;
     if (ours) {
         ((FutureObj *)fut)->blocking = 0;
-        rc = cio_future_add_callback((FutureObj *)fut, (PyObject *)task, task->context,
-                                     CIO_CB_WAKEUP);
+        /* The entry's context is the task's own (see cb_context). */
+        rc = cio_future_add_callback((FutureObj *)fut, (PyObject *)task, NULL, CIO_CB_WAKEUP);
     }
     else {
         rc = PyObject_SetAttr(fut, st->str_asyncio_future_blocking, Py_False);
