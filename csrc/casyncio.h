@@ -408,7 +408,10 @@ typedef struct TaskObj {
     PyObject *context;
     PyObject *name; /* NULL until asked for: then "Task-<number>" */
     PyObject *fut_waiter;
-    PyObject *wakeup_meth; /* bound method for foreign futures, made once */
+    /* Bound step and wakeup methods, for other loops (or debug mode) and
+     * foreign futures: made when first needed, dropped when the task ends. */
+    PyObject *step_meth;
+    PyObject *wakeup_meth;
     unsigned long long number;
     int num_cancels_requested;
     char must_cancel;

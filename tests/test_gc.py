@@ -129,3 +129,31 @@ def test_cycle_through_a_fired_timers_context_is_collected():
         assert probe() is None
     finally:
         loop.close()
+
+
+def test_finished_task_that_awaited_a_foreign_future_in_debug_mode_needs_no_collector():
+    """A task that went through bound step/wakeup methods (debug mode, a
+    future of asyncio's own type) drops them when it ends: with the
+    collector off, releasing the last reference frees it, as on stock
+    asyncio."""
+    import asyncio
+    import weakref
+
+    loop = casyncio.new_event_loop()
+    loop.set_debug(True)
+    gc.disable()
+    try:
+
+        async def waits_on_foreign() -> int:
+            fut = asyncio.Future(loop=loop)  # asyncio's type, not casyncio's
+            loop.call_soon(fut.set_result, 7)
+            return await fut
+
+        task = loop.create_task(waits_on_foreign())
+        assert loop.run_until_complete(task) == 7
+        probe = weakref.ref(task)
+        del task
+        assert probe() is None
+    finally:
+        gc.enable()
+        loop.close()
