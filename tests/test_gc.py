@@ -9,9 +9,11 @@ heap -- fired, cancelled, or handed out by get_context() -- is tracked again.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import gc
 import warnings
+import weakref
 
 import casyncio
 from casyncio import _casyncio
@@ -38,7 +40,7 @@ def test_cycle_through_a_scheduled_timer_is_collected_once_the_loop_closes():
     try:
         owner = Owner()
         owner.timer = loop.call_later(3600, owner.tick)  # owner -> timer -> owner
-        probe = __import__("weakref").ref(owner)
+        probe = weakref.ref(owner)
         del owner
         gc.collect()
         assert probe() is not None  # still scheduled: alive through the loop
@@ -136,9 +138,6 @@ def test_finished_task_that_awaited_a_foreign_future_in_debug_mode_needs_no_coll
     future of asyncio's own type) drops them when it ends: with the
     collector off, releasing the last reference frees it, as on stock
     asyncio."""
-    import asyncio
-    import weakref
-
     loop = casyncio.new_event_loop()
     loop.set_debug(True)
     gc.disable()
