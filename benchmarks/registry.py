@@ -153,7 +153,7 @@ def workload(
     return register
 
 
-GROUP_ORDER = ("scheduling", "floor", "python", "echo", "memory")
+GROUP_ORDER = ("scheduling", "floor", "python", "echo", "server", "memory")
 
 
 def all_workloads() -> dict[str, Workload]:

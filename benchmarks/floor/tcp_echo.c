@@ -7,8 +7,13 @@
  * writes back what it reads, and the client counts a round trip once the
  * whole message came back.  Everything runs in one thread, as the loops do.
  *
- *   tcp_echo SIZE ROUND_TRIPS_PER_CLIENT CLIENTS
- * prints "ROUND_TRIPS SECONDS" (the round trips only, not the set-up). */
+ *   tcp_echo SIZE ROUND_TRIPS_PER_CLIENT CLIENTS [PORT]
+ * prints "ROUND_TRIPS SECONDS" (the round trips only, not the set-up).
+ *
+ * With PORT it is only the clients: they connect to an echo server on
+ * 127.0.0.1:PORT (a loop under test, in another process), each does one
+ * untimed round trip so that the server has accepted every connection, and
+ * then the timed ones. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -88,67 +93,51 @@ client_send(conn *c)
     watch(c, c->pending > 0);
 }
 
-int
-main(int argc, char **argv)
+static void
+add_conn(conn *c, int fd, int is_client)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s SIZE ROUND_TRIPS_PER_CLIENT CLIENTS\n", argv[0]);
-        return 2;
-    }
-    size = (size_t)atol(argv[1]);
-    long per_client = atol(argv[2]);
-    int clients = atoi(argv[3]);
-    msg = malloc(size);
-    char *rbuf = malloc(256 * 1024);
-    if (msg == NULL || rbuf == NULL) {
-        die("malloc");
-    }
-    for (size_t i = 0; i < size; i++) {
-        msg[i] = (char)i;
-    }
-
-    int lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {0};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t alen = sizeof(addr);
-    if (bind(lfd, (struct sockaddr *)&addr, alen) < 0 || listen(lfd, 128) < 0 ||
-        getsockname(lfd, (struct sockaddr *)&addr, &alen) < 0) {
-        die("listen");
-    }
-    epfd = epoll_create1(0);
-    conn *conns = calloc((size_t)clients * 2, sizeof(conn));
     int one = 1;
-    for (int i = 0; i < clients; i++) {
-        int cfd = socket(AF_INET, SOCK_STREAM, 0);
-        if (connect(cfd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-            die("connect");
-        }
-        int sfd = accept(lfd, NULL, NULL);
-        if (sfd < 0) {
-            die("accept");
-        }
-        conn *pair[2] = {&conns[2 * i], &conns[2 * i + 1]};
-        int fds[2] = {cfd, sfd};
-        for (int k = 0; k < 2; k++) {
-            setsockopt(fds[k], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-            fcntl(fds[k], F_SETFL, O_NONBLOCK);
-            pair[k]->fd = fds[k];
-            pair[k]->is_client = k == 0;
-            pair[k]->buf = k == 1 ? malloc(256 * 1024 + size) : NULL;
-            struct epoll_event ev = {0};
-            ev.events = EPOLLIN;
-            ev.data.ptr = pair[k];
-            epoll_ctl(epfd, EPOLL_CTL_ADD, fds[k], &ev);
-        }
-    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    c->fd = fd;
+    c->is_client = is_client;
+    c->buf = is_client ? NULL : malloc(256 * 1024 + size);
+    struct epoll_event ev = {0};
+    ev.events = EPOLLIN;
+    ev.data.ptr = c;
+    epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
 
-    long total = per_client * clients, finished = 0;
+/* One blocking round trip, before the socket is made non-blocking. */
+static void
+warm_up(int fd, char *rbuf)
+{
+    size_t got = 0;
+    if (send(fd, msg, size, MSG_NOSIGNAL) != (ssize_t)size) {
+        die("warm-up send");
+    }
+    while (got < size) {
+        ssize_t n = recv(fd, rbuf, 256 * 1024, 0);
+        if (n <= 0) {
+            die("warm-up recv");
+        }
+        got += (size_t)n;
+    }
+}
+
+/* Every client does per_client round trips; returns the seconds they took. */
+static double
+echo(conn *conns, int nconns, long per_client, char *rbuf)
+{
+    long total = 0, finished = 0;
     struct epoll_event events[256];
     double t0 = now();
-    for (int i = 0; i < clients; i++) {
-        conns[2 * i].pending = size;
-        client_send(&conns[2 * i]);
+    for (int i = 0; i < nconns; i++) {
+        if (conns[i].is_client) {
+            total += per_client;
+            conns[i].pending = size;
+            client_send(&conns[i]);
+        }
     }
     while (finished < total) {
         int n = epoll_wait(epfd, events, 256, -1);
@@ -173,7 +162,7 @@ main(int argc, char **argv)
                 if (got < 0 && (errno == EAGAIN || errno == EINTR)) {
                     continue;
                 }
-                die("recv");
+                die(got == 0 ? "recv: the peer closed" : "recv");
             }
             if (c->is_client) {
                 c->got += (size_t)got;
@@ -201,6 +190,65 @@ main(int argc, char **argv)
             }
         }
     }
-    printf("%ld %.9f\n", total, now() - t0);
+    return now() - t0;
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: %s SIZE ROUND_TRIPS_PER_CLIENT CLIENTS [PORT]\n", argv[0]);
+        return 2;
+    }
+    size = (size_t)atol(argv[1]);
+    long per_client = atol(argv[2]);
+    int clients = atoi(argv[3]);
+    int external = argc == 5;
+    msg = malloc(size);
+    char *rbuf = malloc(256 * 1024);
+    if (msg == NULL || rbuf == NULL) {
+        die("malloc");
+    }
+    for (size_t i = 0; i < size; i++) {
+        msg[i] = (char)i;
+    }
+
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof(addr);
+    int lfd = -1;
+    if (external) {
+        addr.sin_port = htons((unsigned short)atoi(argv[4]));
+    }
+    else {
+        lfd = socket(AF_INET, SOCK_STREAM, 0);
+        if (bind(lfd, (struct sockaddr *)&addr, alen) < 0 || listen(lfd, 128) < 0 ||
+            getsockname(lfd, (struct sockaddr *)&addr, &alen) < 0) {
+            die("listen");
+        }
+    }
+    epfd = epoll_create1(0);
+    conn *conns = calloc((size_t)clients * 2, sizeof(conn));
+    int nconns = 0;
+    for (int i = 0; i < clients; i++) {
+        int cfd = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(cfd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+            die("connect");
+        }
+        if (external) {
+            warm_up(cfd, rbuf);
+        }
+        else {
+            int sfd = accept(lfd, NULL, NULL);
+            if (sfd < 0) {
+                die("accept");
+            }
+            add_conn(&conns[nconns++], sfd, 0);
+        }
+        add_conn(&conns[nconns++], cfd, 1);
+    }
+    double seconds = echo(conns, nconns, per_client, rbuf);
+    printf("%ld %.9f\n", per_client * clients, seconds);
     return 0;
 }

@@ -10,13 +10,14 @@ Only the round trips are timed: not the server start, not the connects.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import cast
 
@@ -56,17 +57,19 @@ async def _timed_clients(clients: list[RoundTrips], msg: bytes, n: int) -> Stopw
     return sw.stop()
 
 
-# ---- sock_* style -----------------------------------------------------------
+# ---- the servers, one per style ------------------------------------------------
+# Each is an async context manager that serves echo on HOST and yields its port;
+# the clients are in this process (the echo_* rows) or in another one (server_*).
 
 
-async def _sock_echo(size: int, n: int) -> Stopwatch:
+@contextlib.asynccontextmanager
+async def _sock_server() -> AsyncIterator[int]:
     loop = asyncio.get_running_loop()
     lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lsock.bind((HOST, 0))
     lsock.listen(128)
     lsock.setblocking(False)
-    addr = lsock.getsockname()
     handlers: list[asyncio.Task[None]] = []
 
     async def serve_one(conn: socket.socket) -> None:
@@ -78,93 +81,43 @@ async def _sock_echo(size: int, n: int) -> Stopwatch:
                 await loop.sock_sendall(conn, data)
 
     async def accept_all() -> None:
-        for _ in range(CLIENTS):
+        while True:
             conn, _ = await loop.sock_accept(lsock)
             conn.setblocking(False)
             _nodelay(conn)
             handlers.append(loop.create_task(serve_one(conn)))
 
-    socks: list[socket.socket] = []
     acceptor = loop.create_task(accept_all())
     try:
-        for _ in range(CLIENTS):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            socks.append(s)
-            s.setblocking(False)
-            _nodelay(s)
-            await loop.sock_connect(s, addr)
-        await acceptor
-
-        def client(s: socket.socket) -> RoundTrips:
-            async def round_trips(msg: bytes, count: int) -> None:
-                size = len(msg)
-                for _ in range(count):
-                    await loop.sock_sendall(s, msg)
-                    got = 0
-                    while got < size:
-                        chunk = await loop.sock_recv(s, READ_SIZE)
-                        if not chunk:
-                            raise ConnectionError("server closed early")
-                        got += len(chunk)
-
-            return round_trips
-
-        sw = await _timed_clients([client(s) for s in socks], _message(size), n)
+        yield lsock.getsockname()[1]
     finally:
         acceptor.cancel()
-        for s in socks:
-            s.close()
         lsock.close()
         # Collect the server tasks (and the acceptor's error, if any) so that
         # a failed run does not end with "exception was never retrieved".
         await asyncio.gather(acceptor, *handlers, return_exceptions=True)
-    return sw
 
 
-# ---- streams style ----------------------------------------------------------
-
-
-async def _streams_echo(size: int, n: int) -> Stopwatch:
-    async def serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                data = await reader.read(READ_SIZE)
-                if not data:
-                    break
-                writer.write(data)
-                await writer.drain()
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(serve_one, HOST, 0)
-    port = server.sockets[0].getsockname()[1]
-    writers: list[asyncio.StreamWriter] = []
+async def _serve_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
-        conns = [await asyncio.open_connection(HOST, port) for _ in range(CLIENTS)]
-        writers = [w for _, w in conns]
-
-        def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> RoundTrips:
-            async def round_trips(msg: bytes, count: int) -> None:
-                size = len(msg)
-                for _ in range(count):
-                    writer.write(msg)
-                    await writer.drain()
-                    await reader.readexactly(size)
-
-            return round_trips
-
-        sw = await _timed_clients([client(r, w) for r, w in conns], _message(size), n)
+        while True:
+            data = await reader.read(READ_SIZE)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
     finally:
-        for w in writers:
-            w.close()
-        for w in writers:
-            await w.wait_closed()
+        writer.close()
+
+
+@contextlib.asynccontextmanager
+async def _streams_server() -> AsyncIterator[int]:
+    server = await asyncio.start_server(_serve_stream, HOST, 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
         server.close()
         await server.wait_closed()
-    return sw
-
-
-# ---- Protocol style ---------------------------------------------------------
 
 
 class _EchoServer(asyncio.Protocol):
@@ -174,6 +127,81 @@ class _EchoServer(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.transport.write(data)
+
+
+@contextlib.asynccontextmanager
+async def _protocol_server() -> AsyncIterator[int]:
+    server = await asyncio.get_running_loop().create_server(_EchoServer, HOST, 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+# ---- clients in this process, one style each -------------------------------------
+
+
+async def _sock_echo(size: int, n: int) -> Stopwatch:
+    loop = asyncio.get_running_loop()
+    socks: list[socket.socket] = []
+    async with _sock_server() as port:
+        try:
+            for _ in range(CLIENTS):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.setblocking(False)
+                _nodelay(s)
+                await loop.sock_connect(s, (HOST, port))
+
+            def client(s: socket.socket) -> RoundTrips:
+                async def round_trips(msg: bytes, count: int) -> None:
+                    size = len(msg)
+                    for _ in range(count):
+                        await loop.sock_sendall(s, msg)
+                        got = 0
+                        while got < size:
+                            chunk = await loop.sock_recv(s, READ_SIZE)
+                            if not chunk:
+                                raise ConnectionError("server closed early")
+                            got += len(chunk)
+
+                return round_trips
+
+            clients = [client(s) for s in socks]
+            # One untimed round trip each: the server has accepted them all.
+            await _timed_clients(clients, b"x", 1)
+            sw = await _timed_clients(clients, _message(size), n)
+        finally:
+            for s in socks:
+                s.close()
+    return sw
+
+
+async def _streams_echo(size: int, n: int) -> Stopwatch:
+    writers: list[asyncio.StreamWriter] = []
+    async with _streams_server() as port:
+        try:
+            conns = [await asyncio.open_connection(HOST, port) for _ in range(CLIENTS)]
+            writers = [w for _, w in conns]
+
+            def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> RoundTrips:
+                async def round_trips(msg: bytes, count: int) -> None:
+                    size = len(msg)
+                    for _ in range(count):
+                        writer.write(msg)
+                        await writer.drain()
+                        await reader.readexactly(size)
+
+                return round_trips
+
+            sw = await _timed_clients([client(r, w) for r, w in conns], _message(size), n)
+        finally:
+            for w in writers:
+                w.close()
+            for w in writers:
+                await w.wait_closed()
+    return sw
 
 
 class _EchoClient(asyncio.Protocol):
@@ -209,30 +237,27 @@ class _EchoClient(asyncio.Protocol):
 
 async def _protocol_echo(size: int, n: int) -> Stopwatch:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(_EchoServer, HOST, 0)
-    port = server.sockets[0].getsockname()[1]
     protos: list[_EchoClient] = []
-    try:
-        for _ in range(CLIENTS):
-            _, proto = await loop.create_connection(_EchoClient, HOST, port)
-            protos.append(proto)
+    async with _protocol_server() as port:
+        try:
+            for _ in range(CLIENTS):
+                _, proto = await loop.create_connection(_EchoClient, HOST, port)
+                protos.append(proto)
 
-        def client(p: _EchoClient) -> RoundTrips:
-            async def round_trips(msg: bytes, count: int) -> None:
-                for _ in range(count):
-                    await p.round_trip(msg)
+            def client(p: _EchoClient) -> RoundTrips:
+                async def round_trips(msg: bytes, count: int) -> None:
+                    for _ in range(count):
+                        await p.round_trip(msg)
 
-            return round_trips
+                return round_trips
 
-        sw = await _timed_clients([client(p) for p in protos], _message(size), n)
-    finally:
-        for p in protos:
-            if p.transport is not None:
-                p.transport.close()
-        for p in protos:
-            await p.closed
-        server.close()
-        await server.wait_closed()
+            sw = await _timed_clients([client(p) for p in protos], _message(size), n)
+        finally:
+            for p in protos:
+                if p.transport is not None:
+                    p.transport.close()
+            for p in protos:
+                await p.closed
     return sw
 
 
@@ -344,3 +369,75 @@ for _kib, _sizes in ROUND_TRIPS.items():
         only_on=("deque",),
         floor_of=f"echo_protocol_{_kib}k",
     )(_make_floor(_kib))
+
+
+# ---- a server under load: the clients in another process ---------------------------
+# The C floor program above, in client mode, drives an echo server on the loop
+# under test: the loop serves and nothing else, as when a uvloop user swaps one
+# import in a server.  The client times its own round trips.
+
+SERVERS: dict[str, Callable[[], contextlib.AbstractAsyncContextManager[int]]] = {
+    "sock": _sock_server,
+    "streams": _streams_server,
+    "protocol": _protocol_server,
+}
+LOAD_CLIENTS = 32
+_SERVER_DOCS = {
+    "sock": "loop.sock_accept, sock_recv and sock_sendall",
+    "streams": "asyncio.start_server, reader.read and writer.drain",
+    "protocol": "an asyncio.Protocol",
+}
+LOAD_ROUND_TRIPS = {
+    1: Sizes(tiny=5, quick=125, full=600),
+    10: Sizes(tiny=3, quick=75, full=400),
+    100: Sizes(tiny=1, quick=40, full=125),
+}
+
+
+async def _serve_load(style: str, size: int, n: int) -> Measurement:
+    loop = asyncio.get_running_loop()
+    client = [str(_floor_binary()), str(size), str(n), str(LOAD_CLIENTS)]
+    async with SERVERS[style]() as port:
+        sw = Stopwatch()
+        # Popen, not the loop's subprocess support: every loop starts the
+        # client the same way, and the loop only serves meanwhile.
+        proc = subprocess.Popen(  # noqa: ASYNC220
+            [*client, str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        out, err = await loop.run_in_executor(None, proc.communicate)
+        sw.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the echo client failed: {err.strip()}")
+    trips, seconds = out.split()
+    # Wall time: the client's own clock over its timed round trips.  CPU time:
+    # this process's over the client's whole run (its start included).
+    return Measurement(float(seconds), int(trips), {"cpu_s": sw.cpu})
+
+
+def _make_server(style: str, kib: int) -> Callable[[LoopFactory, int], Measurement]:
+    size = kib * KIB
+
+    def run(new_loop: LoopFactory, n: int) -> Measurement:
+        m: Measurement = run_loop(new_loop, lambda: _serve_load(style, size, n))
+        m.extra["bytes_per_s"] = 2 * size * m.ops / m.value
+        return m
+
+    run.__name__ = run.__qualname__ = f"server_{style}_{kib}k"
+    run.__doc__ = (
+        f"An echo server ({_SERVER_DOCS[style]}) on the loop under test, loaded with {kib} KiB "
+        f"messages by {LOAD_CLIENTS} connections from a C client in another process "
+        f"(benchmarks/floor/tcp_echo.c), n round trips each."
+    )
+    return run
+
+
+for _style in SERVERS:
+    for _kib, _sizes in LOAD_ROUND_TRIPS.items():
+        workload(
+            f"server_{_style}_{_kib}k",
+            group="server",
+            kind="time",
+            sizes=_sizes,
+            unit="round trips",
+            targets=ECHO_TARGETS,
+        )(_make_server(_style, _kib))
