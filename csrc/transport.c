@@ -268,6 +268,16 @@ cio_transport_maybe_resume(TransportObj *t, Py_ssize_t size)
 
 /* ---- ending the connection ---- */
 
+/* Drops the loop's note that this transport owns its fd (set up in
+ * cio_transport_setup), unless the loop is gone or the fd has a new owner. */
+static void
+release_fd(TransportObj *t)
+{
+    if (t->loop != NULL && cio_loop_fd_owner(t->loop, t->fd) == (PyObject *)t) {
+        cio_loop_set_fd_owner(t->loop, t->fd, NULL);
+    }
+}
+
 int
 cio_transport_schedule_connection_lost(TransportObj *t, PyObject *exc)
 {
@@ -340,13 +350,9 @@ cio_transport_connection_lost(TransportObj *t, PyObject *exc)
     /* Whatever connection_lost() did, the socket goes (as asyncio's
      * `finally:`), keeping its exception if it raised. */
     PyObject *pending = rc < 0 ? cio_err_take() : NULL;
-    if (t->loop != NULL) {
-        cio_transport_watch(t, CIO_READ, 0);
-        cio_transport_watch(t, CIO_WRITE, 0);
-        if (cio_loop_fd_owner(t->loop, t->fd) == (PyObject *)t) {
-            cio_loop_set_fd_owner(t->loop, t->fd, NULL);
-        }
-    }
+    cio_transport_watch(t, CIO_READ, 0);
+    cio_transport_watch(t, CIO_WRITE, 0);
+    release_fd(t);
     if (t->sock != NULL) {
         PyObject *res = PyObject_CallMethod(t->sock, "close", NULL);
         if (res == NULL) {
@@ -563,9 +569,7 @@ cio_transport_traverse(TransportObj *t, visitproc visit, void *arg)
 int
 cio_transport_clear(TransportObj *t)
 {
-    if (t->loop != NULL && cio_loop_fd_owner(t->loop, t->fd) == (PyObject *)t) {
-        cio_loop_set_fd_owner(t->loop, t->fd, NULL);
-    }
+    release_fd(t);
     Py_CLEAR(t->extra);
     Py_CLEAR(t->loop);
     Py_CLEAR(t->sock);
@@ -585,13 +589,9 @@ cio_transport_finalize(TransportObj *t)
     if (PyErr_ResourceWarning((PyObject *)t, 1, "unclosed transport %R", t) < 0) {
         PyErr_WriteUnraisable((PyObject *)t);
     }
-    if (t->loop != NULL) {
-        cio_transport_watch(t, CIO_READ, 0);
-        cio_transport_watch(t, CIO_WRITE, 0);
-        if (cio_loop_fd_owner(t->loop, t->fd) == (PyObject *)t) {
-            cio_loop_set_fd_owner(t->loop, t->fd, NULL);
-        }
-    }
+    cio_transport_watch(t, CIO_READ, 0);
+    cio_transport_watch(t, CIO_WRITE, 0);
+    release_fd(t);
     PyObject *res = PyObject_CallMethod(t->sock, "close", NULL);
     if (res == NULL) {
         PyErr_WriteUnraisable((PyObject *)t);
