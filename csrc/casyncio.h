@@ -223,6 +223,13 @@ PyObject *cio_call_in_context(PyObject *context, PyObject *func, PyObject *const
  * handler, as "Exception in callback ..." with this handle.  Steals exc.
  * Returns 0, or -1 if the handler raised SystemExit/KeyboardInterrupt. */
 int cio_handle_report_error(HandleObj *h, PyObject *callback, PyObject *args, PyObject *exc);
+/* The same report for a call that has no Handle of its own (a ready-queue
+ * CALL1 entry, a task step): callback(arg), or callback() if arg is NULL,
+ * made in loop with context, raised exc.  Steals exc.  Returns 0, or -1 if
+ * the handler raised SystemExit/KeyboardInterrupt or the report could not
+ * be built. */
+int cio_handle_report_call_error(cio_state *st, PyObject *loop, PyObject *callback, PyObject *arg,
+                                 PyObject *context, PyObject *exc);
 /* Marks a handle cancelled and drops its callback; for a TimerHandle this
  * also leaves the loop's heap.  Returns 0 or -1. */
 int cio_handle_cancel(HandleObj *h);

@@ -177,6 +177,31 @@ done:
     return rc;
 }
 
+int
+cio_handle_report_call_error(cio_state *st, PyObject *loop, PyObject *callback, PyObject *arg,
+                             PyObject *context, PyObject *exc /* steals */)
+{
+    /* The Handle is made on this error path only, so that the exception
+     * handler sees what a failing call_soon() callback shows it. */
+    PyObject *args = NULL;
+    HandleObj *h = NULL;
+    if (arg != NULL && (args = PyTuple_Pack(1, arg)) == NULL) {
+        goto error;
+    }
+    h = cio_handle_new(st, callback, args, loop, context);
+    if (h == NULL) {
+        goto error;
+    }
+    int rc = cio_handle_report_error(h, callback, args, exc);
+    Py_DECREF(h);
+    Py_XDECREF(args);
+    return rc;
+error:
+    Py_XDECREF(args);
+    Py_DECREF(exc);
+    return -1;
+}
+
 PyObject *
 cio_call_in_context(PyObject *context, PyObject *func, PyObject *const *args, size_t nargs)
 {

@@ -90,9 +90,8 @@ cio_call_exception_handler(cio_state *st, PyObject *loop, PyObject *context)
     return 0;
 }
 
-/* Runs a CALL1 entry: a(b) in context c.  An error is reported with a
- * Handle made for the occasion, so the exception handler sees the same
- * context keys as for a call_soon() callback. */
+/* Runs a CALL1 entry: a(b) in context c.  An error is reported as a
+ * call_soon() callback's would be. */
 static int
 run_call1(LoopObj *self, cio_ring_item *it)
 {
@@ -105,20 +104,7 @@ run_call1(LoopObj *self, cio_ring_item *it)
         cio_err_restore(exc);
         return -1;
     }
-    /* Report through a Handle made for the occasion (on this error path
-     * only), so the exception handler sees what a call_soon() callback's
-     * failure shows it. */
-    PyObject *args = PyTuple_Pack(1, arg);
-    HandleObj *h = args ? cio_handle_new(self->st, func, args, (PyObject *)self, ctx) : NULL;
-    if (h == NULL) {
-        Py_XDECREF(args);
-        Py_DECREF(exc);
-        return -1;
-    }
-    int rc = cio_handle_report_error(h, func, args, exc);
-    Py_DECREF(args);
-    Py_DECREF(h);
-    return rc;
+    return cio_handle_report_call_error(self->st, (PyObject *)self, func, arg, ctx, exc);
 }
 
 static int

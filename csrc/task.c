@@ -474,18 +474,13 @@ report_step_error(TaskObj *task, PyMethodDef *def, PyObject *arg)
         return -1;
     }
     PyObject *meth = PyCFunction_NewEx(def, (PyObject *)task, NULL);
-    PyObject *args = meth ? (arg ? PyTuple_Pack(1, arg) : PyTuple_New(0)) : NULL;
-    HandleObj *h =
-        args ? cio_handle_new(task->fut.st, meth, args, task->fut.loop, task->context) : NULL;
-    int rc = -1;
-    if (h != NULL) {
-        rc = cio_handle_report_error(h, meth, args, exc);
-        exc = NULL;
+    if (meth == NULL) {
+        Py_DECREF(exc);
+        return -1;
     }
-    Py_XDECREF(exc);
-    Py_XDECREF(h);
-    Py_XDECREF(args);
-    Py_XDECREF(meth);
+    int rc =
+        cio_handle_report_call_error(task->fut.st, task->fut.loop, meth, arg, task->context, exc);
+    Py_DECREF(meth);
     return rc;
 }
 
