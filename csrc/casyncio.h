@@ -460,6 +460,11 @@ PyObject *cio_future_make_cancelled_error(FutureObj *fut);
  * with *exc NULL. */
 PyObject *cio_future_outcome(FutureObj *fut, PyObject **exc);
 void cio_future_finalize(FutureObj *fut);
+/* For finalizers, as asyncio's __del__ methods do: calls the future's
+ * loop's exception handler with the dict Py_BuildValue(format, ...) makes,
+ * plus "source_traceback" if the future has one.  Any error is printed
+ * with PyErr_WriteUnraisable; call it with no exception set. */
+void cio_future_report_destroyed(FutureObj *fut, const char *format, ...);
 int cio_future_traverse(FutureObj *fut, visitproc visit, void *arg);
 int cio_future_clear(FutureObj *fut);
 

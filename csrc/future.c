@@ -16,6 +16,7 @@
  * someone retrieves the exception (result(), exception(), or cancel()). */
 #include "casyncio.h"
 
+#include <stdarg.h>
 #include <string.h>
 
 static const char *const state_names[] = {"PENDING", "CANCELLED", "FINISHED"};
@@ -419,6 +420,27 @@ Future_tp_clear(FutureObj *self)
 }
 
 void
+cio_future_report_destroyed(FutureObj *fut, const char *format, ...)
+{
+    cio_state *st = fut->st;
+    va_list va;
+    va_start(va, format);
+    PyObject *ctx = Py_VaBuildValue(format, va);
+    va_end(va);
+    PyObject *res = NULL;
+    if (ctx != NULL &&
+        (fut->source_traceback == NULL ||
+         PyDict_SetItem(ctx, st->str_source_traceback, fut->source_traceback) == 0)) {
+        res = PyObject_CallMethodOneArg(fut->loop, st->str_call_exception_handler, ctx);
+    }
+    if (res == NULL) {
+        PyErr_WriteUnraisable((PyObject *)fut);
+    }
+    Py_XDECREF(res);
+    Py_XDECREF(ctx);
+}
+
+void
 cio_future_finalize(FutureObj *fut)
 {
     cio_state *st = fut->st;
@@ -427,31 +449,14 @@ cio_future_finalize(FutureObj *fut)
     }
     fut->log_tb = 0;
     PyObject *saved = cio_err_take();
-    PyObject *ctx = NULL, *message = NULL, *name = PyType_GetName(Py_TYPE(fut));
-    if (name == NULL) {
-        goto error;
-    }
-    message = PyUnicode_FromFormat("%U exception was never retrieved", name);
-    ctx = PyDict_New();
-    if (message == NULL || ctx == NULL || PyDict_SetItem(ctx, st->str_message, message) < 0 ||
-        PyDict_SetItem(ctx, st->str_exception, fut->exception) < 0 ||
-        PyDict_SetItem(ctx, st->str_future, (PyObject *)fut) < 0 ||
-        (fut->source_traceback != NULL &&
-         PyDict_SetItem(ctx, st->str_source_traceback, fut->source_traceback) < 0)) {
-        goto error;
-    }
-    PyObject *res = PyObject_CallMethodOneArg(fut->loop, st->str_call_exception_handler, ctx);
-    if (res == NULL) {
-        goto error;
-    }
-    Py_DECREF(res);
-    goto done;
-error:
-    PyErr_WriteUnraisable((PyObject *)fut);
-done:
+    PyObject *name = PyType_GetName(Py_TYPE(fut));
+    PyObject *message =
+        name ? PyUnicode_FromFormat("%U exception was never retrieved", name) : NULL;
+    /* If message is NULL, Py_BuildValue fails and the error is printed. */
+    cio_future_report_destroyed(fut, "{OOOOOO}", st->str_message, message, st->str_exception,
+                                fut->exception, st->str_future, (PyObject *)fut);
     Py_XDECREF(name);
     Py_XDECREF(message);
-    Py_XDECREF(ctx);
     if (saved != NULL) {
         cio_err_restore(saved);
     }

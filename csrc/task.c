@@ -756,22 +756,8 @@ Task_finalize(TaskObj *self)
     cio_task_unlink(self);
     if (self->fut.state == CIO_PENDING && self->log_destroy_pending && self->fut.loop != NULL) {
         PyObject *saved = cio_err_take();
-        PyObject *message = PyUnicode_FromString("Task was destroyed but it is pending!");
-        PyObject *ctx = PyDict_New();
-        PyObject *res = NULL;
-        if (message != NULL && ctx != NULL &&
-            PyDict_SetItem(ctx, st->str_task, (PyObject *)self) == 0 &&
-            PyDict_SetItem(ctx, st->str_message, message) == 0 &&
-            (self->fut.source_traceback == NULL ||
-             PyDict_SetItem(ctx, st->str_source_traceback, self->fut.source_traceback) == 0)) {
-            res = PyObject_CallMethodOneArg(self->fut.loop, st->str_call_exception_handler, ctx);
-        }
-        if (res == NULL) {
-            PyErr_WriteUnraisable((PyObject *)self);
-        }
-        Py_XDECREF(res);
-        Py_XDECREF(message);
-        Py_XDECREF(ctx);
+        cio_future_report_destroyed(&self->fut, "{OOOs}", st->str_task, (PyObject *)self,
+                                    st->str_message, "Task was destroyed but it is pending!");
         if (saved != NULL) {
             cio_err_restore(saved);
         }
