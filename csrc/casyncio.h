@@ -145,6 +145,7 @@ typedef struct {
     PyObject *str_future;
     PyObject *str_task;
     PyObject *str_set_name;
+    PyObject *str_name;
     PyObject *str_PENDING;
     PyObject *str_CANCELLED;
     PyObject *str_FINISHED;
@@ -544,6 +545,15 @@ cio_setter_truth(PyObject *value)
         return -1;
     }
     return PyObject_IsTrue(value);
+}
+
+/* Whether a vectorcall keyword name is `name` (one of the interned
+ * strings above): callers' keyword names are interned too, so identity
+ * usually answers; an equal string built at run time still matches. */
+static inline int
+cio_kwname_is(PyObject *key, PyObject *name)
+{
+    return key == name || PyUnicode_Compare(key, name) == 0;
 }
 
 /* Imports the lazily cached asyncio helpers into the state. Returns 0/-1. */

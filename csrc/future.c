@@ -610,7 +610,7 @@ Future_add_done_callback(FutureObj *self, PyObject *const *args, Py_ssize_t narg
     if (kwnames != NULL) {
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
             PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-            if (PyUnicode_CompareWithASCIIString(key, "context") != 0) {
+            if (!cio_kwname_is(key, self->st->str_context)) {
                 PyErr_Format(PyExc_TypeError,
                              "add_done_callback() got an unexpected keyword argument '%U'", key);
                 return NULL;

@@ -380,8 +380,8 @@ check_thread(LoopObj *self)
  * leading positionals are required; the rest become a tuple (NULL when
  * empty).  *context is NULL for None. */
 static int
-parse_call_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                Py_ssize_t nfixed, PyObject **rest, PyObject **context)
+parse_call_args(cio_state *st, const char *fname, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames, Py_ssize_t nfixed, PyObject **rest, PyObject **context)
 {
     *rest = NULL;
     *context = NULL;
@@ -389,7 +389,7 @@ parse_call_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyOb
         Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
         for (Py_ssize_t i = 0; i < nkw; i++) {
             PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-            if (PyUnicode_CompareWithASCIIString(key, "context") != 0) {
+            if (!cio_kwname_is(key, st->str_context)) {
                 PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fname,
                              key);
                 return -1;
@@ -430,7 +430,7 @@ schedule_soon(LoopObj *self, const char *fname, PyObject *const *args, Py_ssize_
               PyObject *kwnames, int threadsafe)
 {
     PyObject *rest, *context;
-    if (parse_call_args(fname, args, nargs, kwnames, 1, &rest, &context) < 0) {
+    if (parse_call_args(self->st, fname, args, nargs, kwnames, 1, &rest, &context) < 0) {
         return NULL;
     }
     HandleObj *h = NULL;
@@ -478,7 +478,7 @@ schedule_at(LoopObj *self, const char *fname, double when, PyObject *const *args
 {
     /* args[0] is the delay or deadline, already converted to `when`. */
     PyObject *rest, *context;
-    if (parse_call_args(fname, args, nargs, kwnames, 2, &rest, &context) < 0) {
+    if (parse_call_args(self->st, fname, args, nargs, kwnames, 2, &rest, &context) < 0) {
         return NULL;
     }
     TimerHandleObj *t = NULL;
@@ -612,10 +612,10 @@ Loop_create_task(LoopObj *self, PyObject *const *args, Py_ssize_t nargs, PyObjec
     if (kwnames != NULL) {
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
             PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-            if (PyUnicode_CompareWithASCIIString(key, "name") == 0) {
+            if (cio_kwname_is(key, self->st->str_name)) {
                 name = args[nargs + i];
             }
-            else if (PyUnicode_CompareWithASCIIString(key, "context") == 0) {
+            else if (cio_kwname_is(key, self->st->str_context)) {
                 context = args[nargs + i];
             }
             else {

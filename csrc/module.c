@@ -187,6 +187,7 @@ module_exec(PyObject *module)
     INTERN(str_future, "future");
     INTERN(str_task, "task");
     INTERN(str_set_name, "set_name");
+    INTERN(str_name, "name");
     INTERN(str_PENDING, "PENDING");
     INTERN(str_CANCELLED, "CANCELLED");
     INTERN(str_FINISHED, "FINISHED");
@@ -326,6 +327,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->str_future);
     Py_CLEAR(st->str_task);
     Py_CLEAR(st->str_set_name);
+    Py_CLEAR(st->str_name);
     Py_CLEAR(st->str_PENDING);
     Py_CLEAR(st->str_CANCELLED);
     Py_CLEAR(st->str_FINISHED);
