@@ -146,6 +146,13 @@ typedef struct {
     PyObject *str_task;
     PyObject *str_set_name;
     PyObject *str_name;
+    PyObject *str_connection_made;
+    PyObject *str_start_reading;
+    PyObject *str_connection_lost;
+    PyObject *str_call_connection_lost;
+    PyObject *str_eof_received;
+    PyObject *str_pause_writing;
+    PyObject *str_resume_writing;
     PyObject *str_PENDING;
     PyObject *str_CANCELLED;
     PyObject *str_FINISHED;

@@ -188,6 +188,13 @@ module_exec(PyObject *module)
     INTERN(str_task, "task");
     INTERN(str_set_name, "set_name");
     INTERN(str_name, "name");
+    INTERN(str_connection_made, "connection_made");
+    INTERN(str_start_reading, "_start_reading");
+    INTERN(str_connection_lost, "connection_lost");
+    INTERN(str_call_connection_lost, "_call_connection_lost");
+    INTERN(str_eof_received, "eof_received");
+    INTERN(str_pause_writing, "pause_writing");
+    INTERN(str_resume_writing, "resume_writing");
     INTERN(str_PENDING, "PENDING");
     INTERN(str_CANCELLED, "CANCELLED");
     INTERN(str_FINISHED, "FINISHED");
@@ -328,6 +335,13 @@ module_clear(PyObject *module)
     Py_CLEAR(st->str_task);
     Py_CLEAR(st->str_set_name);
     Py_CLEAR(st->str_name);
+    Py_CLEAR(st->str_connection_made);
+    Py_CLEAR(st->str_start_reading);
+    Py_CLEAR(st->str_connection_lost);
+    Py_CLEAR(st->str_call_connection_lost);
+    Py_CLEAR(st->str_eof_received);
+    Py_CLEAR(st->str_pause_writing);
+    Py_CLEAR(st->str_resume_writing);
     Py_CLEAR(st->str_PENDING);
     Py_CLEAR(st->str_CANCELLED);
     Py_CLEAR(st->str_FINISHED);

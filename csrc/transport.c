@@ -52,9 +52,9 @@ cio_loop_read_buffer(LoopObj *loop)
 
 /* Calls a method of the transport's own through call_soon (cold paths). */
 static int
-call_soon_method(TransportObj *t, const char *name, PyObject *arg)
+call_soon_method(TransportObj *t, PyObject *name, PyObject *arg)
 {
-    PyObject *meth = PyObject_GetAttrString((PyObject *)t, name);
+    PyObject *meth = PyObject_GetAttr((PyObject *)t, name);
     if (meth == NULL) {
         return -1;
     }
@@ -149,12 +149,12 @@ cio_transport_start(TransportObj *t, PyObject *waiter)
 {
     /* As asyncio: connection_made() first, then reading (so that data never
      * reaches a protocol before it knows its transport), then the waiter. */
-    PyObject *made = PyObject_GetAttrString(t->protocol, "connection_made");
+    PyObject *made = PyObject_GetAttr(t->protocol, t->st->str_connection_made);
     PyObject *args = made ? PyTuple_Pack(1, (PyObject *)t) : NULL;
     int rc = args ? cio_loop_call_soon(t->loop, made, args) : -1;
     Py_XDECREF(made);
     Py_XDECREF(args);
-    if (rc < 0 || call_soon_method(t, "_start_reading", NULL) < 0) {
+    if (rc < 0 || call_soon_method(t, t->st->str_start_reading, NULL) < 0) {
         return -1;
     }
     if (waiter != NULL && waiter != Py_None) {
@@ -213,11 +213,11 @@ report_protocol_error(TransportObj *t, const char *message, PyObject *exc)
 }
 
 int
-cio_transport_call_protocol(TransportObj *t, const char *name, PyObject *const *args, size_t nargs,
+cio_transport_call_protocol(TransportObj *t, PyObject *name, PyObject *const *args, size_t nargs,
                             const char *message, PyObject **result)
 {
     PyObject *res = NULL;
-    PyObject *meth = PyObject_GetAttrString(t->protocol, name);
+    PyObject *meth = PyObject_GetAttr(t->protocol, name);
     if (meth != NULL) {
         res = PyObject_Vectorcall(meth, args, nargs, NULL);
         Py_DECREF(meth);
@@ -237,8 +237,10 @@ cio_transport_call_protocol(TransportObj *t, const char *name, PyObject *const *
             cio_err_restore(exc);
             return -1;
         }
+        /* name is one of the module's ASCII strings: PyUnicode_AsUTF8()
+         * returns its characters and cannot fail. */
         char buf[128];
-        PyOS_snprintf(buf, sizeof(buf), "protocol.%s() failed", name);
+        PyOS_snprintf(buf, sizeof(buf), "protocol.%s() failed", PyUnicode_AsUTF8(name));
         int rc = report_protocol_error(t, buf, exc);
         Py_DECREF(exc);
         return rc;
@@ -253,7 +255,7 @@ cio_transport_maybe_pause(TransportObj *t, Py_ssize_t size)
         return 0;
     }
     t->protocol_paused = 1;
-    return cio_transport_call_protocol(t, "pause_writing", NULL, 0, NULL, NULL);
+    return cio_transport_call_protocol(t, t->st->str_pause_writing, NULL, 0, NULL, NULL);
 }
 
 int
@@ -263,7 +265,7 @@ cio_transport_maybe_resume(TransportObj *t, Py_ssize_t size)
         return 0;
     }
     t->protocol_paused = 0;
-    return cio_transport_call_protocol(t, "resume_writing", NULL, 0, NULL, NULL);
+    return cio_transport_call_protocol(t, t->st->str_resume_writing, NULL, 0, NULL, NULL);
 }
 
 /* ---- ending the connection ---- */
@@ -281,7 +283,7 @@ release_fd(TransportObj *t)
 int
 cio_transport_schedule_connection_lost(TransportObj *t, PyObject *exc)
 {
-    return call_soon_method(t, "_call_connection_lost", exc ? exc : Py_None);
+    return call_soon_method(t, t->st->str_call_connection_lost, exc ? exc : Py_None);
 }
 
 int
@@ -343,7 +345,7 @@ cio_transport_connection_lost(TransportObj *t, PyObject *exc)
     int rc = 0;
     if (t->protocol_connected && t->protocol != NULL) {
         PyObject *arg = exc ? exc : Py_None;
-        PyObject *res = PyObject_CallMethod(t->protocol, "connection_lost", "O", arg);
+        PyObject *res = PyObject_CallMethodOneArg(t->protocol, t->st->str_connection_lost, arg);
         rc = res ? 0 : -1;
         Py_XDECREF(res);
     }

@@ -77,11 +77,12 @@ int cio_transport_schedule_connection_lost(TransportObj *t, PyObject *exc);
 /* Runs protocol.connection_lost(exc) and releases the socket. */
 int cio_transport_connection_lost(TransportObj *t, PyObject *exc);
 
-/* Calls protocol.<name>(args...); on an exception other than SystemExit
+/* Calls protocol.<name>(args...), name being one of the module's interned
+ * strings (st->str_pause_writing...); on an exception other than SystemExit
  * and KeyboardInterrupt, reports it as fatal with `message` (or, when
  * message is NULL, through the exception handler without closing).
  * Returns 0, or -1 only for SystemExit/KeyboardInterrupt. */
-int cio_transport_call_protocol(TransportObj *t, const char *name, PyObject *const *args,
+int cio_transport_call_protocol(TransportObj *t, PyObject *name, PyObject *const *args,
                                 size_t nargs, const char *message, PyObject **result);
 
 int cio_transport_traverse(TransportObj *t, visitproc visit, void *arg);

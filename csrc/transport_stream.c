@@ -435,7 +435,7 @@ on_eof(StreamObj *s)
         }
     }
     PyObject *keep_open = NULL;
-    if (cio_transport_call_protocol(t, "eof_received", NULL, 0,
+    if (cio_transport_call_protocol(t, t->st->str_eof_received, NULL, 0,
                                     "Fatal error: protocol.eof_received() call failed.",
                                     &keep_open) < 0) {
         return -1;
