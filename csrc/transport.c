@@ -466,30 +466,32 @@ cio_transport_is_reading(TransportObj *t, PyObject *Py_UNUSED(ignored))
     return PyBool_FromLong(!t->closing && !t->paused);
 }
 
-PyObject *
-cio_transport_pause_reading(TransportObj *t, PyObject *Py_UNUSED(ignored))
+/* pause_reading() and resume_reading(): no-ops on a closing transport or
+ * when already in that state. */
+static PyObject *
+set_paused(TransportObj *t, char paused)
 {
-    if (t->closing || t->paused) {
+    if (t->closing || t->paused == paused) {
         Py_RETURN_NONE;
     }
-    t->paused = 1;
-    if (cio_transport_watch(t, CIO_READ, 0) < 0 || debug_log(t, "%r pauses reading", NULL) < 0) {
+    t->paused = paused;
+    if (cio_transport_watch(t, CIO_READ, !paused) < 0 ||
+        debug_log(t, paused ? "%r pauses reading" : "%r resumes reading", NULL) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
 }
 
 PyObject *
+cio_transport_pause_reading(TransportObj *t, PyObject *Py_UNUSED(ignored))
+{
+    return set_paused(t, 1);
+}
+
+PyObject *
 cio_transport_resume_reading(TransportObj *t, PyObject *Py_UNUSED(ignored))
 {
-    if (t->closing || !t->paused) {
-        Py_RETURN_NONE;
-    }
-    t->paused = 0;
-    if (cio_transport_watch(t, CIO_READ, 1) < 0 || debug_log(t, "%r resumes reading", NULL) < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    return set_paused(t, 0);
 }
 
 PyObject *
