@@ -756,8 +756,10 @@ Task_finalize(TaskObj *self)
     cio_task_unlink(self);
     if (self->fut.state == CIO_PENDING && self->log_destroy_pending && self->fut.loop != NULL) {
         PyObject *saved = cio_err_take();
-        cio_future_report_destroyed(&self->fut, "{OOOs}", st->str_task, (PyObject *)self,
-                                    st->str_message, "Task was destroyed but it is pending!");
+        /* The keys in stock asyncio's order: message, then task. */
+        cio_future_report_destroyed(&self->fut, "{OsOO}", st->str_message,
+                                    "Task was destroyed but it is pending!", st->str_task,
+                                    (PyObject *)self);
         if (saved != NULL) {
             cio_err_restore(saved);
         }

@@ -5,6 +5,7 @@ escapes the loop (KeyboardInterrupt, SystemExit), and debug mode's reports
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import re
 import subprocess
@@ -144,6 +145,29 @@ def test_reported_exception_has_its_traceback(loop):
         names.append(tb.tb_frame.f_code.co_name)
         tb = tb.tb_next
     assert names[-1] == "failing"
+
+
+@pytest.mark.loop_errors
+def test_finalizer_reports_have_asyncio_s_keys_in_its_order(loop):
+    """A handler that reads the context in order sees what stock asyncio gives it."""
+
+    async def forever() -> None:
+        await asyncio.sleep(3600)
+
+    task = loop.create_task(forever())
+    run_briefly(loop)
+    fut = loop.create_future()
+    fut.set_exception(Boom("never retrieved"))
+    del fut
+    gc.collect()
+    loop.close()  # drops the sleep's timer: now only `task` holds the task
+    del task
+    gc.collect()
+    assert [list(ctx) for ctx in loop.handler_calls] == [
+        ["message", "exception", "future"],
+        ["message", "task"],
+    ]
+    assert loop.handler_calls[1]["message"] == "Task was destroyed but it is pending!"
 
 
 @pytest.mark.loop_errors
