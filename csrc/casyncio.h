@@ -153,6 +153,9 @@ typedef struct {
     PyObject *str_eof_received;
     PyObject *str_pause_writing;
     PyObject *str_resume_writing;
+    PyObject *str_sendto;
+    PyObject *str_datagram_received;
+    PyObject *str_error_received;
     PyObject *str_PENDING;
     PyObject *str_CANCELLED;
     PyObject *str_FINISHED;

@@ -195,6 +195,9 @@ module_exec(PyObject *module)
     INTERN(str_eof_received, "eof_received");
     INTERN(str_pause_writing, "pause_writing");
     INTERN(str_resume_writing, "resume_writing");
+    INTERN(str_sendto, "sendto");
+    INTERN(str_datagram_received, "datagram_received");
+    INTERN(str_error_received, "error_received");
     INTERN(str_PENDING, "PENDING");
     INTERN(str_CANCELLED, "CANCELLED");
     INTERN(str_FINISHED, "FINISHED");
@@ -342,6 +345,9 @@ module_clear(PyObject *module)
     Py_CLEAR(st->str_eof_received);
     Py_CLEAR(st->str_pause_writing);
     Py_CLEAR(st->str_resume_writing);
+    Py_CLEAR(st->str_sendto);
+    Py_CLEAR(st->str_datagram_received);
+    Py_CLEAR(st->str_error_received);
     Py_CLEAR(st->str_PENDING);
     Py_CLEAR(st->str_CANCELLED);
     Py_CLEAR(st->str_FINISHED);

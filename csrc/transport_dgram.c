@@ -3,10 +3,20 @@
  *
  * sendto() tries to send at once and queues (a copy of) the datagram only
  * when the socket would block; the queue drains when the fd is writable.
- * Addresses are converted by the socket object's own sendto()/recvfrom(),
- * which know every address family.  OSErrors of single datagrams go to
+ * Datagrams are received with recvfrom(2) into the loop's read buffer, and
+ * the sender's address is built here for IPv4, IPv6 and Unix sockets, in
+ * the form the socket module gives; other families, and every address to
+ * send to, go through the socket object's own recvfrom()/sendto(), which
+ * know them all.  OSErrors of single datagrams go to
  * protocol.error_received(), as in asyncio; they do not end the transport. */
 #include "transport.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 typedef struct {
     PyObject *data; /* bytes */
@@ -18,8 +28,9 @@ typedef struct {
     PyObject *address; /* the connected peer, or NULL */
     dgram *q;
     Py_ssize_t q_head, q_len, q_cap;
-    Py_ssize_t qsize; /* bytes queued */
-    char connected;   /* extra['peername'] is set: use send() */
+    Py_ssize_t qsize;   /* bytes queued */
+    char connected;     /* extra['peername'] is set: use send() */
+    char own_addresses; /* the family is one address_to_python() knows */
 } DgramObj;
 
 static Py_ssize_t
@@ -81,23 +92,53 @@ queue_push(DgramObj *d, PyObject *data, PyObject *addr, int front)
 static int
 send_one(DgramObj *d, PyObject *data, PyObject *addr)
 {
-    PyObject *res;
-    if (d->connected) {
-        res = PyObject_CallMethod(d->base.sock, "send", "O", data);
+    if (!d->connected) {
+        PyObject *args[] = {d->base.sock, data, addr ? addr : Py_None};
+        PyObject *res = PyObject_VectorcallMethod(d->base.st->str_sendto, args,
+                                                  3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (res != NULL) {
+            Py_DECREF(res);
+            return 1;
+        }
+        if (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
+            PyErr_ExceptionMatches(PyExc_InterruptedError)) {
+            PyErr_Clear();
+            return 0;
+        }
+        return -1;
     }
-    else {
-        res = PyObject_CallMethod(d->base.sock, "sendto", "OO", data, addr ? addr : Py_None);
+    /* Connected: no address to convert, so the system call is made here. */
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        return -1;
     }
-    if (res != NULL) {
-        Py_DECREF(res);
+    ssize_t n;
+    do {
+        n = send(d->base.fd, view.buf, (size_t)view.len, 0);
+    } while (n < 0 && errno == EINTR);
+    PyBuffer_Release(&view);
+    if (n >= 0) {
         return 1;
     }
-    if (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
-        PyErr_ExceptionMatches(PyExc_InterruptedError)) {
-        PyErr_Clear();
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
         return 0;
     }
+    PyErr_SetFromErrno(PyExc_OSError);
     return -1;
+}
+
+/* Passes an OSError to protocol.error_received(); the exception is taken
+ * (cleared).  Returns 0, or -1 with what the protocol raised. */
+static int
+error_received(TransportObj *t)
+{
+    PyObject *exc = cio_err_take();
+    PyObject *args[] = {t->protocol, exc};
+    PyObject *res = PyObject_VectorcallMethod(t->st->str_error_received, args,
+                                              2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(exc);
+    Py_XDECREF(res);
+    return res ? 0 : -1;
 }
 
 /* After a failed send: an OSError goes to protocol.error_received(), and
@@ -110,11 +151,7 @@ send_failed(DgramObj *d)
     if (!PyErr_ExceptionMatches(PyExc_OSError)) {
         return cio_transport_fatal_error(t, "Fatal write error on datagram transport");
     }
-    PyObject *exc = cio_err_take();
-    PyObject *res = PyObject_CallMethod(t->protocol, "error_received", "O", exc);
-    Py_DECREF(exc);
-    Py_XDECREF(res);
-    return res ? 0 : -1;
+    return error_received(t);
 }
 
 static PyObject *
@@ -231,6 +268,92 @@ sendto_ready(DgramObj *d)
     return 0;
 }
 
+/* A sender's address as the socket module's recvfrom() gives it, for
+ * AF_INET ((host, port)), AF_INET6 ((host, port, flowinfo, scope_id)) and
+ * AF_UNIX (a str path, bytes for Linux's abstract names; None, as for any
+ * family, when the kernel gives no address). */
+static PyObject *
+address_to_python(const struct sockaddr_storage *ss, socklen_t len)
+{
+    char host[INET6_ADDRSTRLEN];
+    if (len == 0) {
+        Py_RETURN_NONE;
+    }
+    switch (ss->ss_family) {
+    case AF_INET: {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+        return Py_BuildValue("(si)", host, ntohs(a->sin_port));
+    }
+    case AF_INET6: {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+        return Py_BuildValue("(siII)", host, ntohs(a->sin6_port),
+                             (unsigned int)ntohl(a->sin6_flowinfo), (unsigned int)a->sin6_scope_id);
+    }
+    case AF_UNIX: {
+        const struct sockaddr_un *a = (const struct sockaddr_un *)ss;
+        size_t offset = offsetof(struct sockaddr_un, sun_path);
+        size_t n = (size_t)len > offset ? (size_t)len - offset : 0;
+        if (n > 0 && a->sun_path[0] == '\0') {
+            return PyBytes_FromStringAndSize(a->sun_path, (Py_ssize_t)n);
+        }
+        return PyUnicode_DecodeFSDefaultAndSize(a->sun_path, (Py_ssize_t)strnlen(a->sun_path, n));
+    }
+    default:
+        PyErr_Format(PyExc_RuntimeError, "unexpected address family %d", (int)ss->ss_family);
+        return NULL;
+    }
+}
+
+/* Receives one datagram.  Returns 1 with new references in *data and
+ * *addr, 0 if there is none, -1 with an exception set. */
+static int
+recv_one(DgramObj *d, PyObject **data, PyObject **addr)
+{
+    TransportObj *t = &d->base;
+    if (!d->own_addresses) {
+        PyObject *pair = PyObject_CallMethod(t->sock, "recvfrom", "i", CIO_READ_BUFFER_SIZE);
+        if (pair == NULL) {
+            return -1;
+        }
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            Py_DECREF(pair);
+            PyErr_SetString(PyExc_TypeError, "recvfrom() did not return (data, address)");
+            return -1;
+        }
+        *data = Py_NewRef(PyTuple_GET_ITEM(pair, 0));
+        *addr = Py_NewRef(PyTuple_GET_ITEM(pair, 1));
+        Py_DECREF(pair);
+        return 1;
+    }
+    char *buf = cio_loop_read_buffer(t->loop);
+    if (buf == NULL) {
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t len;
+    ssize_t n;
+    do {
+        len = sizeof(ss);
+        n = recvfrom(t->fd, buf, CIO_READ_BUFFER_SIZE, 0, (struct sockaddr *)&ss, &len);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return 0;
+        }
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    *addr = address_to_python(&ss, len);
+    *data = *addr ? PyBytes_FromStringAndSize(buf, n) : NULL;
+    if (*data == NULL) {
+        Py_CLEAR(*addr);
+        return -1;
+    }
+    return 1;
+}
+
 static int
 read_ready(DgramObj *d)
 {
@@ -238,30 +361,27 @@ read_ready(DgramObj *d)
     if (t->conn_lost) {
         return 0;
     }
-    PyObject *pair = PyObject_CallMethod(t->sock, "recvfrom", "i", CIO_READ_BUFFER_SIZE);
-    if (pair == NULL) {
+    PyObject *data, *addr;
+    int r = recv_one(d, &data, &addr);
+    if (r == 0) {
+        return 0;
+    }
+    if (r < 0) {
         if (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
             PyErr_ExceptionMatches(PyExc_InterruptedError)) {
             PyErr_Clear();
             return 0;
         }
         if (PyErr_ExceptionMatches(PyExc_OSError)) {
-            PyObject *exc = cio_err_take();
-            PyObject *res = PyObject_CallMethod(t->protocol, "error_received", "O", exc);
-            Py_DECREF(exc);
-            Py_XDECREF(res);
-            return res ? 0 : -1;
+            return error_received(t);
         }
         return cio_transport_fatal_error(t, "Fatal read error on datagram transport");
     }
-    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-        Py_DECREF(pair);
-        PyErr_SetString(PyExc_TypeError, "recvfrom() did not return (data, address)");
-        return -1;
-    }
-    PyObject *res = PyObject_CallMethod(t->protocol, "datagram_received", "OO",
-                                        PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1));
-    Py_DECREF(pair);
+    PyObject *args[] = {t->protocol, data, addr};
+    PyObject *res = PyObject_VectorcallMethod(t->st->str_datagram_received, args,
+                                              3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(data);
+    Py_DECREF(addr);
     Py_XDECREF(res);
     return res ? 0 : -1;
 }
@@ -396,6 +516,10 @@ Loop_make_datagram_transport(LoopObj *loop, PyObject *args, PyObject *kwds)
     }
     PyObject *peer = PyDict_GetItemString(d->base.extra, "peername"); /* borrowed */
     d->connected = peer != NULL && PyObject_IsTrue(peer) == 1;
+    int family;
+    socklen_t flen = sizeof(family);
+    d->own_addresses = getsockopt(d->base.fd, SOL_SOCKET, SO_DOMAIN, &family, &flen) == 0 &&
+                       (family == AF_INET || family == AF_INET6 || family == AF_UNIX);
     if (cio_transport_start(&d->base, waiter) < 0) {
         goto error;
     }

@@ -351,6 +351,55 @@ def test_udp_ipv6(loop):
     run(loop, main())
 
 
+def _sender_for(family: int, where: str, tmp_path) -> tuple[socket.socket, Any]:
+    """A plain socket to send from, bound as `where` says, and the address
+    the socket module reports for it: what datagram_received must get."""
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    if where == "inet":
+        s.bind((HOST, 0))
+    elif where == "inet6":
+        s.bind(("::1", 0))
+    elif where == "unix-path":
+        s.bind(str(tmp_path / "sender.dgram"))
+    elif where == "unix-abstract":
+        s.bind(b"\0casyncio-test-%d" % id(s))
+    else:  # "unix-unnamed": not bound, and the kernel gives no address at all
+        return s, None
+    return s, s.getsockname()
+
+
+@pytest.mark.parametrize(
+    "family, where",
+    [
+        (socket.AF_INET, "inet"),
+        pytest.param(socket.AF_INET6, "inet6", marks=needs_ipv6),
+        (socket.AF_UNIX, "unix-path"),
+        (socket.AF_UNIX, "unix-abstract"),
+        (socket.AF_UNIX, "unix-unnamed"),
+    ],
+)
+def test_sender_address_as_the_socket_module_gives_it(loop, tmp_path, family, where):
+    if family == socket.AF_UNIX:
+        local: Any = str(tmp_path / "endpoint.dgram")
+    else:
+        local = ("::1" if family == socket.AF_INET6 else HOST, 0)
+    sender, expected = _sender_for(family, where, tmp_path)
+
+    async def main() -> list[tuple[bytes, Any]]:
+        st, sp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), local_addr=local, family=family
+        )
+        sender.sendto(b"from a plain socket", st.get_extra_info("sockname"))
+        await sp.wait(1)
+        await close_endpoint(st, sp)
+        return sp.datagrams
+
+    with sender:
+        got = run(loop, main())
+    assert got == [(b"from a plain socket", expected)]
+    assert type(got[0][1]) is type(expected)
+
+
 def test_unix_datagram_endpoint(loop, tmp_path):
     spath = str(tmp_path / "server.dgram")
     cpath = str(tmp_path / "client.dgram")
