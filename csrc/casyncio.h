@@ -156,6 +156,9 @@ typedef struct {
     PyObject *str_sendto;
     PyObject *str_datagram_received;
     PyObject *str_error_received;
+    PyObject *str_data_received;
+    PyObject *str_get_buffer;
+    PyObject *str_buffer_updated;
     PyObject *str_PENDING;
     PyObject *str_CANCELLED;
     PyObject *str_FINISHED;

@@ -198,6 +198,9 @@ module_exec(PyObject *module)
     INTERN(str_sendto, "sendto");
     INTERN(str_datagram_received, "datagram_received");
     INTERN(str_error_received, "error_received");
+    INTERN(str_data_received, "data_received");
+    INTERN(str_get_buffer, "get_buffer");
+    INTERN(str_buffer_updated, "buffer_updated");
     INTERN(str_PENDING, "PENDING");
     INTERN(str_CANCELLED, "CANCELLED");
     INTERN(str_FINISHED, "FINISHED");
@@ -348,6 +351,9 @@ module_clear(PyObject *module)
     Py_CLEAR(st->str_sendto);
     Py_CLEAR(st->str_datagram_received);
     Py_CLEAR(st->str_error_received);
+    Py_CLEAR(st->str_data_received);
+    Py_CLEAR(st->str_get_buffer);
+    Py_CLEAR(st->str_buffer_updated);
     Py_CLEAR(st->str_PENDING);
     Py_CLEAR(st->str_CANCELLED);
     Py_CLEAR(st->str_FINISHED);

@@ -185,9 +185,15 @@ cio_transport_watch(TransportObj *t, int which, int on)
     PyObject *old;
     uint16_t old_tag;
     if (on) {
-        if (cio_loop_watch(t->loop, t->fd, which, (PyObject *)t, t->tag, &old, &old_tag) < 0) {
+        PyObject *ctx = PyContext_CopyCurrent();
+        if (ctx == NULL) {
             return -1;
         }
+        if (cio_loop_watch(t->loop, t->fd, which, (PyObject *)t, t->tag, &old, &old_tag) < 0) {
+            Py_DECREF(ctx);
+            return -1;
+        }
+        Py_XSETREF(t->ctx[which], ctx);
     }
     else {
         cio_loop_unwatch(t->loop, t->fd, which, &old, &old_tag);
@@ -195,6 +201,24 @@ cio_transport_watch(TransportObj *t, int which, int on)
     *flag = (char)on;
     Py_XDECREF(old);
     return 0;
+}
+
+PyObject *
+cio_transport_enter(TransportObj *t, int which)
+{
+    PyObject *ctx = t->ctx[which] ? Py_NewRef(t->ctx[which]) : PyContext_CopyCurrent();
+    if (ctx != NULL && PyContext_Enter(ctx) < 0) {
+        Py_CLEAR(ctx);
+    }
+    return ctx;
+}
+
+void
+cio_transport_leave(PyObject *ctx)
+{
+    /* Cannot fail: the context is the one entered last, by us. */
+    (void)PyContext_Exit(ctx);
+    Py_DECREF(ctx);
 }
 
 /* ---- flow control ---- */
@@ -567,6 +591,8 @@ cio_transport_traverse(TransportObj *t, visitproc visit, void *arg)
     Py_VISIT(t->protocol);
     Py_VISIT(t->server);
     Py_VISIT(t->dict);
+    Py_VISIT(t->ctx[CIO_READ]);
+    Py_VISIT(t->ctx[CIO_WRITE]);
     return 0;
 }
 
@@ -580,6 +606,8 @@ cio_transport_clear(TransportObj *t)
     Py_CLEAR(t->protocol);
     Py_CLEAR(t->server);
     Py_CLEAR(t->dict);
+    Py_CLEAR(t->ctx[CIO_READ]);
+    Py_CLEAR(t->ctx[CIO_WRITE]);
     return 0;
 }
 

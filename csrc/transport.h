@@ -29,6 +29,10 @@ typedef struct {
     PyObject *server; /* asyncio Server to detach from, or NULL */
     PyObject *dict;
     PyObject *weakreflist;
+    /* The contexts read (ctx[CIO_READ]) and write events run in: copies of
+     * the one current when watching for them began, as asyncio's
+     * add_reader()/add_writer() Handles copy theirs; NULL before that. */
+    PyObject *ctx[2];
     Py_ssize_t high_water;
     Py_ssize_t low_water;
     int fd;
@@ -61,6 +65,11 @@ int cio_transport_start(TransportObj *t, PyObject *waiter);
 
 /* Starts or stops watching the fd for reading / writing. */
 int cio_transport_watch(TransportObj *t, int which, int on);
+/* Enters the context that the transport's `which` events run in.  Returns
+ * it (a new reference, for cio_transport_leave()), or NULL with an
+ * exception set. */
+PyObject *cio_transport_enter(TransportObj *t, int which);
+void cio_transport_leave(PyObject *ctx);
 
 /* Write flow control: pause/resume the protocol around the water marks,
  * given the current buffer size. */

@@ -386,10 +386,10 @@ read_ready(DgramObj *d)
     return res ? 0 : -1;
 }
 
-int
-cio_dgram_io(PyObject *obj, int which)
+static int
+dgram_io(DgramObj *d, int which)
 {
-    DgramObj *d = (DgramObj *)obj;
+    PyObject *obj = (PyObject *)d;
     int rc;
     if (which == CIO_READ) {
         rc = d->base.reading ? read_ready(d) : 0;
@@ -427,6 +427,19 @@ cio_dgram_io(PyObject *obj, int which)
         return r;
     }
     return 0;
+}
+
+int
+cio_dgram_io(PyObject *obj, int which)
+{
+    TransportObj *t = (TransportObj *)obj;
+    PyObject *ctx = cio_transport_enter(t, which);
+    if (ctx == NULL) {
+        return -1;
+    }
+    int rc = dgram_io((DgramObj *)obj, which);
+    cio_transport_leave(ctx);
+    return rc;
 }
 
 static PyObject *

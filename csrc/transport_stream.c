@@ -32,13 +32,12 @@ typedef struct {
 
 typedef struct {
     TransportObj base;
-    PyObject *read_cb;        /* protocol.data_received, or get_buffer */
-    PyObject *buffer_updated; /* for a BufferedProtocol, else NULL */
-    PyObject *empty_waiter;   /* sendfile waits for an empty buffer */
-    wchunk *wq;               /* ring of queued chunks */
+    PyObject *empty_waiter; /* sendfile waits for an empty buffer */
+    wchunk *wq;             /* ring of queued chunks */
     Py_ssize_t wq_head, wq_len, wq_cap;
     Py_ssize_t wsize;
-    char eof; /* write_eof() was called */
+    char eof;      /* write_eof() was called */
+    char buffered; /* the protocol is a BufferedProtocol */
 } StreamObj;
 
 /* ---- the write queue ---- */
@@ -486,7 +485,12 @@ read_ready_buffered(StreamObj *s)
     if (hint == NULL) {
         return -1;
     }
-    PyObject *buf = PyObject_CallOneArg(s->read_cb, hint);
+    /* The protocol's methods are looked up at each call, as asyncio does:
+     * a protocol may replace them, or lack them until data comes. */
+    PyObject *args[] = {Py_NewRef(t->protocol), hint};
+    PyObject *buf = PyObject_VectorcallMethod(t->st->str_get_buffer, args,
+                                              2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(args[0]);
     Py_DECREF(hint);
     Py_buffer view;
     if (buf != NULL) {
@@ -515,11 +519,17 @@ read_ready_buffered(StreamObj *s)
     if (n == 0) {
         return on_eof(s);
     }
+    if (t->protocol == NULL) {
+        return 0; /* connection_lost() ran inside get_buffer() */
+    }
     PyObject *nbytes = PyLong_FromSsize_t(n);
     if (nbytes == NULL) {
         return -1;
     }
-    PyObject *res = PyObject_CallOneArg(s->buffer_updated, nbytes);
+    PyObject *uargs[] = {Py_NewRef(t->protocol), nbytes};
+    PyObject *res = PyObject_VectorcallMethod(t->st->str_buffer_updated, uargs,
+                                              2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(uargs[0]);
     Py_DECREF(nbytes);
     if (res == NULL) {
         return cio_transport_fatal_error(t, "Fatal error: protocol.buffer_updated() call failed.");
@@ -532,10 +542,10 @@ static int
 read_ready(StreamObj *s)
 {
     TransportObj *t = &s->base;
-    if (t->conn_lost || s->read_cb == NULL) {
+    if (t->conn_lost || t->protocol == NULL) {
         return 0;
     }
-    if (s->buffer_updated != NULL) {
+    if (s->buffered) {
         return read_ready_buffered(s);
     }
     char *buf = cio_loop_read_buffer(t->loop);
@@ -556,10 +566,11 @@ read_ready(StreamObj *s)
     if (data == NULL) {
         return -1;
     }
-    /* Hold the callback: the protocol may swap itself out inside it. */
-    PyObject *cb = Py_NewRef(s->read_cb);
-    PyObject *res = PyObject_CallOneArg(cb, data);
-    Py_DECREF(cb);
+    /* Hold the protocol: it may swap itself out inside data_received(). */
+    PyObject *args[] = {Py_NewRef(t->protocol), data};
+    PyObject *res = PyObject_VectorcallMethod(t->st->str_data_received, args,
+                                              2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(args[0]);
     Py_DECREF(data);
     if (res == NULL) {
         return cio_transport_fatal_error(t, "Fatal error: protocol.data_received() call failed.");
@@ -568,10 +579,9 @@ read_ready(StreamObj *s)
     return 0;
 }
 
-int
-cio_stream_io(PyObject *obj, int which)
+static int
+stream_io(StreamObj *s, int which)
 {
-    StreamObj *s = (StreamObj *)obj;
     int rc;
     if (which == CIO_READ) {
         rc = s->base.reading ? read_ready(s) : 0;
@@ -595,6 +605,19 @@ cio_stream_io(PyObject *obj, int which)
     return 0;
 }
 
+int
+cio_stream_io(PyObject *obj, int which)
+{
+    TransportObj *t = (TransportObj *)obj;
+    PyObject *ctx = cio_transport_enter(t, which);
+    if (ctx == NULL) {
+        return -1;
+    }
+    int rc = stream_io((StreamObj *)obj, which);
+    cio_transport_leave(ctx);
+    return rc;
+}
+
 /* ---- protocol ---- */
 
 static int
@@ -605,15 +628,7 @@ set_protocol(StreamObj *s, PyObject *protocol)
     if (buffered < 0) {
         return -1;
     }
-    PyObject *read_cb = PyObject_GetAttrString(protocol, buffered ? "get_buffer" : "data_received");
-    PyObject *updated =
-        (buffered && read_cb) ? PyObject_GetAttrString(protocol, "buffer_updated") : NULL;
-    if (read_cb == NULL || (buffered && updated == NULL)) {
-        Py_XDECREF(read_cb);
-        return -1;
-    }
-    Py_XSETREF(s->read_cb, read_cb);
-    Py_XSETREF(s->buffer_updated, updated);
+    s->buffered = (char)buffered;
     Py_XSETREF(s->base.protocol, Py_NewRef(protocol));
     s->base.protocol_connected = 1;
     return 0;
@@ -669,8 +684,6 @@ Stream_repr(StreamObj *s)
 static int
 Stream_traverse(StreamObj *s, visitproc visit, void *arg)
 {
-    Py_VISIT(s->read_cb);
-    Py_VISIT(s->buffer_updated);
     Py_VISIT(s->empty_waiter);
     for (Py_ssize_t i = 0; i < s->wq_len; i++) {
         Py_VISIT(s->wq[(s->wq_head + i) % s->wq_cap].obj);
@@ -681,8 +694,6 @@ Stream_traverse(StreamObj *s, visitproc visit, void *arg)
 static int
 Stream_clear(StreamObj *s)
 {
-    Py_CLEAR(s->read_cb);
-    Py_CLEAR(s->buffer_updated);
     Py_CLEAR(s->empty_waiter);
     stream_buffer_clear(&s->base);
     return cio_transport_clear(&s->base);

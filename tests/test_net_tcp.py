@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import errno
 import logging
 import socket
@@ -987,6 +988,121 @@ def test_protocol_errors_are_fatal(loop, method):
     assert ctx["message"] == f"Fatal error: protocol.{method}() call failed."
     assert isinstance(exc, ZeroDivisionError) and exc is ctx["exception"]
     assert isinstance(ctx["protocol"], Recorder)
+
+
+# ---- what the protocol's callbacks see ------------------------------------------------
+
+cvar: contextvars.ContextVar[str] = contextvars.ContextVar("cvar", default="outside")
+
+
+class ContextRecorder(asyncio.Protocol):
+    """Records the value of `cvar` each callback sees."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.seen: dict[str, str] = {}
+        self.lost = loop.create_future()
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.seen["made"] = cvar.get()
+
+    def data_received(self, data: bytes) -> None:
+        self.seen.setdefault("data", cvar.get())
+
+    def resume_writing(self) -> None:
+        self.seen["resume"] = cvar.get()
+
+    def eof_received(self) -> None:
+        self.seen["eof"] = cvar.get()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.seen["lost"] = cvar.get()
+        self.lost.set_result(exc)
+
+
+def test_protocol_callbacks_run_in_the_context_they_were_set_up_in(loop):
+    """As asyncio's add_reader()/add_writer() Handles: reading events run in
+    (a copy of) the context that made the transport, writing events in the
+    one that wrote when the buffer filled."""
+    a, b = socket.socketpair()
+
+    async def fill_buffer(transport: Any) -> None:
+        cvar.set("writer")
+        transport.set_write_buffer_limits(high=256, low=128)
+        while not transport.get_write_buffer_size():
+            transport.write(b"q" * 65536)
+
+    async def main() -> dict[str, str]:
+        cvar.set("creator")
+        t, p = await loop.create_connection(lambda: ContextRecorder(loop), sock=a)
+        b.send(b"x")
+        await wait_for_condition(loop, lambda: "data" in p.seen)
+        await loop.create_task(fill_buffer(t))
+        b.setblocking(False)
+        while "resume" not in p.seen:
+            with contextlib.suppress(BlockingIOError):
+                while b.recv(1 << 20):
+                    pass
+            await asyncio.sleep(0.005)
+        b.shutdown(socket.SHUT_WR)
+        await p.lost
+        return p.seen
+
+    with b:
+        seen = run(loop, main())
+    assert seen == {
+        "made": "creator",
+        "data": "creator",
+        "resume": "writer",
+        "eof": "creator",
+        "lost": "creator",
+    }
+
+
+@pytest.mark.loop_errors
+def test_protocol_without_data_received_fails_when_data_comes(loop):
+    """asyncio looks data_received() up when data arrives: a protocol
+    without one is connected, then ended by the AttributeError."""
+
+    class NoDataReceived(asyncio.BaseProtocol):
+        def __init__(self) -> None:
+            self.events: list[str] = []
+            self.lost = loop.create_future()
+
+        def connection_made(self, transport: Any) -> None:
+            self.events.append("made")
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.events.append("lost")
+            self.lost.set_result(exc)
+
+    a, b = socket.socketpair()
+
+    async def main() -> tuple[list[str], Exception | None]:
+        _, p = await loop.create_connection(NoDataReceived, sock=a)
+        b.send(b"x")
+        return p.events, await p.lost
+
+    with b:
+        events, exc = run(loop, main())
+    assert events == ["made", "lost"]
+    assert isinstance(exc, AttributeError)
+    [ctx] = loop.handler_calls
+    assert ctx["message"] == "Fatal error: protocol.data_received() call failed."
+
+
+def test_data_received_is_looked_up_at_each_call(loop):
+    async def main() -> tuple[bytes, list[bytes]]:
+        async with tcp_connection(loop) as c:
+            c.client_t.write(b"first")
+            await c.server_p.wait_bytes(5)
+            later: list[bytes] = []
+            c.server_p.data_received = later.append  # replaced on the instance
+            c.client_t.write(b"second")
+            await wait_for_condition(loop, lambda: bool(later))
+            return bytes(c.server_p.data), later
+
+    assert run(loop, main()) == (b"first", [b"second"])
 
 
 # ---- servers ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import errno
 import logging
 import socket
@@ -398,6 +399,27 @@ def test_sender_address_as_the_socket_module_gives_it(loop, tmp_path, family, wh
         got = run(loop, main())
     assert got == [(b"from a plain socket", expected)]
     assert type(got[0][1]) is type(expected)
+
+
+def test_datagram_received_runs_in_the_endpoint_creators_context(loop):
+    cvar: contextvars.ContextVar[str] = contextvars.ContextVar("cvar", default="outside")
+    seen: list[str] = []
+
+    class Server(DgramRecorder):
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            seen.append(cvar.get())
+            super().datagram_received(data, addr)
+
+    async def main() -> None:
+        cvar.set("creator")
+        st, sp = await loop.create_datagram_endpoint(lambda: Server(loop), local_addr=(HOST, 0))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"ping", st.get_extra_info("sockname"))
+            await sp.wait(1)
+        await close_endpoint(st, sp)
+
+    run(loop, main())
+    assert seen == ["creator"]
 
 
 def test_unix_datagram_endpoint(loop, tmp_path):
