@@ -101,9 +101,23 @@ def _literal_addrinfo(host, port, family, type, proto, flowinfo=0, scopeid=0):
 
 def _local_getaddrinfo(host, port, family, type, proto, flags):
     """getaddrinfo() answered without DNS -- an IP-literal (or no) host and a
-    numeric, in-range port -- or None when it needs the executor."""
-    port = _numeric_port(port)
-    if port is None or not 0 <= port <= 65535:
+    numeric (or no) port -- or None when it needs the executor.
+
+    The arguments go to socket.getaddrinfo() unchanged, only with
+    AI_NUMERICHOST | AI_NUMERICSERV added, which make it fail instead of
+    resolving a name: so an answer is exactly socket.getaddrinfo()'s, and any
+    failure (a name, or no host and no port, EAI_NONAME) is left to the real
+    call in the executor, which reports it as asyncio does.  The port is not
+    normalised here as _literal_addrinfo() does: getaddrinfo() itself tells
+    None from '' (None with no host is an error), takes ' 80' but not '8_0',
+    and rejects float and bool ports, which int() would accept."""
+    if port.__class__ is int:
+        # Out of range, getaddrinfo() truncates to 16 bits or raises
+        # OverflowError: let the real call do that.
+        if not 0 <= port <= 65535:
+            return None
+    elif not (port is None or isinstance(port, (str, bytes))):
+        # The real call raises OSError("Int or String expected").
         return None
     if host is not None and _ip_literal_family(host, family) is None:
         return None

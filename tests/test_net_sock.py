@@ -549,6 +549,40 @@ def test_getaddrinfo_numeric_host_executor_use(loop, monkeypatch, address, kwarg
         assert [args[:2] for _, args in calls] == [address]
 
 
+def _gai_outcome(call) -> tuple:
+    """A getaddrinfo() call's result, or the type and args of what it raised
+    (gaierror's args are its errno and message)."""
+    try:
+        return ("ok", call())
+    except OSError as exc:
+        return ("raised", type(exc), exc.args)
+
+
+# Ports and hosts at the edges of what the numeric fast path may answer: each
+# must give exactly what socket.getaddrinfo() gives, error or addresses.
+GAI_EDGE_CASES = [
+    pytest.param((None, None), {}, id="no-host-no-port"),
+    pytest.param((None, None), {"type": socket.SOCK_STREAM}, id="no-host-no-port-stream"),
+    pytest.param(("", None), {}, id="empty-host-no-port"),
+    pytest.param((None, ""), {}, id="no-host-empty-port"),
+    pytest.param((None, b""), {"type": socket.SOCK_STREAM}, id="no-host-empty-bytes-port"),
+    pytest.param((None, None), {"flags": socket.AI_PASSIVE}, id="no-host-no-port-passive"),
+    pytest.param((HOST, ""), {"type": socket.SOCK_STREAM}, id="empty-port"),
+    pytest.param((HOST, " 80"), {"type": socket.SOCK_STREAM}, id="port-leading-space"),
+    pytest.param((HOST, "8_0"), {"type": socket.SOCK_STREAM}, id="port-underscore"),
+    pytest.param((HOST, 80.0), {"type": socket.SOCK_STREAM}, id="float-port"),
+    pytest.param((HOST, True), {"type": socket.SOCK_STREAM}, id="bool-port"),
+    pytest.param((HOST, 70000), {"type": socket.SOCK_STREAM}, id="port-out-of-range"),
+    pytest.param((HOST, -1), {"type": socket.SOCK_STREAM}, id="negative-port"),
+]
+
+
+@pytest.mark.parametrize(("address", "kwargs"), GAI_EDGE_CASES)
+def test_getaddrinfo_edge_cases_match_socket_module(loop, address, kwargs):
+    expected = _gai_outcome(lambda: socket.getaddrinfo(*address, **kwargs))
+    assert _gai_outcome(lambda: run(loop, loop.getaddrinfo(*address, **kwargs))) == expected
+
+
 def test_getaddrinfo_host_name_uses_the_executor(loop, monkeypatch):
     calls = _count_executor_calls(loop, monkeypatch)
     infos = run(loop, loop.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM))
