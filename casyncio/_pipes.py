@@ -168,8 +168,14 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
         self._loop.call_soon(self._call_connection_lost, exc)
 
 
-class WritePipeTransport(_PipeTransportBase, asyncio.WriteTransport):
-    """The write end of a pipe, FIFO, socket or character device."""
+class WritePipeTransport(_PipeTransportBase, asyncio.Transport):
+    """The write end of a pipe, FIFO, socket or character device.
+
+    A full asyncio.Transport, not only a WriteTransport, because stock
+    asyncio's write-pipe transport is one (through its flow-control mixin):
+    isinstance() checks agree, and pause_reading()/resume_reading()/
+    is_reading() are asyncio.ReadTransport's, which raise NotImplementedError.
+    """
 
     def __init__(self, loop, pipe, protocol, waiter=None, extra=None) -> None:
         super().__init__(loop, pipe, protocol, extra)

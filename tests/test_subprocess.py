@@ -4,6 +4,7 @@ signals, and the protocol call order asyncio defines."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -106,6 +107,78 @@ def test_protocol_call_order(loop):
         "pipe_lost",
         "exited",
         "connection_lost",
+    }
+
+
+TRANSPORT_ABCS = (
+    asyncio.BaseTransport,
+    asyncio.ReadTransport,
+    asyncio.WriteTransport,
+    asyncio.Transport,
+    asyncio.DatagramTransport,
+    asyncio.SubprocessTransport,
+)
+
+
+def _abcs(transport) -> set[str]:
+    return {abc.__name__ for abc in TRANSPORT_ABCS if isinstance(transport, abc)}
+
+
+def test_pipe_and_subprocess_transport_classes(loop):
+    """The transports are instances of the same asyncio ABCs as stock
+    asyncio's: a write pipe is a full Transport (stock's derives from
+    asyncio.Transport through its flow-control mixin), so the reading half
+    exists and, as in asyncio.ReadTransport, raises NotImplementedError; a
+    read pipe is a ReadTransport only."""
+
+    async def main():
+        r, w = os.pipe()
+        wt, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, os.fdopen(w, "wb"))
+        rt, _ = await loop.connect_read_pipe(asyncio.Protocol, os.fdopen(r, "rb"))
+        try:
+            pipes = {"write": _abcs(wt), "read": _abcs(rt)}
+            for method in ("pause_reading", "resume_reading", "is_reading"):
+                with pytest.raises(NotImplementedError):
+                    getattr(wt, method)()
+            assert rt.is_reading()
+        finally:
+            wt.close()
+            rt.close()
+            await asyncio.sleep(0)
+
+        done = loop.create_future()
+
+        class Proto(asyncio.SubprocessProtocol):
+            def connection_lost(self, exc):
+                done.set_result(None)
+
+        proc, _ = await loop.subprocess_exec(
+            Proto,
+            sys.executable,
+            "-c",
+            "import sys; sys.stdin.read()",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,
+        )
+        child = {
+            "process": _abcs(proc),
+            "stdin": _abcs(proc.get_pipe_transport(0)),
+            "stdout": _abcs(proc.get_pipe_transport(1)),
+        }
+        proc.get_pipe_transport(0).close()  # the child reads EOF and exits
+        await done
+        proc.close()
+        return pipes, child
+
+    pipes, child = run(loop, main())
+    full = {"BaseTransport", "ReadTransport", "WriteTransport", "Transport"}
+    read_only = {"BaseTransport", "ReadTransport"}
+    assert pipes == {"write": full, "read": read_only}
+    assert child == {
+        "process": {"BaseTransport", "SubprocessTransport"},
+        "stdin": full,
+        "stdout": read_only,
     }
 
 
