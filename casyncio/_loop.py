@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import errno
 import logging
 import signal
@@ -55,6 +56,19 @@ def _format_handle(handle) -> str:
         # A task step: the task says more than its bound __step method.
         return repr(task)
     return str(handle)
+
+
+def _failed_in(context: dict[str, Any]) -> contextvars.Context | None:
+    """The contextvars context of what failed: the first of the task, future
+    or handle that ``context`` names, if it has one.  Since 3.12 (gh-96704)
+    asyncio runs a custom exception handler in it."""
+    for key in ("task", "future", "handle"):
+        failed = context.get(key)
+        if failed is not None:
+            get_context = getattr(failed, "get_context", None)
+            ctx = get_context() if get_context is not None else None
+            return ctx if hasattr(ctx, "run") else None
+    return None
 
 
 class Loop(
@@ -236,7 +250,11 @@ class Loop(
                 logger.exception("Exception in default exception handler")
             return
         try:
-            self._exception_handler(self, context)
+            where = _failed_in(context) if sys.version_info >= (3, 12) else None
+            if where is None:
+                self._exception_handler(self, context)
+            else:
+                where.run(self._exception_handler, self, context)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -278,9 +296,11 @@ class Loop(
             raise TypeError("executor must be ThreadPoolExecutor instance")
         self._default_executor = executor
 
-    async def shutdown_default_executor(self) -> None:
+    async def shutdown_default_executor(self, timeout: float | None = None) -> None:
         """Shut the default executor down, waiting for its threads in a
-        helper thread so that the loop keeps running meanwhile."""
+        helper thread so that the loop keeps running meanwhile; after
+        ``timeout`` seconds (3.12's parameter, which asyncio.Runner passes)
+        warn and stop waiting."""
         self._executor_shutdown_called = True
         executor = self._default_executor
         if executor is None:
@@ -300,8 +320,16 @@ class Loop(
         thread = threading.Thread(target=shutdown)
         thread.start()
         try:
-            await done
-        finally:
+            async with asyncio.timeout(timeout):
+                await done
+        except TimeoutError:
+            warnings.warn(
+                f"The executor did not finishing joining its threads within {timeout} seconds.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            executor.shutdown(wait=False)
+        else:
             thread.join()
 
     # ---- async generators ----------------------------------------------------

@@ -115,6 +115,9 @@ typedef struct {
     PyObject *enter_task;             /* asyncio.tasks._enter_task */
     PyObject *leave_task;             /* asyncio.tasks._leave_task */
     PyObject *current_tasks;          /* asyncio.tasks._current_tasks, if a dict */
+    /* _format_callback_source() takes debug= (3.13.4+, 3.12.11+: callback
+     * arguments are shown in debug mode only). */
+    int format_callback_debug_kw;
     PyObject *CancelledError;
     PyObject *InvalidStateError;
     PyObject *TransportSocket;             /* asyncio.trsock.TransportSocket */

@@ -218,6 +218,22 @@ cio_future_set_exception(FutureObj *fut, PyObject *exc)
         PyErr_SetString(PyExc_TypeError, "invalid exception object");
         return -1;
     }
+#if PY_VERSION_HEX >= 0x030C0000
+    /* 3.12+: a StopIteration (or subclass) is stored as a RuntimeError
+     * caused by it, as asyncio's futures do. */
+    if (PyErr_GivenExceptionMatches(value, PyExc_StopIteration)) {
+        PyObject *err = PyObject_CallFunction(PyExc_RuntimeError, "s",
+                                              "StopIteration interacts badly with generators "
+                                              "and cannot be raised into a Future");
+        if (err == NULL) {
+            Py_DECREF(value);
+            return -1;
+        }
+        PyException_SetCause(err, Py_NewRef(value));
+        PyException_SetContext(err, value); /* steals */
+        value = err;
+    }
+#else
     if (Py_IS_TYPE(value, (PyTypeObject *)PyExc_StopIteration)) {
         Py_DECREF(value);
         PyErr_SetString(PyExc_TypeError,
@@ -225,6 +241,7 @@ cio_future_set_exception(FutureObj *fut, PyObject *exc)
                         "be raised into a Future");
         return -1;
     }
+#endif
     fut->exception = value;
     fut->exception_tb = PyException_GetTraceback(value);
     fut->state = CIO_FINISHED;
@@ -1052,6 +1069,14 @@ FutureIter_throw(FutureIterObj *it, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "throw expected at most 3 arguments, got %zd", nargs);
         return NULL;
     }
+#if PY_VERSION_HEX >= 0x030C0000
+    if (nargs > 1 && PyErr_WarnEx(PyExc_DeprecationWarning,
+                                  "the (type, exc, tb) signature of throw() is deprecated, "
+                                  "use the single-arg signature instead.",
+                                  1) < 0) {
+        return NULL;
+    }
+#endif
     PyObject *type = args[0];
     PyObject *val = nargs >= 2 && args[1] != Py_None ? args[1] : NULL;
     PyObject *tb = nargs == 3 && args[2] != Py_None ? args[2] : NULL;

@@ -120,7 +120,7 @@ cio_timer_new(cio_state *st, double when, PyObject *callback, PyObject *args, Py
 /* ---- running ---- */
 
 static PyObject *
-format_callback(cio_state *st, PyObject *callback, PyObject *args)
+format_callback(cio_state *st, PyObject *loop, PyObject *callback, PyObject *args)
 {
     if (cio_state_import_asyncio(st) < 0) {
         return NULL;
@@ -133,7 +133,19 @@ format_callback(cio_state *st, PyObject *callback, PyObject *args)
         }
         args = empty;
     }
-    PyObject *res = PyObject_CallFunctionObjArgs(st->format_callback_source, callback, args, NULL);
+    PyObject *res;
+    if (st->format_callback_debug_kw) {
+        int debug = loop != NULL && loop != Py_None ? cio_loop_get_debug(st, loop) : 0;
+        PyObject *kwargs =
+            debug < 0 ? NULL : Py_BuildValue("{sO}", "debug", debug ? Py_True : Py_False);
+        PyObject *posargs = kwargs ? PyTuple_Pack(2, callback, args) : NULL;
+        res = posargs ? PyObject_Call(st->format_callback_source, posargs, kwargs) : NULL;
+        Py_XDECREF(posargs);
+        Py_XDECREF(kwargs);
+    }
+    else {
+        res = PyObject_CallFunctionObjArgs(st->format_callback_source, callback, args, NULL);
+    }
     Py_XDECREF(empty);
     return res;
 }
@@ -146,7 +158,7 @@ cio_handle_report_error(HandleObj *h, PyObject *callback, PyObject *args,
     PyObject *ctx = NULL, *source = NULL, *message = NULL;
     int rc = 0;
 
-    source = format_callback(st, callback, args);
+    source = format_callback(st, h->loop, callback, args);
     if (source == NULL) {
         goto error;
     }
@@ -464,7 +476,7 @@ Handle_repr(HandleObj *self)
         Py_CLEAR(item);
     }
     if (self->callback != NULL) {
-        item = format_callback(st, self->callback, self->args);
+        item = format_callback(st, self->loop, self->callback, self->args);
         if (item == NULL || PyList_Append(info, item) < 0) {
             goto done;
         }

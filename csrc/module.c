@@ -90,8 +90,20 @@ cio_state_import_asyncio(cio_state *st)
     }
     Py_XDECREF(current);
     /* Last: it marks the import done. */
-    return import_attr(&st->format_callback_source, "asyncio.format_helpers",
-                       "_format_callback_source");
+    if (import_attr(&st->format_callback_source, "asyncio.format_helpers",
+                    "_format_callback_source") < 0) {
+        return -1;
+    }
+    PyObject *kwdefaults = PyObject_GetAttrString(st->format_callback_source, "__kwdefaults__");
+    if (kwdefaults == NULL) {
+        PyErr_Clear();
+    }
+    else {
+        st->format_callback_debug_kw =
+            PyDict_Check(kwdefaults) && PyDict_GetItemString(kwdefaults, "debug") != NULL;
+        Py_DECREF(kwdefaults);
+    }
+    return 0;
 }
 
 int

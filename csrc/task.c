@@ -830,6 +830,12 @@ Task_uncancel(TaskObj *self, PyObject *Py_UNUSED(ignored))
 {
     if (self->num_cancels_requested > 0) {
         self->num_cancels_requested--;
+#if PY_VERSION_HEX >= 0x030D0000
+        /* 3.13: undoing the last cancel() request undoes a pending one. */
+        if (self->num_cancels_requested == 0) {
+            self->must_cancel = 0;
+        }
+#endif
     }
     return PyLong_FromLong(self->num_cancels_requested);
 }

@@ -135,7 +135,12 @@ cio_transport_setup(TransportObj *t, cio_state *st, LoopObj *loop, PyObject *soc
     t->low_water = DEFAULT_HIGH_WATER / 4;
     if (server != NULL && server != Py_None) {
         t->server = Py_NewRef(server);
+#if PY_VERSION_HEX >= 0x030D0000
+        /* 3.13: Server keeps its transports (close_clients/abort_clients). */
+        PyObject *res = PyObject_CallMethod(server, "_attach", "O", (PyObject *)t);
+#else
         PyObject *res = PyObject_CallMethod(server, "_attach", NULL);
+#endif
         if (res == NULL) {
             return -1;
         }
@@ -397,7 +402,11 @@ cio_transport_connection_lost(TransportObj *t, PyObject *exc)
     PyObject *server = t->server;
     t->server = NULL;
     if (server != NULL) {
+#if PY_VERSION_HEX >= 0x030D0000
+        PyObject *res = PyObject_CallMethod(server, "_detach", "O", (PyObject *)t);
+#else
         PyObject *res = PyObject_CallMethod(server, "_detach", NULL);
+#endif
         if (res == NULL && pending == NULL) {
             pending = cio_err_take();
         }

@@ -285,3 +285,12 @@ def kernel_has_data(sock: Any, timeout: float = 5.0) -> bool:
 
     readable, _, _ = select.select([sock.fileno()], [], [], timeout)
     return bool(readable)
+
+
+def server_clients(server: asyncio.Server) -> int:
+    """How many connections an asyncio.Server counts as attached: the
+    ``_active_count`` private of 3.11/3.12, the ``_clients`` WeakSet of 3.13+."""
+    clients = getattr(server, "_clients", None)
+    if clients is not None:
+        return len(clients)
+    return server._active_count

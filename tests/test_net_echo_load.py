@@ -16,6 +16,7 @@ from net_helpers import (
     no_fd_leak,  # noqa: F401  (fixture, applied below)
     payload,
     run,
+    server_clients,
 )
 
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
@@ -203,7 +204,7 @@ async def run_protocol_style(loop, rounds: int, factory) -> int:
             *(protocol_client(loop, address, i, rounds) for i in range(CLIENTS))
         )
         # Every server-side transport ends with its client.
-        while server._active_count:
+        while server_clients(server):
             await asyncio.sleep(0.001)
     assert len(made) == CLIENTS
     return sum(done)

@@ -33,6 +33,7 @@ from net_helpers import (
     payload,
     refused_port,
     run,
+    server_clients,
     small_buffers,
     tcp_connection,
     wait_for_condition,
@@ -520,7 +521,7 @@ def test_server_closed_while_clients_connected_keeps_drained_data(loop):
         address = server.sockets[0].getsockname()
         closed = asyncio.ensure_future(server.wait_closed())
         clients = [asyncio.ensure_future(client(address, i)) for i in range(n_clients)]
-        await wait_for_condition(loop, lambda: server._active_count == n_clients)
+        await wait_for_condition(loop, lambda: server_clients(server) == n_clients)
         server.close()
         with pytest.raises(ConnectionRefusedError):
             await asyncio.open_connection(*address)
@@ -875,7 +876,7 @@ def test_no_fd_leak_across_many_connections(loop):
                 if _ % 2:
                     t.abort()
                 await close_transport(t, p)
-            await wait_for_condition(loop, lambda: server._active_count == 0)
+            await wait_for_condition(loop, lambda: server_clients(server) == 0)
             assert fd_count() == before
 
     run(loop, main())

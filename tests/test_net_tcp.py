@@ -29,6 +29,7 @@ from net_helpers import (
     payload,
     refused_port,
     run,
+    server_clients,
     tcp_connection,
     wait_for_condition,
 )
@@ -828,7 +829,7 @@ def test_connection_made_and_lost_raising(loop):
             await wait_for_condition(loop, lambda: len(loop.handler_calls) == 1)
             raw.close()
             await protos[0].lost
-            await wait_for_condition(loop, lambda: server._active_count == 0)
+            await wait_for_condition(loop, lambda: server_clients(server) == 0)
 
     run(loop, main())
     made, lost = loop.handler_calls
