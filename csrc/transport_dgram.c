@@ -188,7 +188,10 @@ Dgram_sendto(DgramObj *d, PyObject *args, PyObject *kwds)
         }
         addr = d->address;
     }
-    if (t->conn_lost && d->address != NULL) {
+    /* After the end, asyncio drops what a connected endpoint sends (warning
+     * after a few); an unconnected one whose socket is gone (asyncio fails
+     * on its None socket there) is given the same treatment. */
+    if (t->conn_lost && (d->address != NULL || t->sock == NULL)) {
         if (t->conn_lost >= 5) {
             PyObject *res = PyObject_CallMethod(t->st->logger, "warning", "s",
                                                 "socket.send() raised exception.");

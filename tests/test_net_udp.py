@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from net_helpers import (
     HOST,
+    is_casyncio,
     needs_ipv6,
     no_fd_leak,  # noqa: F401  (fixture, applied below)
     payload,
@@ -543,6 +544,27 @@ def test_udp_sendto_after_close(loop, caplog):
     run(loop, main())
     warnings = [r for r in caplog.records if r.getMessage() == "socket.send() raised exception."]
     assert len(warnings) == 2
+
+
+def test_unconnected_sendto_after_the_end_is_dropped(loop):
+    """Once connection_lost() ran, an unconnected endpoint has no socket.
+    casyncio drops the datagram as for a connected one; stock asyncio fails
+    on its None socket with an AttributeError (from its own error path)."""
+
+    async def main() -> None:
+        st, sp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
+        )
+        st.close()
+        st.sendto(b"while closing", (HOST, 9))
+        await sp.lost
+        if is_casyncio(loop):
+            assert st.sendto(b"after the end", (HOST, 9)) is None
+        else:
+            with pytest.raises(AttributeError):
+                st.sendto(b"after the end", (HOST, 9))
+
+    run(loop, main())
 
 
 @pytest.mark.parametrize(
