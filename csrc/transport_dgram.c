@@ -133,9 +133,14 @@ static int
 error_received(TransportObj *t)
 {
     PyObject *exc = cio_err_take();
-    PyObject *args[] = {t->protocol, exc};
+    if (t->protocol == NULL) { /* the connection is over: nobody to tell */
+        Py_DECREF(exc);
+        return 0;
+    }
+    PyObject *args[] = {Py_NewRef(t->protocol), exc};
     PyObject *res = PyObject_VectorcallMethod(t->st->str_error_received, args,
                                               2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(args[0]);
     Py_DECREF(exc);
     Py_XDECREF(res);
     return res ? 0 : -1;
@@ -380,9 +385,11 @@ read_ready(DgramObj *d)
         }
         return cio_transport_fatal_error(t, "Fatal read error on datagram transport");
     }
-    PyObject *args[] = {t->protocol, data, addr};
+    /* Hold the protocol: it may swap itself out inside datagram_received(). */
+    PyObject *args[] = {Py_NewRef(t->protocol), data, addr};
     PyObject *res = PyObject_VectorcallMethod(t->st->str_datagram_received, args,
                                               3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(args[0]);
     Py_DECREF(data);
     Py_DECREF(addr);
     Py_XDECREF(res);
