@@ -95,6 +95,19 @@ extra_from_call(PyObject *extra, const char *key, PyObject *sock, const char *me
     return rc;
 }
 
+/* server._attach() or _detach(): since 3.13 they take the transport, which
+ * the Server keeps for close_clients()/abort_clients(). */
+static PyObject *
+call_server(PyObject *server, const char *method, TransportObj *t)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyObject_CallMethod(server, method, "O", (PyObject *)t);
+#else
+    (void)t;
+    return PyObject_CallMethod(server, method, NULL);
+#endif
+}
+
 int
 cio_transport_setup(TransportObj *t, cio_state *st, LoopObj *loop, PyObject *sock,
                     PyObject *protocol, PyObject *extra, PyObject *server)
@@ -135,12 +148,7 @@ cio_transport_setup(TransportObj *t, cio_state *st, LoopObj *loop, PyObject *soc
     t->low_water = DEFAULT_HIGH_WATER / 4;
     if (server != NULL && server != Py_None) {
         t->server = Py_NewRef(server);
-#if PY_VERSION_HEX >= 0x030D0000
-        /* 3.13: Server keeps its transports (close_clients/abort_clients). */
-        PyObject *res = PyObject_CallMethod(server, "_attach", "O", (PyObject *)t);
-#else
-        PyObject *res = PyObject_CallMethod(server, "_attach", NULL);
-#endif
+        PyObject *res = call_server(server, "_attach", t);
         if (res == NULL) {
             return -1;
         }
@@ -402,11 +410,7 @@ cio_transport_connection_lost(TransportObj *t, PyObject *exc)
     PyObject *server = t->server;
     t->server = NULL;
     if (server != NULL) {
-#if PY_VERSION_HEX >= 0x030D0000
-        PyObject *res = PyObject_CallMethod(server, "_detach", "O", (PyObject *)t);
-#else
-        PyObject *res = PyObject_CallMethod(server, "_detach", NULL);
-#endif
+        PyObject *res = call_server(server, "_detach", t);
         if (res == NULL && pending == NULL) {
             pending = cio_err_take();
         }
