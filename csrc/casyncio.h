@@ -194,6 +194,11 @@ enum {
     CIO_READY_TASK_STEP = 3,
     /* a: TaskObj, b: the FutureObj it awaited, now done (both strong). */
     CIO_READY_TASK_WAKEUP = 4,
+    /* a: the transport or sock_*() operation watching an fd (strong), b: the
+     * fd, c: CIO_READ or CIO_WRITE (both as intptr_t).  Readiness that
+     * arrived while other callbacks were already queued; it runs only if
+     * the same watcher still watches that direction. */
+    CIO_READY_FD_EVENT = 5,
 };
 
 /* ---- Handle / TimerHandle (handle.c) ---- */
@@ -284,6 +289,7 @@ typedef struct {
     int wakeup_fd;     /* eventfd for call_soon_threadsafe, or -1 */
     char sleeping;     /* in the poller with a non-zero timeout */
     char wake_pending; /* wakeup_fd was written and not yet drained */
+    char io_inline;    /* this iteration's transports run during dispatch */
     char closed;
     char stopping;
     char debug;
@@ -359,8 +365,10 @@ int cio_check_callback(cio_state *st, PyObject *callback, const char *method, in
 
 /* loop_fd.c: readiness of file descriptors. */
 extern PyMethodDef cio_loop_fd_methods[];
-/* Turns fired poller events into ready-queue entries. */
+/* Hands the poller's fired events to their watchers (see notify_watcher). */
 int cio_loop_dispatch_fd_events(LoopObj *loop, int n);
+/* Runs a CIO_READY_FD_EVENT entry. */
+int cio_loop_run_fd_event(LoopObj *loop, cio_ring_item *it);
 /* Drops every fd watcher (loop close). */
 void cio_loop_fd_clear(LoopObj *loop);
 int cio_loop_fd_traverse(LoopObj *loop, visitproc visit, void *arg);

@@ -10,7 +10,7 @@
  *   1. poll for I/O, without blocking if anything is ready or stop() was
  *      called, else until the earliest timer (or forever);
  *   2. append the callbacks of ready fds, then of due timers, to the ready
- *      queue;
+ *      queue (transports may run at once instead: loop_fd.c notify_watcher);
  *   3. run exactly the entries that are in the queue now; whatever they
  *      schedule runs in the next iteration.
  *
@@ -48,6 +48,9 @@ cio_loop_item_release(cio_ring_item *it)
         Py_DECREF((PyObject *)it->a);
         Py_XDECREF((PyObject *)it->b);
         break;
+    case CIO_READY_FD_EVENT:
+        Py_DECREF((PyObject *)it->a);
+        break;
     }
 }
 
@@ -67,6 +70,9 @@ item_traverse(cio_ring_item *it, visitproc visit, void *arg)
     case CIO_READY_TASK_WAKEUP:
         Py_VISIT((PyObject *)it->a);
         Py_VISIT((PyObject *)it->b);
+        break;
+    case CIO_READY_FD_EVENT:
+        Py_VISIT((PyObject *)it->a);
         break;
     }
     return 0;
@@ -119,6 +125,8 @@ run_item(LoopObj *self, cio_ring_item *it)
         return cio_task_step((TaskObj *)it->a, (PyObject *)it->b);
     case CIO_READY_TASK_WAKEUP:
         return cio_task_wakeup((TaskObj *)it->a, (FutureObj *)it->b);
+    case CIO_READY_FD_EVENT:
+        return cio_loop_run_fd_event(self, it);
     }
     return 0;
 }
@@ -289,6 +297,7 @@ run_once(LoopObj *self)
     else {
         timeout_ms = -1;
     }
+    self->io_inline = cio_ring_len(&self->ready) == 0;
     if (poll_io(self, timeout_ms) < 0 || collect_due_timers(self) < 0) {
         return -1;
     }

@@ -368,31 +368,11 @@ PyMethodDef cio_loop_fd_methods[] = {
 
 /* ---- dispatch ---- */
 
-/* Hands one direction of a fired fd to its watcher: an add_reader/writer
- * Handle is queued; a transport or sock_*() operation runs now. */
+/* Runs a transport's or a sock_*() operation's I/O for one direction. */
 static int
-notify_watcher(LoopObj *self, int fd, cio_fd_entry *e, int which)
+run_watcher(PyObject *w, uint16_t tag, int which)
 {
-    PyObject *w = which == CIO_READ ? e->reader : e->writer;
-    uint16_t tag = which == CIO_READ ? e->reader_tag : e->writer_tag;
-    if (tag == CIO_W_HANDLE) {
-        if (((HandleObj *)w)->cancelled) {
-            /* Cancelled behind our back: asyncio drops such a watcher here. */
-            PyObject *old;
-            uint16_t old_tag;
-            cio_loop_unwatch(self, fd, which, &old, &old_tag);
-            Py_XDECREF(old);
-            return 0;
-        }
-        return cio_loop_push(self, CIO_READY_HANDLE, Py_NewRef(w), NULL, NULL) < 0 ? -1 : 0;
-    }
-    /* Transports and sock_*() operations handle readiness right here, as
-     * libuv does, instead of queueing behind callbacks that are already
-     * ready: a task woken by data_received() then writes its reply before
-     * the next poll, which sees the peer's answer at once.  On an echo round
-     * trip that is one loop iteration (and one epoll_wait) fewer.  What they
-     * schedule still runs in this iteration's batch of ready callbacks.
-     * add_reader() Handles keep asyncio's order: queued, run in the batch. */
+    /* Its I/O may drop the fd table's reference (close, pause_reading). */
     PyObject *obj = Py_NewRef(w);
     int rc;
     switch (tag) {
@@ -410,6 +390,69 @@ notify_watcher(LoopObj *self, int fd, cio_fd_entry *e, int which)
     }
     Py_DECREF(obj);
     return rc;
+}
+
+/* Hands one direction of a fired fd to its watcher.  An add_reader/writer
+ * Handle is queued, as asyncio does.  A transport or sock_*() operation
+ * runs right here when nothing was queued before the poll (io_inline), as
+ * libuv does: a task woken by data_received() then writes its reply in this
+ * iteration's batch, before the next poll, which sees the peer's answer at
+ * once -- on an echo round trip that is one loop iteration (and one
+ * epoll_wait) fewer.  When callbacks were already queued, the event is
+ * queued behind them instead: asyncio promises that those run first (a task
+ * scheduled before the data arrived sets up the future data_received()
+ * completes).  What stays different from asyncio: when run here, what the
+ * transport's callbacks schedule runs in this iteration, not the next. */
+static int
+notify_watcher(LoopObj *self, int fd, cio_fd_entry *e, int which)
+{
+    PyObject *w = which == CIO_READ ? e->reader : e->writer;
+    uint16_t tag = which == CIO_READ ? e->reader_tag : e->writer_tag;
+    if (tag == CIO_W_HANDLE) {
+        if (((HandleObj *)w)->cancelled) {
+            /* Cancelled behind our back: asyncio drops such a watcher here. */
+            PyObject *old;
+            uint16_t old_tag;
+            cio_loop_unwatch(self, fd, which, &old, &old_tag);
+            Py_XDECREF(old);
+            return 0;
+        }
+        if (cio_loop_push(self, CIO_READY_HANDLE, w, NULL, NULL) < 0) {
+            return -1;
+        }
+        Py_INCREF(w);
+        return 0;
+    }
+    if (self->io_inline) {
+        return run_watcher(w, tag, which);
+    }
+    if (cio_loop_push(self, CIO_READY_FD_EVENT, w, (void *)(intptr_t)fd, (void *)(intptr_t)which) <
+        0) {
+        return -1;
+    }
+    Py_INCREF(w);
+    return 0;
+}
+
+int
+cio_loop_run_fd_event(LoopObj *self, cio_ring_item *it)
+{
+    int fd = (int)(intptr_t)it->b;
+    int which = (int)(intptr_t)it->c;
+    cio_fd_entry *e = cio_fdtable_get(&self->fds, fd);
+    if (e == NULL) {
+        return 0;
+    }
+    /* A callback that ran before this one may have stopped the watcher
+     * (pause_reading, close, a cancelled sock_recv): asyncio cancels the
+     * queued handle then, so the event is dropped.  If the fd now has a new
+     * watcher, it waits for its own readiness. */
+    PyObject *w = which == CIO_READ ? e->reader : e->writer;
+    uint16_t tag = which == CIO_READ ? e->reader_tag : e->writer_tag;
+    if (w != (PyObject *)it->a) {
+        return 0;
+    }
+    return run_watcher(w, tag, which);
 }
 
 int

@@ -1,0 +1,120 @@
+"""Where I/O readiness lands among ready callbacks.
+
+asyncio queues an fd's readiness behind the callbacks that were already
+ready when the poller returned, so those run first: a task scheduled before
+the data arrived gets to set up what the protocol's callback completes.  A
+callback that stops the watcher first (pause_reading, a cancelled sock_recv)
+means the queued readiness is dropped.  casyncio runs transports during
+dispatch only when nothing was queued; these tests pin the order where
+something was, on both pollers and on stock asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+from conftest import run_briefly
+from net_helpers import no_fd_leak, run  # noqa: F401  (fixture, applied below)
+
+pytestmark = pytest.mark.usefixtures("no_fd_leak")
+
+
+class Recorder(asyncio.Protocol):
+    def __init__(self, order: list[str]) -> None:
+        self.order = order
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.order.append(f"data {data!r}")
+
+
+def test_callback_queued_before_data_runs_first(fd_loop):
+    order: list[str] = []
+    a, b = socket.socketpair()
+    with b:
+        tr, _ = run(fd_loop, fd_loop.create_connection(lambda: Recorder(order), sock=a))
+        run_briefly(fd_loop)
+
+        def send_and_schedule() -> None:
+            b.send(b"x")  # readable before the next poll
+            fd_loop.call_soon(order.append, "callback")
+
+        fd_loop.call_soon(send_and_schedule)
+        run_briefly(fd_loop, 3)
+        assert order == ["callback", "data b'x'"]
+        tr.close()
+        run_briefly(fd_loop)
+
+
+def test_task_scheduled_before_datagram_sees_it(fd_loop):
+    # The shape of CPython 3.13's test_datagram_send_to_non_listening_address:
+    # the datagram is sent before the task that waits for it first runs.
+    class Waiter(asyncio.DatagramProtocol):
+        received: asyncio.Future[bytes] | None = None
+
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            assert self.received is not None, "datagram before the waiting task ran"
+            self.received.set_result(data)
+
+        async def wait(self) -> bytes:
+            self.received = fd_loop.create_future()
+            return await asyncio.wait_for(self.received, 5)
+
+    def endpoint() -> tuple[Any, Waiter, Any]:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        tr, proto = run(fd_loop, fd_loop.create_datagram_endpoint(Waiter, sock=sock))
+        return tr, proto, sock.getsockname()
+
+    tr1, proto1, addr1 = endpoint()
+    tr2, proto2, addr2 = endpoint()
+    for sender, receiver, addr, payload in ((tr1, proto2, addr2, b"a"), (tr2, proto1, addr1, b"b")):
+        sender.sendto(payload, addr)
+        # Not run(): its wait_for() would add a task step in between.
+        assert fd_loop.run_until_complete(receiver.wait()) == payload
+    tr1.close()
+    tr2.close()
+    run_briefly(fd_loop)
+
+
+def test_readiness_queued_behind_pause_reading_is_dropped(fd_loop):
+    order: list[str] = []
+    a, b = socket.socketpair()
+    with b:
+        tr, _ = run(fd_loop, fd_loop.create_connection(lambda: Recorder(order), sock=a))
+        run_briefly(fd_loop)
+
+        def send_and_pause() -> None:
+            b.send(b"x")
+            fd_loop.call_soon(tr.pause_reading)
+
+        fd_loop.call_soon(send_and_pause)
+        run_briefly(fd_loop, 5)
+        assert order == []
+        tr.resume_reading()
+        run_briefly(fd_loop, 3)
+        assert order == ["data b'x'"]
+        tr.close()
+        run_briefly(fd_loop)
+
+
+def test_readiness_queued_behind_sock_recv_cancel_leaves_the_data(fd_loop):
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    with a, b:
+        recv = asyncio.ensure_future(fd_loop.sock_recv(a, 10), loop=fd_loop)
+        run_briefly(fd_loop)
+
+        def send_and_cancel() -> None:
+            b.send(b"x")
+            fd_loop.call_soon(recv.cancel)
+
+        fd_loop.call_soon(send_and_cancel)
+        run_briefly(fd_loop, 5)
+        assert recv.cancelled()
+        assert a.recv(10) == b"x"
