@@ -9,6 +9,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <errno.h>
 
 #ifdef Py_GIL_DISABLED
 /* The ready queue and the sleeping flag rely on the GIL to serialise the
@@ -524,6 +525,19 @@ extern PyModuleDef cio_module_def;
 
 /* The module state behind one of our types or a Python subclass of it. */
 cio_state *cio_state_from_type(PyTypeObject *type);
+
+/* After a non-blocking system call failed: 0 if it only would have blocked
+ * (EAGAIN), else -1 with OSError set from errno.  EINTR is the caller's
+ * business (the transports retry at once, sock_*() operations wait). */
+static inline int
+cio_os_error_unless_eagain(void)
+{
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        return 0;
+    }
+    PyErr_SetFromErrno(PyExc_OSError);
+    return -1;
+}
 
 /* Takes the current exception as one normalized object with its traceback
  * attached (NULL if none), and puts one back (stealing it): the 3.12

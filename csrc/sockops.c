@@ -77,14 +77,13 @@ call_method(PyObject **result, PyObject *sock, const char *name, const char *fmt
     return -1;
 }
 
+/* A failed system call: 0 to wait for readiness and try again (EAGAIN, and
+ * EINTR too: the poller reports a still-ready fd at once), -1 with OSError
+ * set. */
 static int
 os_error(void)
 {
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-        return 0;
-    }
-    PyErr_SetFromErrno(PyExc_OSError);
-    return -1;
+    return errno == EINTR ? 0 : cio_os_error_unless_eagain();
 }
 
 /* Tries the operation once.  Returns 1 done (*result set), 0 would block,

@@ -117,14 +117,7 @@ send_one(DgramObj *d, PyObject *data, PyObject *addr)
         n = send(d->base.fd, view.buf, (size_t)view.len, 0);
     } while (n < 0 && errno == EINTR);
     PyBuffer_Release(&view);
-    if (n >= 0) {
-        return 1;
-    }
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        return 0;
-    }
-    PyErr_SetFromErrno(PyExc_OSError);
-    return -1;
+    return n >= 0 ? 1 : cio_os_error_unless_eagain();
 }
 
 /* Passes an OSError to protocol.error_received(); the exception is taken
@@ -347,11 +340,7 @@ recv_one(DgramObj *d, PyObject **data, PyObject **addr)
         n = recvfrom(t->fd, buf, CIO_READ_BUFFER_SIZE, 0, (struct sockaddr *)&ss, &len);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            return 0;
-        }
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
+        return cio_os_error_unless_eagain();
     }
     *addr = address_to_python(&ss, len);
     *data = *addr ? PyBytes_FromStringAndSize(buf, n) : NULL;

@@ -168,11 +168,7 @@ send_iov(int fd, struct iovec *iov, int n)
         if (errno == EINTR) {
             continue;
         }
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            return 0;
-        }
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
+        return cio_os_error_unless_eagain();
     }
 }
 
@@ -469,11 +465,7 @@ recv_once(int fd, char *buf, size_t len)
         if (errno == EINTR) {
             continue;
         }
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            return -2;
-        }
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
+        return cio_os_error_unless_eagain() == 0 ? -2 : -1;
     }
 }
 
