@@ -17,7 +17,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import cast
 
@@ -302,16 +302,27 @@ def _make(style: str, kib: int) -> Callable[[LoopFactory, int], Measurement]:
     return run
 
 
-for _style in STYLES:
-    for _kib, _sizes in ROUND_TRIPS.items():
-        workload(
-            f"echo_{_style}_{_kib}k",
-            group="echo",
-            kind="time",
-            sizes=_sizes,
-            unit="round trips",
-            targets=ECHO_TARGETS,
-        )(_make(_style, _kib))
+def _register_echo_rows(
+    prefix: str,
+    styles: Iterable[str],
+    round_trips: dict[int, Sizes],
+    make: Callable[[str, int], Callable[[LoopFactory, int], Measurement]],
+) -> None:
+    """One workload per style and message size, ``{prefix}_{style}_{kib}k``,
+    in group `prefix`, held to the echo targets."""
+    for style in styles:
+        for kib, sizes in round_trips.items():
+            workload(
+                f"{prefix}_{style}_{kib}k",
+                group=prefix,
+                kind="time",
+                sizes=sizes,
+                unit="round trips",
+                targets=ECHO_TARGETS,
+            )(make(style, kib))
+
+
+_register_echo_rows("echo", STYLES, ROUND_TRIPS, _make)
 
 
 # ---- datagrams ------------------------------------------------------------------
@@ -501,13 +512,4 @@ def _make_server(style: str, kib: int) -> Callable[[LoopFactory, int], Measureme
     return run
 
 
-for _style in SERVERS:
-    for _kib, _sizes in LOAD_ROUND_TRIPS.items():
-        workload(
-            f"server_{_style}_{_kib}k",
-            group="server",
-            kind="time",
-            sizes=_sizes,
-            unit="round trips",
-            targets=ECHO_TARGETS,
-        )(_make_server(_style, _kib))
+_register_echo_rows("server", SERVERS, LOAD_ROUND_TRIPS, _make_server)
