@@ -18,7 +18,6 @@ import warnings
 
 logger = logging.getLogger("asyncio")
 
-_MAX_READ = 256 * 1024
 _CONNLOST_WARN_AFTER = 5  # asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
 
 
@@ -100,6 +99,8 @@ class _PipeTransportBase:
 class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
     """The read end of a pipe, FIFO, socket or character device."""
 
+    max_size = 256 * 1024  # bytes per read; public in asyncio's read pipe transport too
+
     def __init__(self, loop, pipe, protocol, waiter=None, extra=None) -> None:
         super().__init__(loop, pipe, protocol, extra)
         self._paused = False
@@ -123,7 +124,7 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
 
     def _read_ready(self) -> None:
         try:
-            data = os.read(self._fileno, _MAX_READ)
+            data = os.read(self._fileno, self.max_size)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:

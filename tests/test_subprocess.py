@@ -182,6 +182,36 @@ def test_pipe_and_subprocess_transport_classes(loop):
     }
 
 
+def test_read_pipe_reads_at_most_max_size(loop):
+    """asyncio's read pipe transport reads `max_size` bytes at a time, a
+    public attribute that programs and tests set on the transport."""
+
+    class Chunks(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.chunks: list[bytes] = []
+            self.eof = loop.create_future()
+
+        def data_received(self, data: bytes) -> None:
+            self.chunks.append(data)
+
+        def eof_received(self) -> None:
+            self.eof.set_result(None)
+
+    async def main() -> list[bytes]:
+        r, w = os.pipe()
+        transport, proto = await loop.connect_read_pipe(Chunks, os.fdopen(r, "rb"))
+        assert transport.max_size == 256 * 1024
+        transport.max_size = 4
+        os.write(w, b"0123456789")
+        os.close(w)
+        await proto.eof
+        transport.close()
+        await asyncio.sleep(0)
+        return proto.chunks
+
+    assert run(loop, main()) == [b"0123", b"4567", b"89"]
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
