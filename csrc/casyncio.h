@@ -116,6 +116,7 @@ typedef struct {
     PyObject *enter_task;             /* asyncio.tasks._enter_task */
     PyObject *leave_task;             /* asyncio.tasks._leave_task */
     PyObject *current_tasks;          /* asyncio.tasks._current_tasks, if a dict */
+    PyObject *swap_current_task;      /* asyncio.tasks._swap_current_task (3.12+) */
     /* _format_callback_source() takes debug= (3.13.4+, 3.12.11+: callback
      * arguments are shown in debug mode only). */
     int format_callback_debug_kw;

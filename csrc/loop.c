@@ -609,6 +609,66 @@ Loop_create_future(LoopObj *self, PyObject *Py_UNUSED(ignored))
     return cio_future_new(self->st, (PyObject *)self);
 }
 
+#if PY_VERSION_HEX >= 0x030D0000
+/* create_task(coro, *, name, context, **kwargs) with keywords other than
+ * name and context (3.13: eager_start=True): they go to the task factory,
+ * or to casyncio.Task, which rejects those it does not know. */
+static PyObject *
+create_task_kwargs(LoopObj *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (cio_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    PyObject *kwargs = PyDict_New();
+    PyObject *name = Py_None, *call_args = NULL, *task = NULL;
+    if (kwargs == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        if (cio_kwname_is(key, self->st->str_name)) {
+            name = args[nargs + i];
+        }
+        else if (PyDict_SetItem(kwargs, key, args[nargs + i]) < 0) {
+            goto error;
+        }
+    }
+    if (self->task_factory == NULL) {
+        /* Task(coro, loop=self, name=name, context=..., **kwargs) */
+        if (PyDict_SetItemString(kwargs, "loop", (PyObject *)self) < 0 ||
+            PyDict_SetItem(kwargs, self->st->str_name, name) < 0) {
+            goto error;
+        }
+        call_args = PyTuple_Pack(1, args[0]);
+        task = call_args ? PyObject_Call((PyObject *)self->st->TaskType, call_args, kwargs) : NULL;
+    }
+    else {
+        /* As asyncio: factory(loop, coro, **kwargs) (with context unless it
+         * is None), then the name. */
+        PyObject *context = PyDict_GetItemWithError(kwargs, self->st->str_context); /* borrowed */
+        if (context == NULL && PyErr_Occurred()) {
+            goto error;
+        }
+        if (context == Py_None && PyDict_DelItem(kwargs, self->st->str_context) < 0) {
+            goto error;
+        }
+        call_args = PyTuple_Pack(2, (PyObject *)self, args[0]);
+        task = call_args ? PyObject_Call(self->task_factory, call_args, kwargs) : NULL;
+        if (task != NULL && name != Py_None) {
+            PyObject *res = PyObject_CallMethodOneArg(task, self->st->str_set_name, name);
+            if (res == NULL) {
+                Py_CLEAR(task);
+            }
+            Py_XDECREF(res);
+        }
+    }
+error:
+    Py_XDECREF(call_args);
+    Py_DECREF(kwargs);
+    return task;
+}
+#endif
+
 static PyObject *
 Loop_create_task(LoopObj *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -628,9 +688,13 @@ Loop_create_task(LoopObj *self, PyObject *const *args, Py_ssize_t nargs, PyObjec
                 context = args[nargs + i];
             }
             else {
+#if PY_VERSION_HEX >= 0x030D0000
+                return create_task_kwargs(self, args, nargs, kwnames);
+#else
                 PyErr_Format(PyExc_TypeError,
                              "create_task() got an unexpected keyword argument '%U'", key);
                 return NULL;
+#endif
             }
         }
     }

@@ -89,6 +89,11 @@ cio_state_import_asyncio(cio_state *st)
         Py_XSETREF(st->current_tasks, Py_NewRef(current));
     }
     Py_XDECREF(current);
+#if PY_VERSION_HEX >= 0x030C0000
+    if (import_attr(&st->swap_current_task, "asyncio.tasks", "_swap_current_task") < 0) {
+        return -1;
+    }
+#endif
     /* Last: it marks the import done. */
     if (import_attr(&st->format_callback_source, "asyncio.format_helpers",
                     "_format_callback_source") < 0) {
@@ -274,6 +279,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->enter_task);
     Py_VISIT(st->leave_task);
     Py_VISIT(st->current_tasks);
+    Py_VISIT(st->swap_current_task);
     Py_VISIT(st->CancelledError);
     Py_VISIT(st->InvalidStateError);
     Py_VISIT(st->kwnames_context);
@@ -327,6 +333,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->enter_task);
     Py_CLEAR(st->leave_task);
     Py_CLEAR(st->current_tasks);
+    Py_CLEAR(st->swap_current_task);
     Py_CLEAR(st->CancelledError);
     Py_CLEAR(st->InvalidStateError);
     Py_CLEAR(st->kwnames_context);

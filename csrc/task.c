@@ -60,6 +60,36 @@ leave_task(cio_state *st, PyObject *loop, PyObject *task)
     return PyDict_DelItem(st->current_tasks, loop);
 }
 
+#if PY_VERSION_HEX >= 0x030C0000
+/* Makes `task` (Py_None: no task) the loop's current task; returns the one
+ * it replaces (new ref, Py_None if none) or NULL.  For eager starts only,
+ * where a task runs inside another one's step. */
+static PyObject *
+swap_current_task(cio_state *st, PyObject *loop, PyObject *task)
+{
+    if (st->current_tasks == NULL) {
+        return PyObject_CallFunctionObjArgs(st->swap_current_task, loop, task, NULL);
+    }
+    PyObject *prev = PyDict_GetItemWithError(st->current_tasks, loop); /* borrowed */
+    if (prev == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    prev = Py_NewRef(prev ? prev : Py_None);
+    int rc = 0;
+    if (task != Py_None) {
+        rc = PyDict_SetItem(st->current_tasks, loop, task);
+    }
+    else if (prev != Py_None) {
+        rc = PyDict_DelItem(st->current_tasks, loop);
+    }
+    if (rc < 0) {
+        Py_DECREF(prev);
+        return NULL;
+    }
+    return prev;
+}
+#endif
+
 /* ---- bound methods for other loops and foreign futures ---- */
 
 static PyObject *task_step_meth(PyObject *task, PyObject *const *args, Py_ssize_t nargs);
@@ -628,7 +658,81 @@ cio_task_all(cio_state *st)
 /* ---- construction ---- */
 
 static int
-task_init(TaskObj *task, PyObject *coro, PyObject *loop, PyObject *name, PyObject *context)
+register_task(TaskObj *task)
+{
+    cio_state *st = task->fut.st;
+    if (!st->register_tasks) {
+        return 0;
+    }
+    PyObject *res = PyObject_CallOneArg(st->register_task, (PyObject *)task);
+    Py_XDECREF(res);
+    return res ? 0 : -1;
+}
+
+#if PY_VERSION_HEX >= 0x030C0000
+static int
+loop_is_running(cio_state *st, PyObject *loop)
+{
+    if (cio_loop_check(st, loop)) {
+        return ((LoopObj *)loop)->running;
+    }
+    PyObject *res = PyObject_CallMethod(loop, "is_running", NULL);
+    int running = res ? PyObject_IsTrue(res) : -1;
+    Py_XDECREF(res);
+    return running;
+}
+
+/* Task(..., eager_start=True) on a running loop (Python 3.12's eager
+ * tasks): the first step runs now, inside the caller's, as the loop's
+ * current task in place of the caller's task, which is put back after.  A
+ * task that finished there drops its coroutine and is never scheduled, as
+ * asyncio's; one that waits goes on as any other. */
+static int
+eager_step(TaskObj *task)
+{
+    cio_state *st = task->fut.st;
+    PyObject *loop = Py_NewRef(task->fut.loop);
+    Py_INCREF(task);
+    link_task(task); /* asyncio.all_tasks() lists it while it runs */
+    int rc = -1;
+    PyObject *prev = swap_current_task(st, loop, Py_None);
+    if (prev == NULL) {
+        goto done;
+    }
+    /* A step that fails is reported as a scheduled one's would be; only
+     * SystemExit and KeyboardInterrupt come out of it (-1). */
+    rc = cio_task_step(task, NULL);
+    PyObject *pending = rc < 0 ? cio_err_take() : NULL;
+    PyObject *mine = swap_current_task(st, loop, prev);
+    Py_DECREF(prev);
+    if (mine == NULL) {
+        if (pending != NULL) {
+            PyErr_WriteUnraisable((PyObject *)task);
+        }
+        rc = -1;
+    }
+    Py_XDECREF(mine);
+    if (pending != NULL) {
+        cio_err_restore(pending);
+    }
+    if (rc == 0) {
+        if (task->fut.state != CIO_PENDING) {
+            Py_CLEAR(task->coro);
+        }
+        else {
+            rc = register_task(task);
+        }
+    }
+done:
+    Py_DECREF(task);
+    Py_DECREF(loop);
+    return rc;
+}
+#endif
+
+static int
+task_init(TaskObj *task, PyObject *coro, PyObject *loop, PyObject *name, PyObject *context,
+          int eager_start)
 {
     cio_state *st = task->fut.st;
     if (cio_future_init(&task->fut, loop) < 0) {
@@ -673,31 +777,46 @@ task_init(TaskObj *task, PyObject *coro, PyObject *loop, PyObject *name, PyObjec
             return -1;
         }
     }
+#if PY_VERSION_HEX >= 0x030C0000
+    if (eager_start) {
+        int running = loop_is_running(st, task->fut.loop);
+        if (running < 0) {
+            return -1;
+        }
+        if (running) {
+            return eager_step(task);
+        }
+    }
+#endif
     if (call_step_soon(task, NULL) < 0) {
         return -1;
     }
     link_task(task);
-    if (st->register_tasks) {
-        PyObject *res = PyObject_CallOneArg(st->register_task, (PyObject *)task);
-        Py_XDECREF(res);
-        return res ? 0 : -1;
-    }
-    return 0;
+    return register_task(task);
 }
 
 static int
 Task_init(TaskObj *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"coro", "loop", "name", "context", NULL};
     PyObject *coro, *loop = Py_None, *name = Py_None, *context = Py_None;
+    int eager_start = 0;
+#if PY_VERSION_HEX >= 0x030C0000
+    static char *kwlist[] = {"coro", "loop", "name", "context", "eager_start", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OOOp:Task", kwlist, &coro, &loop, &name,
+                                     &context, &eager_start)) {
+        return -1;
+    }
+#else
+    static char *kwlist[] = {"coro", "loop", "name", "context", NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OOO:Task", kwlist, &coro, &loop, &name,
                                      &context)) {
         return -1;
     }
+#endif
     if (cio_state_import_asyncio(self->fut.st) < 0) {
         return -1;
     }
-    return task_init(self, coro, loop, name, context);
+    return task_init(self, coro, loop, name, context, eager_start);
 }
 
 PyObject *
@@ -713,7 +832,7 @@ cio_task_new(cio_state *st, PyObject *coro, PyObject *loop, PyObject *name, PyOb
     task->fut.st = st;
     task->fut.is_task = 1;
     st->live.futures++;
-    if (task_init(task, coro, loop, name, context) < 0) {
+    if (task_init(task, coro, loop, name, context, 0) < 0) {
         Py_DECREF(task);
         return NULL;
     }
