@@ -177,6 +177,28 @@ def futures2_cases(mod: ModuleType) -> list[type]:
     return [_named(CasyncioFutureTests, "CasyncioFutureTests")]
 
 
+def eager_task_cases(mod: ModuleType) -> list[type]:
+    """test_eager_task_factory (Python 3.12+) with casyncio.Task as the Task
+    the eager factory builds (CPython: the C and Python task classes); the
+    whole module runs too, its asyncio tasks on casyncio loops."""
+    import casyncio
+
+    classes = []
+    for base in ("EagerTaskFactoryLoopTests", "BaseEagerTaskFactoryTests"):
+        name = "Casyncio" + base.removeprefix("Base")
+
+        class Case(getattr(mod, base), mod.test_utils.TestCase):
+            Task = casyncio.Task
+
+        classes.append(_named(Case, name))
+
+    class NonEager(mod.BaseNonEagerTaskFactoryTests, mod.test_utils.TestCase):
+        Task = casyncio.Task
+
+    classes.append(_named(NonEager, "CasyncioNonEagerTaskFactoryTests"))
+    return classes
+
+
 # ---- test_tasks ----------------------------------------------------------
 
 # Classes of test_tasks that run on ``asyncio.new_event_loop()``, i.e. on a

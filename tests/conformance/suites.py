@@ -17,6 +17,7 @@ loaded, in the child (see casyncio_cases.py for why).
 from __future__ import annotations
 
 import importlib
+import sys
 import unittest
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,5 +98,7 @@ SUITES: list[Suite] = [
     ),
     Suite("test_sendfile", cases=per_poller("SelectEventLoopTests")),
 ]
+if sys.version_info >= (3, 12):
+    SUITES.append(Suite("test_eager_task_factory", extra=casyncio_cases.eager_task_cases))
 
 BY_NAME: dict[str, Suite] = {s.name: s for s in SUITES}
