@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections.abc
 import errno
-import functools
 import io
 import itertools
 import logging
@@ -452,6 +451,10 @@ class NetworkMixin:
             if sock is not None:
                 sock.close()
             raise
+        finally:
+            # The raised exception's traceback keeps this frame: let go of
+            # the lists that hold the exception itself.
+            exceptions_ = mine = None  # type: ignore[assignment]
 
     async def create_connection(
         self,
@@ -515,14 +518,18 @@ class NetworkMixin:
                     except OSError:
                         continue
             else:
-                sock, _, _ = await staggered.staggered_race(
-                    (
-                        functools.partial(self._connect_sock, errors, info, laddr_infos)
-                        for info in infos
-                    ),
-                    happy_eyeballs_delay,
-                    loop=self,
+                # The attempts reach `errors` through this frame, whose copy is
+                # dropped below; and only the winner is kept of the race's
+                # result, whose other items list the attempts' exceptions.  A
+                # raised error must not stay referenced from a list that
+                # outlives the call (asyncio's happy-eyeballs refcycle test).
+                attempts = (
+                    lambda info=info: self._connect_sock(errors, info, laddr_infos)
+                    for info in infos
                 )
+                sock = (await staggered.staggered_race(attempts, happy_eyeballs_delay, loop=self))[
+                    0
+                ]
             if sock is None:
                 flat = [exc for sub in errors for exc in sub]
                 try:

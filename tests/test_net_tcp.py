@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import contextvars
 import errno
+import gc
 import logging
 import socket
 import sys
@@ -242,6 +243,33 @@ def test_happy_eyeballs_second_address_wins_while_first_hangs(loop, monkeypatch)
                 await close_transport(t, p)
 
     run(loop, main())
+
+
+@pytest.mark.parametrize("delay", [None, 0.25], ids=["sequential", "happy-eyeballs"])
+def test_connect_error_is_not_kept_referenced(loop, delay):
+    """The error create_connection raises is referenced by nothing but the
+    caller: no list of the attempts' errors outlives the call (CPython 3.13's
+    test_open_connection_happy_eyeball_refcycles)."""
+    if delay is not None and sys.version_info < (3, 13):
+        pytest.skip(
+            "before 3.13, asyncio.staggered (which both loops race the attempts with) "
+            "keeps the error in a list its own frames hold, a cycle left to the collector"
+        )
+
+    caught: list[OSError] = []
+
+    async def main() -> None:
+        with refused_port() as port:
+            try:
+                await loop.create_connection(
+                    asyncio.Protocol, HOST, port, happy_eyeballs_delay=delay
+                )
+            except OSError as exc:
+                caught.append(exc)
+
+    run(loop, main())
+    error = caught.pop()
+    assert gc.get_referrers(error) == []
 
 
 @needs_ipv6
