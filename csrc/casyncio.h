@@ -527,6 +527,20 @@ extern PyModuleDef cio_module_def;
 /* The module state behind one of our types or a Python subclass of it. */
 cio_state *cio_state_from_type(PyTypeObject *type);
 
+/* After a socket object's method raised: 0 (the error cleared) if it only
+ * would have blocked (BlockingIOError, InterruptedError), else -1 with the
+ * error still set. */
+static inline int
+cio_err_would_block(void)
+{
+    if (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
+        PyErr_ExceptionMatches(PyExc_InterruptedError)) {
+        PyErr_Clear();
+        return 0;
+    }
+    return -1;
+}
+
 /* After a non-blocking system call failed: 0 if it only would have blocked
  * (EAGAIN), else -1 with OSError set from errno.  EINTR is the caller's
  * business (the transports retry at once, sock_*() operations wait). */

@@ -66,15 +66,7 @@ call_method(PyObject **result, PyObject *sock, const char *name, const char *fmt
     *result = args ? PyObject_CallObject(meth, args) : NULL;
     Py_XDECREF(meth);
     Py_XDECREF(args);
-    if (*result != NULL) {
-        return 1;
-    }
-    if (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
-        PyErr_ExceptionMatches(PyExc_InterruptedError)) {
-        PyErr_Clear();
-        return 0;
-    }
-    return -1;
+    return *result != NULL ? 1 : cio_err_would_block();
 }
 
 /* A failed system call: 0 to wait for readiness and try again (EAGAIN, and

@@ -216,22 +216,22 @@ cio_transport_watch(TransportObj *t, int which, int on)
     return 0;
 }
 
-PyObject *
-cio_transport_enter(TransportObj *t, int which)
+int
+cio_transport_run_io(TransportObj *t, int which, int (*io)(TransportObj *, int))
 {
     PyObject *ctx = t->ctx[which] ? Py_NewRef(t->ctx[which]) : PyContext_CopyCurrent();
-    if (ctx != NULL && PyContext_Enter(ctx) < 0) {
-        Py_CLEAR(ctx);
+    if (ctx == NULL) {
+        return -1;
     }
-    return ctx;
-}
-
-void
-cio_transport_leave(PyObject *ctx)
-{
+    if (PyContext_Enter(ctx) < 0) {
+        Py_DECREF(ctx);
+        return -1;
+    }
+    int rc = io(t, which);
     /* Cannot fail: the context is the one entered last, by us. */
     (void)PyContext_Exit(ctx);
     Py_DECREF(ctx);
+    return rc;
 }
 
 /* ---- flow control ---- */

@@ -65,11 +65,11 @@ int cio_transport_start(TransportObj *t, PyObject *waiter);
 
 /* Starts or stops watching the fd for reading / writing. */
 int cio_transport_watch(TransportObj *t, int which, int on);
-/* Enters the context that the transport's `which` events run in.  Returns
- * it (a new reference, for cio_transport_leave()), or NULL with an
- * exception set. */
-PyObject *cio_transport_enter(TransportObj *t, int which);
-void cio_transport_leave(PyObject *ctx);
+/* Runs io(t, which) -- a transport's handling of one readiness direction --
+ * in the contextvars context of that direction's events (a copy of the
+ * current one if watching began without one).  Returns io's result, or -1
+ * if the context could not be entered. */
+int cio_transport_run_io(TransportObj *t, int which, int (*io)(TransportObj *, int));
 
 /* Write flow control: pause/resume the protocol around the water marks,
  * given the current buffer size. */

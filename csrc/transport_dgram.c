@@ -100,12 +100,7 @@ send_one(DgramObj *d, PyObject *data, PyObject *addr)
             Py_DECREF(res);
             return 1;
         }
-        if (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
-            PyErr_ExceptionMatches(PyExc_InterruptedError)) {
-            PyErr_Clear();
-            return 0;
-        }
-        return -1;
+        return cio_err_would_block();
     }
     /* Connected: no address to convert, so the system call is made here. */
     Py_buffer view;
@@ -364,9 +359,7 @@ read_ready(DgramObj *d)
         return 0;
     }
     if (r < 0) {
-        if (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
-            PyErr_ExceptionMatches(PyExc_InterruptedError)) {
-            PyErr_Clear();
+        if (cio_err_would_block() == 0) {
             return 0;
         }
         if (PyErr_ExceptionMatches(PyExc_OSError)) {
@@ -386,9 +379,10 @@ read_ready(DgramObj *d)
 }
 
 static int
-dgram_io(DgramObj *d, int which)
+dgram_io(TransportObj *t, int which)
 {
-    PyObject *obj = (PyObject *)d;
+    DgramObj *d = (DgramObj *)t;
+    PyObject *obj = (PyObject *)t;
     int rc;
     if (which == CIO_READ) {
         rc = d->base.reading ? read_ready(d) : 0;
@@ -431,14 +425,7 @@ dgram_io(DgramObj *d, int which)
 int
 cio_dgram_io(PyObject *obj, int which)
 {
-    TransportObj *t = (TransportObj *)obj;
-    PyObject *ctx = cio_transport_enter(t, which);
-    if (ctx == NULL) {
-        return -1;
-    }
-    int rc = dgram_io((DgramObj *)obj, which);
-    cio_transport_leave(ctx);
-    return rc;
+    return cio_transport_run_io((TransportObj *)obj, which, dgram_io);
 }
 
 static PyObject *

@@ -572,8 +572,9 @@ read_ready(StreamObj *s)
 }
 
 static int
-stream_io(StreamObj *s, int which)
+stream_io(TransportObj *t, int which)
 {
+    StreamObj *s = (StreamObj *)t;
     int rc;
     if (which == CIO_READ) {
         rc = s->base.reading ? read_ready(s) : 0;
@@ -600,14 +601,7 @@ stream_io(StreamObj *s, int which)
 int
 cio_stream_io(PyObject *obj, int which)
 {
-    TransportObj *t = (TransportObj *)obj;
-    PyObject *ctx = cio_transport_enter(t, which);
-    if (ctx == NULL) {
-        return -1;
-    }
-    int rc = stream_io((StreamObj *)obj, which);
-    cio_transport_leave(ctx);
-    return rc;
+    return cio_transport_run_io((TransportObj *)obj, which, stream_io);
 }
 
 /* ---- protocol ---- */
