@@ -11,7 +11,9 @@ something was, on both pollers and on stock asyncio."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,21 +26,29 @@ pytestmark = pytest.mark.usefixtures("no_fd_leak")
 class Recorder(asyncio.Protocol):
     def __init__(self, order: list[str]) -> None:
         self.order = order
-        self.transport: Any = None
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         self.order.append(f"data {data!r}")
 
 
-def test_callback_queued_before_data_runs_first(fd_loop):
-    order: list[str] = []
+@contextlib.contextmanager
+def recorded_connection(loop, order: list[str]) -> Iterator[tuple[Any, socket.socket]]:
+    """A transport over one end of a socketpair, reading (data_received
+    appends to `order`), and the other end."""
     a, b = socket.socketpair()
     with b:
-        tr, _ = run(fd_loop, fd_loop.create_connection(lambda: Recorder(order), sock=a))
-        run_briefly(fd_loop)
+        tr, _ = run(loop, loop.create_connection(lambda: Recorder(order), sock=a))
+        run_briefly(loop)
+        try:
+            yield tr, b
+        finally:
+            tr.close()
+            run_briefly(loop)
+
+
+def test_callback_queued_before_data_runs_first(fd_loop):
+    order: list[str] = []
+    with recorded_connection(fd_loop, order) as (_, b):
 
         def send_and_schedule() -> None:
             b.send(b"x")  # readable before the next poll
@@ -47,8 +57,6 @@ def test_callback_queued_before_data_runs_first(fd_loop):
         fd_loop.call_soon(send_and_schedule)
         run_briefly(fd_loop, 3)
         assert order == ["callback", "data b'x'"]
-        tr.close()
-        run_briefly(fd_loop)
 
 
 def test_task_scheduled_before_datagram_sees_it(fd_loop):
@@ -84,10 +92,7 @@ def test_task_scheduled_before_datagram_sees_it(fd_loop):
 
 def test_readiness_queued_behind_pause_reading_is_dropped(fd_loop):
     order: list[str] = []
-    a, b = socket.socketpair()
-    with b:
-        tr, _ = run(fd_loop, fd_loop.create_connection(lambda: Recorder(order), sock=a))
-        run_briefly(fd_loop)
+    with recorded_connection(fd_loop, order) as (tr, b):
 
         def send_and_pause() -> None:
             b.send(b"x")
@@ -99,8 +104,6 @@ def test_readiness_queued_behind_pause_reading_is_dropped(fd_loop):
         tr.resume_reading()
         run_briefly(fd_loop, 3)
         assert order == ["data b'x'"]
-        tr.close()
-        run_briefly(fd_loop)
 
 
 def test_readiness_queued_behind_sock_recv_cancel_leaves_the_data(fd_loop):
