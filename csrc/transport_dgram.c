@@ -8,7 +8,12 @@
  * the form the socket module gives; other families, and every address to
  * send to, go through the socket object's own recvfrom()/sendto(), which
  * know them all.  OSErrors of single datagrams go to
- * protocol.error_received(), as in asyncio; they do not end the transport. */
+ * protocol.error_received(), as in asyncio; they do not end the transport.
+ *
+ * Two things follow the running Python's asyncio: from 3.13 on, an empty
+ * datagram is sent (before, sendto(b"") did nothing), and each queued
+ * datagram counts 8 bytes of UDP header in get_write_buffer_size() besides
+ * its data, so that queued empty datagrams count for flow control too. */
 #include "transport.h"
 
 #include <arpa/inet.h>
@@ -17,6 +22,14 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+
+#if PY_VERSION_HEX >= 0x030D0000
+#define SENDS_EMPTY_DATAGRAMS 1
+#define HEADER_SIZE           8
+#else
+#define SENDS_EMPTY_DATAGRAMS 0
+#define HEADER_SIZE           0
+#endif
 
 typedef struct {
     PyObject *data; /* bytes */
@@ -28,7 +41,7 @@ typedef struct {
     PyObject *address; /* the connected peer, or NULL */
     dgram *q;
     Py_ssize_t q_head, q_len, q_cap;
-    Py_ssize_t qsize;   /* bytes queued */
+    Py_ssize_t qsize;   /* bytes queued, HEADER_SIZE included */
     char connected;     /* extra['peername'] is set: use send() */
     char own_addresses; /* the family is one address_to_python() knows */
 } DgramObj;
@@ -84,7 +97,7 @@ queue_push(DgramObj *d, PyObject *data, PyObject *addr, int front)
     d->q[slot].data = Py_NewRef(data);
     d->q[slot].addr = Py_XNewRef(addr);
     d->q_len++;
-    d->qsize += PyBytes_GET_SIZE(data);
+    d->qsize += PyBytes_GET_SIZE(data) + HEADER_SIZE;
     return 0;
 }
 
@@ -165,7 +178,7 @@ Dgram_sendto(DgramObj *d, PyObject *args, PyObject *kwds)
     if (len < 0) {
         return NULL;
     }
-    if (len == 0) {
+    if (len == 0 && !SENDS_EMPTY_DATAGRAMS) {
         Py_RETURN_NONE;
     }
     if (d->address != NULL) {
@@ -232,7 +245,7 @@ sendto_ready(DgramObj *d)
         dgram g = d->q[d->q_head];
         d->q_head = (d->q_head + 1) % d->q_cap;
         d->q_len--;
-        d->qsize -= PyBytes_GET_SIZE(g.data);
+        d->qsize -= PyBytes_GET_SIZE(g.data) + HEADER_SIZE;
         int r = send_one(d, g.data, g.addr);
         if (r == 0) {
             /* Would block: put it back in front and wait. */
