@@ -7,6 +7,7 @@ import asyncio
 import contextvars
 import functools
 import gc
+import logging
 import re
 import sys
 
@@ -17,6 +18,10 @@ import casyncio
 from casyncio import _casyncio
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+# Since Python 3.13, a callback's arguments appear in a handle's repr only in
+# debug mode (they may hold secrets): "f()" instead of "f(1, 'a')".
+ARGS_IN_REPR = sys.version_info < (3, 13)
 
 
 def named_callback(*args: object) -> None:
@@ -234,7 +239,7 @@ def test_context_is_exited_after_callback_raises(loop, request):
     assert len(loop.handler_calls) == 1
 
 
-def test_handle_run_in_an_already_entered_context_is_reported(loop, request):
+def test_handle_run_in_an_already_entered_context_is_reported(loop, request, caplog):
     # Running a handle whose context is entered already (here: by the
     # callback that runs it) cannot enter it again; the error goes to the
     # exception handler and the loop goes on.
@@ -244,13 +249,23 @@ def test_handle_run_in_an_already_entered_context_is_reported(loop, request):
     inner = loop.call_later(3600, ran.append, "inner", context=ctx)
     loop.call_soon(inner._run, context=ctx)
     loop.call_soon(ran.append, "after")
-    run_briefly(loop)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        run_briefly(loop)
     inner.cancel()
     assert ran == ["after"]
-    assert len(loop.handler_calls) == 1
-    ctx_report = loop.handler_calls[0]
-    assert isinstance(ctx_report["exception"], RuntimeError)
-    assert ctx_report["handle"] is inner
+    if sys.version_info >= (3, 12):
+        # 3.12+ runs the exception handler in the failed handle's context,
+        # which cannot be entered either: that second failure is logged,
+        # with the report the handler was to get.
+        assert loop.handler_calls == []
+        [record] = [r for r in caplog.records if r.name == "asyncio"]
+        assert record.getMessage().startswith("Unhandled error in exception handler")
+        assert "'handle': <TimerHandle when=" in record.getMessage()
+        assert isinstance(record.exc_info[1], RuntimeError)
+        return
+    [report] = loop.handler_calls
+    assert isinstance(report["exception"], RuntimeError)
+    assert report["handle"] is inner
 
 
 # ---- repr ------------------------------------------------------------------------
@@ -259,7 +274,8 @@ def test_handle_run_in_an_already_entered_context_is_reported(loop, request):
 def test_repr_of_handle(loop):
     loop.set_debug(False)
     h = loop.call_soon(named_callback, 1, "a")
-    assert repr(h) == f"<Handle named_callback(1, 'a') at {source_of(named_callback)}>"
+    args = "(1, 'a')" if ARGS_IN_REPR else "()"
+    assert repr(h) == f"<Handle named_callback{args} at {source_of(named_callback)}>"
     h.cancel()
     assert repr(h) == "<Handle cancelled>"
 
@@ -277,7 +293,8 @@ def test_repr_of_partial_and_method_callbacks(loop):
     p = functools.partial(named_callback, 1)
     h = loop.call_soon(p, 2)
     src = source_of(named_callback)
-    assert repr(h) == f"<Handle named_callback(1)(2) at {src}>"
+    args = "(1)(2)" if ARGS_IN_REPR else "()()"
+    assert repr(h) == f"<Handle named_callback{args} at {src}>"
     m = loop.call_soon(loop.stop)
     assert normalize(repr(m)).startswith("<Handle ")
     assert "stop()" in repr(m)
@@ -288,13 +305,14 @@ def test_repr_of_partial_and_method_callbacks(loop):
 def test_repr_in_debug_mode_has_creation_site(loop):
     loop.set_debug(True)
     line = sys._getframe().f_lineno + 1
-    h = loop.call_soon(named_callback)
+    h = loop.call_soon(named_callback, 1)
     expected_site = f"created at {__file__}:{line}"
-    assert repr(h) == f"<Handle named_callback() at {source_of(named_callback)} {expected_site}>"
+    # Debug mode shows the arguments on every version.
+    assert repr(h) == f"<Handle named_callback(1) at {source_of(named_callback)} {expected_site}>"
     h.cancel()
     # The repr is kept at cancel() in debug mode, cancelled flag included.
     assert repr(h) == (
-        f"<Handle cancelled named_callback() at {source_of(named_callback)} {expected_site}>"
+        f"<Handle cancelled named_callback(1) at {source_of(named_callback)} {expected_site}>"
     )
 
 

@@ -21,6 +21,7 @@ from net_helpers import (
     run,
     small_buffers,
     tcp_connection,
+    xfail_if_stock_keeps_written_buffer,
 )
 
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
@@ -267,7 +268,11 @@ def test_transport_sendfile_waiting_for_the_buffer_fails_when_the_transport_is_a
 
 
 @pytest.mark.parametrize("fallback", [True, False])
-def test_transport_sendfile_fallback(loop, sendfile_calls, fallback):
+def test_transport_sendfile_fallback(loop, sendfile_calls, fallback, request):
+    if fallback:
+        # Stock's fallback reads each block into the same buffer and writes
+        # a view of it: a block still queued is overwritten by the next.
+        xfail_if_stock_keeps_written_buffer(loop, request)
     f = io.BytesIO(DATA)
 
     async def main() -> None:

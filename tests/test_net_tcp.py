@@ -33,6 +33,7 @@ from net_helpers import (
     server_clients,
     tcp_connection,
     wait_for_condition,
+    xfail_if_stock_keeps_written_buffer,
 )
 
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
@@ -430,7 +431,9 @@ def test_writes_keep_their_order_while_buffered(loop):
     run(loop, main())
 
 
-def test_buffered_bytearray_is_copied(loop):
+def test_buffered_bytearray_is_copied(loop, request):
+    xfail_if_stock_keeps_written_buffer(loop, request)
+
     async def main() -> None:
         async with tcp_connection(loop, small_bufs=True) as c:
             c.server_t.pause_reading()
@@ -507,7 +510,12 @@ def test_writelines_while_buffered(loop):
             before = c.client_t.get_write_buffer_size()
             assert before > 0
             c.client_t.writelines([b"tail1", b"tail2"])
-            assert c.client_t.get_write_buffer_size() == before + 10
+            if sys.version_info < (3, 12):
+                # writelines() queues behind what is queued, as write() does.
+                assert c.client_t.get_write_buffer_size() == before + 10
+            else:
+                # 3.12's writelines() also tries to send at once.
+                assert c.client_t.get_write_buffer_size() <= before + 10
             c.server_t.resume_reading()
             got = await c.server_p.wait_bytes(len(big) + 10)
             assert got == big + b"tail1tail2"
