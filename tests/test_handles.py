@@ -10,6 +10,7 @@ import gc
 import logging
 import re
 import sys
+from asyncio import format_helpers
 
 import pytest
 from conftest import run_briefly
@@ -19,9 +20,10 @@ from casyncio import _casyncio
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
 
-# Since Python 3.13, a callback's arguments appear in a handle's repr only in
-# debug mode (they may hold secrets): "f()" instead of "f(1, 'a')".
-ARGS_IN_REPR = sys.version_info < (3, 13)
+# Since Python 3.13.4 and 3.12.11, a callback's arguments appear in a
+# handle's repr only in debug mode (they may hold secrets): "f()" instead of
+# "f(1, 'a')".  Those versions give format_helpers a debug= keyword.
+ARGS_IN_REPR = "debug" not in (format_helpers._format_callback_source.__kwdefaults__ or {})
 
 
 def named_callback(*args: object) -> None:
