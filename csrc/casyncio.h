@@ -365,6 +365,11 @@ int cio_call_exception_handler(cio_state *st, PyObject *loop, PyObject *context)
  * caller in the message.  Returns 0 or -1. */
 int cio_check_callback(cio_state *st, PyObject *callback, const char *method, int debug);
 
+/* Debug mode: logs that running `what` (a handle; with `io` "read" or
+ * "write", a transport or sock_*() operation's I/O) took `seconds`, as
+ * slow as slow_callback_duration or slower.  Errors are unraisable. */
+void cio_loop_log_slow(LoopObj *loop, PyObject *what, const char *io, double seconds);
+
 /* loop_fd.c: readiness of file descriptors. */
 extern PyMethodDef cio_loop_fd_methods[];
 /* Hands the poller's fired events to their watchers (see notify_watcher). */

@@ -145,18 +145,27 @@ run_item_debug(LoopObj *self, cio_ring_item *it)
     double dt = cio_clock_now() - t0;
     Py_CLEAR(self->current_handle);
     if (rc == 0 && dt >= self->slow_callback_duration && it->kind == CIO_READY_HANDLE) {
-        PyObject *secs = PyFloat_FromDouble(dt);
-        PyObject *res =
-            secs ? PyObject_CallMethodObjArgs((PyObject *)self, self->st->str_log_slow_callback,
-                                              (PyObject *)it->a, secs, NULL)
-                 : NULL;
-        Py_XDECREF(secs);
-        if (res == NULL) {
-            PyErr_WriteUnraisable((PyObject *)self);
-        }
-        Py_XDECREF(res);
+        cio_loop_log_slow(self, (PyObject *)it->a, NULL, dt);
     }
     return rc;
+}
+
+void
+cio_loop_log_slow(LoopObj *self, PyObject *what, const char *io, double seconds)
+{
+    PyObject *secs = PyFloat_FromDouble(seconds);
+    PyObject *kind = io ? PyUnicode_FromString(io) : Py_NewRef(Py_None);
+    PyObject *res = NULL;
+    if (secs != NULL && kind != NULL) {
+        res = PyObject_CallMethodObjArgs((PyObject *)self, self->st->str_log_slow_callback, what,
+                                         secs, kind, NULL);
+    }
+    Py_XDECREF(secs);
+    Py_XDECREF(kind);
+    if (res == NULL) {
+        PyErr_WriteUnraisable((PyObject *)self);
+    }
+    Py_XDECREF(res);
 }
 
 /* ---- timers ----

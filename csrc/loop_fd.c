@@ -368,25 +368,38 @@ PyMethodDef cio_loop_fd_methods[] = {
 
 /* ---- dispatch ---- */
 
-/* Runs a transport's or a sock_*() operation's I/O for one direction. */
 static int
-run_watcher(PyObject *w, uint16_t tag, int which)
+run_watcher_io(PyObject *w, uint16_t tag, int which)
+{
+    switch (tag) {
+    case CIO_W_STREAM:
+        return cio_stream_io(w, which);
+    case CIO_W_DGRAM:
+        return cio_dgram_io(w, which);
+    case CIO_W_SOCKOP:
+        return cio_sockop_io(w, which);
+    }
+    return 0;
+}
+
+/* Runs a transport's or a sock_*() operation's I/O for one direction; in
+ * debug mode, timed like a callback (its protocol's callbacks run in it). */
+static int
+run_watcher(LoopObj *self, PyObject *w, uint16_t tag, int which)
 {
     /* Its I/O may drop the fd table's reference (close, pause_reading). */
     PyObject *obj = Py_NewRef(w);
     int rc;
-    switch (tag) {
-    case CIO_W_STREAM:
-        rc = cio_stream_io(obj, which);
-        break;
-    case CIO_W_DGRAM:
-        rc = cio_dgram_io(obj, which);
-        break;
-    case CIO_W_SOCKOP:
-        rc = cio_sockop_io(obj, which);
-        break;
-    default:
-        rc = 0;
+    if (!self->debug) {
+        rc = run_watcher_io(obj, tag, which);
+    }
+    else {
+        double t0 = cio_clock_now();
+        rc = run_watcher_io(obj, tag, which);
+        double dt = cio_clock_now() - t0;
+        if (rc == 0 && dt >= self->slow_callback_duration) {
+            cio_loop_log_slow(self, obj, which == CIO_READ ? "read" : "write", dt);
+        }
     }
     Py_DECREF(obj);
     return rc;
@@ -424,7 +437,7 @@ notify_watcher(LoopObj *self, int fd, cio_fd_entry *e, int which)
         return 0;
     }
     if (self->io_inline) {
-        return run_watcher(w, tag, which);
+        return run_watcher(self, w, tag, which);
     }
     if (cio_loop_push(self, CIO_READY_FD_EVENT, w, (void *)(intptr_t)fd, (void *)(intptr_t)which) <
         0) {
@@ -452,7 +465,7 @@ cio_loop_run_fd_event(LoopObj *self, cio_ring_item *it)
     if (w != (PyObject *)it->a) {
         return 0;
     }
-    return run_watcher(w, tag, which);
+    return run_watcher(self, w, tag, which);
 }
 
 int

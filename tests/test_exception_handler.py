@@ -8,6 +8,7 @@ import asyncio
 import gc
 import logging
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -401,6 +402,36 @@ def test_slow_task_step_warning_names_the_task(loop, caplog):
     assert len(slow) == 1
     assert slow[0].startswith("Executing <Task ")
     assert "slow_coro()" in slow[0]
+
+
+def test_slow_data_received_warning_names_the_transport(loop, caplog):
+    # Stock asyncio runs a transport's reads as a _read_ready handle, so a
+    # slow data_received() is reported like a slow callback; casyncio runs
+    # them in C and reports them too.
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.01
+    got = loop.create_future()
+
+    class SlowProtocol(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            time.sleep(0.03)
+            got.set_result(data)
+
+    async def main() -> None:
+        a, b = socket.socketpair()
+        with b:
+            transport, _ = await loop.create_connection(SlowProtocol, sock=a)
+            b.send(b"x")
+            assert await asyncio.wait_for(got, 5) == b"x"
+            transport.close()
+            await asyncio.sleep(0)
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        loop.run_until_complete(main())
+    slow = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Executing")]
+    assert len(slow) == 1, slow
+    assert re.search(r"_read_ready\(\)|<read ready: <SocketTransport fd=\d+ ", slow[0]), slow[0]
+    assert re.search(r"took \d+\.\d{3} seconds$", slow[0]), slow[0]
 
 
 def test_slow_callback_duration_default(loop):
