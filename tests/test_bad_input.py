@@ -11,11 +11,14 @@ import contextvars
 import functools
 import signal
 import socket
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from conftest import assert_loop_usable
+
+import casyncio
 
 
 async def coro_func() -> None:
@@ -318,3 +321,27 @@ def test_failing_fileno_error_other_than_type_propagates(fd_loop):
     with pytest.raises(OSError, match="fileno failed"):
         fd_loop.add_reader(Exploding(), print)
     assert_loop_usable(fd_loop)
+
+
+def test_task_init_failing_on_its_name_keeps_no_references():
+    # A name whose str() raises fails Task.__init__; calling __init__ again
+    # and again must not leak what the earlier calls took (CPython's
+    # test_proper_refcounts, gh-126083, checks the same of asyncio.Task).
+    class Break:
+        def __str__(self) -> str:
+            raise RuntimeError("break")
+
+    ctx = contextvars.Context()
+    before = sys.getrefcount(ctx)
+    loop = casyncio.new_event_loop()
+    try:
+        c = coro_func()
+        task = casyncio.Task.__new__(casyncio.Task)
+        for _ in range(5):
+            with pytest.raises(RuntimeError, match="break"):
+                task.__init__(c, loop=loop, context=ctx, name=Break())
+        c.close()
+        del task
+    finally:
+        loop.close()
+    assert sys.getrefcount(ctx) == before
