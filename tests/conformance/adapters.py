@@ -48,3 +48,23 @@ def runners(mod: ModuleType) -> None:
         return loop
 
     mod.BaseTest.new_loop = new_loop
+
+
+def taskgroups(mod: ModuleType) -> None:
+    """3.13's test_taskgroups runs its IsolatedAsyncioTestCases with
+    ``loop_factory = asyncio.EventLoop`` (and an eager-task variant), which
+    makes stock loops whatever the policy says: casyncio loops instead."""
+    import asyncio
+
+    import casyncio
+
+    if getattr(mod, "TestTaskGroup", None) is not None and mod.TestTaskGroup.loop_factory:
+        mod.TestTaskGroup.loop_factory = staticmethod(casyncio.new_event_loop)
+    if getattr(mod, "TestEagerTaskTaskGroup", None) is not None:
+
+        def eager_loop() -> asyncio.AbstractEventLoop:
+            loop = casyncio.new_event_loop()
+            loop.set_task_factory(asyncio.eager_task_factory)
+            return loop
+
+        mod.TestEagerTaskTaskGroup.loop_factory = staticmethod(eager_loop)

@@ -24,6 +24,7 @@ source tree's casyncio/ would shadow an installed, built casyncio).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import unittest
 from asyncio import futures, tasks
@@ -264,6 +265,10 @@ def task_cases(mod: ModuleType) -> list[type]:
     )
 
     class CasyncioCurrentLoopTests(mod.BaseCurrentLoopTests, mod.test_utils.TestCase):
+        # 3.13's mixin calls self.current_task (its subclasses pick the C or
+        # the Python one); 3.11's calls asyncio.current_task.
+        current_task = staticmethod(asyncio.current_task)
+
         def new_task(self, coro):
             return task(coro, loop=self.loop)
 

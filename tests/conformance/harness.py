@@ -95,9 +95,17 @@ class LoopCensus:
 
 
 def allowed_stock_loop(loop_type: type) -> bool:
+    """Loops a test may make besides casyncio's: test_utils.TestLoop, and the
+    stub loops a test module defines for itself that can do no I/O (3.13's
+    test_futures runs futures on deliberately misbehaving BaseEventLoop
+    subclasses); never asyncio's selector loops."""
     from test.test_asyncio import utils as test_utils
 
-    return issubclass(loop_type, test_utils.TestLoop)
+    if issubclass(loop_type, test_utils.TestLoop):
+        return True
+    return loop_type.__module__.startswith("test.test_asyncio.") and not issubclass(
+        loop_type, asyncio.selector_events.BaseSelectorEventLoop
+    )
 
 
 # ---- selection rule: tests needing what casyncio does not implement yet -------

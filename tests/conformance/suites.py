@@ -74,7 +74,7 @@ SUITES: list[Suite] = [
     Suite("test_locks"),
     Suite("test_queues"),
     Suite("test_timeouts"),
-    Suite("test_taskgroups"),
+    Suite("test_taskgroups", adapt=adapters.taskgroups),
     Suite("test_waitfor"),
     Suite("test_pep492", adapt=adapters.pep492),
     Suite("test_context"),
