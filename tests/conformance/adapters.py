@@ -58,7 +58,7 @@ def taskgroups(mod: ModuleType) -> None:
 
     import casyncio
 
-    if getattr(mod, "TestTaskGroup", None) is not None and mod.TestTaskGroup.loop_factory:
+    if getattr(mod.TestTaskGroup, "loop_factory", None) is not None:  # 3.13+
         mod.TestTaskGroup.loop_factory = staticmethod(casyncio.new_event_loop)
     if getattr(mod, "TestEagerTaskTaskGroup", None) is not None:
 
