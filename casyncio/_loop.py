@@ -191,10 +191,11 @@ class Loop(
             sys.set_coroutine_origin_tracking_depth(self._coroutine_origin_tracking_saved_depth)
         self._coroutine_origin_tracking_enabled = enabled
 
-    def _log_slow_callback(self, handle, seconds: float, io: str | None = None) -> None:
-        # `io`: the C loop ran a transport's (or sock_*() operation's) I/O,
-        # which stock asyncio runs as a _read_ready/_write_ready handle.
-        what = _format_handle(handle) if io is None else f"<{io} ready: {handle!r}>"
+    def _log_slow_callback(self, ran, seconds: float, io: str | None = None) -> None:
+        # `ran`: a handle; or, with `io` ("read" or "write"), a transport or
+        # sock_*() operation whose I/O the C loop ran (stock asyncio runs
+        # that as a _read_ready/_write_ready handle).
+        what = _format_handle(ran) if io is None else f"<{io} ready: {ran!r}>"
         logger.warning("Executing %s took %.3f seconds", what, seconds)
 
     def _check_callback(self, callback, method: str) -> None:
