@@ -12,7 +12,7 @@ import logging
 import socket
 import sys
 from asyncio.trsock import TransportSocket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -461,6 +461,39 @@ def test_unix_datagram_endpoint(loop, tmp_path):
     run(loop, main())
 
 
+@contextlib.contextmanager
+def unix_receiver(tmp_path) -> Iterator[tuple[socket.socket, str]]:
+    """A bound, non-blocking Unix datagram socket the test reads by hand, and
+    its path.  Its queue is short: a sender to it soon would block."""
+    path = str(tmp_path / "receiver.dgram")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(path)
+        receiver.setblocking(False)
+        yield receiver, path
+
+
+async def unix_sender(loop: asyncio.AbstractEventLoop, path: str) -> tuple[Any, DgramRecorder]:
+    return await loop.create_datagram_endpoint(
+        lambda: DgramRecorder(loop), remote_addr=path, family=socket.AF_UNIX
+    )
+
+
+async def receive_until(
+    receiver: socket.socket, done: Callable[[list[bytes]], bool]
+) -> list[bytes]:
+    """Datagrams from `receiver` until done(received) holds.  Polled, not
+    loop.sock_recv(): a blocked poll wait on a full Unix datagram queue wakes
+    up only sluggishly (on any loop), which would make a test slow, not more
+    exact."""
+    got: list[bytes] = []
+    while not done(got):
+        try:
+            got.append(receiver.recv(2000))
+        except BlockingIOError:
+            await asyncio.sleep(0)
+    return got
+
+
 def test_udp_write_flow_control(loop, tmp_path, request):
     """Unix datagram sockets block when the receiver's queue is full, so
     the transport queues, pauses the protocol, and drains in order."""
@@ -472,17 +505,12 @@ def test_udp_write_flow_control(loop, tmp_path, request):
                 "counts per queued datagram off again when sending (gh-135444)",
             )
         )
-    rpath = str(tmp_path / "receiver.dgram")
     count = 400
     datagrams = [i.to_bytes(4, "big") + payload(996, seed=i) for i in range(count)]
 
     async def main() -> None:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
-            receiver.bind(rpath)
-            receiver.setblocking(False)
-            t, p = await loop.create_datagram_endpoint(
-                lambda: DgramRecorder(loop), remote_addr=rpath, family=socket.AF_UNIX
-            )
+        with unix_receiver(tmp_path) as (receiver, path):
+            t, p = await unix_sender(loop, path)
             assert t.get_write_buffer_limits() == (16384, 65536)
             t.set_write_buffer_limits(high=8000, low=2000)
             for d in datagrams:
@@ -492,15 +520,7 @@ def test_udp_write_flow_control(loop, tmp_path, request):
             assert queued > 8000
             assert queued % (1000 + UDP_HEADER) == 0  # whole datagrams, headers counted
             assert p.pauses == 1 and p.resumes == 0
-            got: list[bytes] = []
-            while len(got) < count:
-                # Polled, not loop.sock_recv(): a blocked poll wait on a
-                # full Unix datagram queue wakes up only sluggishly (on any
-                # loop), which would make this test slow, not more exact.
-                try:
-                    got.append(receiver.recv(2000))
-                except BlockingIOError:
-                    await asyncio.sleep(0)
+            got = await receive_until(receiver, lambda got: len(got) == count)
             assert got == datagrams
             await wait_for_condition(loop, lambda: t.get_write_buffer_size() == 0)
             assert p.pauses == 1 and p.resumes == 1
@@ -518,15 +538,10 @@ def test_udp_queued_empty_datagram(loop, tmp_path, request):
         request.applymarker(
             pytest.mark.xfail(strict=True, reason="gh-135444, as in test_udp_write_flow_control")
         )
-    rpath = str(tmp_path / "receiver.dgram")
 
     async def main() -> None:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
-            receiver.bind(rpath)
-            receiver.setblocking(False)
-            t, p = await loop.create_datagram_endpoint(
-                lambda: DgramRecorder(loop), remote_addr=rpath, family=socket.AF_UNIX
-            )
+        with unix_receiver(tmp_path) as (receiver, path):
+            t, p = await unix_sender(loop, path)
             sent = 0
             while t.get_write_buffer_size() == 0:
                 t.sendto(b"x" * 100)
@@ -536,12 +551,7 @@ def test_udp_queued_empty_datagram(loop, tmp_path, request):
             t.sendto(b"")
             t.sendto(b"end")
             assert t.get_write_buffer_size() == queued + UDP_HEADER + 3 + UDP_HEADER
-            got: list[bytes] = []
-            while not got or got[-1] != b"end":
-                try:
-                    got.append(receiver.recv(2000))
-                except BlockingIOError:
-                    await asyncio.sleep(0)
+            got = await receive_until(receiver, lambda got: got[-1:] == [b"end"])
             assert got == [b"x" * 100] * sent + ([b""] if SENDS_EMPTY_DATAGRAMS else []) + [b"end"]
             await wait_for_condition(loop, lambda: t.get_write_buffer_size() == 0)
             await close_endpoint(t, p)
@@ -550,17 +560,11 @@ def test_udp_queued_empty_datagram(loop, tmp_path, request):
 
 
 def test_udp_close_flushes_queue_abort_drops_it(loop, tmp_path):
-    rpath = str(tmp_path / "receiver.dgram")
-
     async def main() -> None:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
-            receiver.bind(rpath)
-            receiver.setblocking(False)
+        with unix_receiver(tmp_path) as (receiver, path):
             results = []
             for how in ("close", "abort"):
-                t, p = await loop.create_datagram_endpoint(
-                    lambda: DgramRecorder(loop), remote_addr=rpath, family=socket.AF_UNIX
-                )
+                t, p = await unix_sender(loop, path)
                 sent = 0
                 while t.get_write_buffer_size() == 0:
                     t.sendto(b"d" * 500)
