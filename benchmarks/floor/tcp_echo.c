@@ -13,7 +13,12 @@
  * With PORT it is only the clients: they connect to an echo server on
  * 127.0.0.1:PORT (a loop under test, in another process), each does one
  * untimed round trip so that the server has accepted every connection, and
- * then the timed ones. */
+ * then the timed ones.
+ *
+ *   tcp_echo SIZE --serve
+ * is only the server, the floor of a loop's echo server: it listens on
+ * 127.0.0.1, prints its port, and echoes (messages of up to SIZE bytes in
+ * flight per connection) until its standard input closes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -29,10 +34,11 @@
 typedef struct {
     int fd;
     int is_client;
-    char *buf;      /* server: bytes read, not yet written back */
-    size_t pending; /* server: how many; client: bytes of the message still to send */
-    size_t got;     /* client: bytes of the reply received */
-    long done;      /* client: round trips finished */
+    int is_listener;  /* serve mode: the listening socket */
+    char *buf;        /* server: bytes read, not yet written back */
+    size_t pending;   /* server: how many; client: bytes of the message still to send */
+    size_t got;       /* client: bytes of the reply received */
+    long done;        /* client: round trips finished */
     int watching_out; /* EPOLLOUT is in the epoll set for this fd */
 } conn;
 
@@ -71,13 +77,14 @@ die(const char *what)
     exit(1);
 }
 
-/* Sends what is pending from `from`; returns how much went. */
+/* Sends what is pending from `from`; returns how much went.  A peer that
+ * is gone sends nothing: the next receive sees that it closed. */
 static size_t
 send_some(int fd, const char *from, size_t len)
 {
     ssize_t n = send(fd, from, len, MSG_NOSIGNAL);
     if (n < 0) {
-        if (errno == EAGAIN || errno == EINTR) {
+        if (errno == EAGAIN || errno == EINTR || errno == EPIPE || errno == ECONNRESET) {
             return 0;
         }
         die("send");
@@ -91,6 +98,86 @@ client_send(conn *c)
     size_t sent = send_some(c->fd, msg + (size - c->pending), c->pending);
     c->pending -= sent;
     watch(c, c->pending > 0);
+}
+
+/* Receives into rbuf: how much came, 0 if nothing did yet, -1 once the peer
+ * closed or reset the connection. */
+static ssize_t
+receive(conn *c, char *rbuf)
+{
+    ssize_t got = recv(c->fd, rbuf, 256 * 1024, 0);
+    if (got > 0) {
+        return got;
+    }
+    if (got < 0 && (errno == EAGAIN || errno == EINTR)) {
+        return 0;
+    }
+    if (got < 0 && errno != ECONNRESET) {
+        die("recv");
+    }
+    return -1;
+}
+
+/* The server end of a connection: writes back what it reads, in order.
+ * Returns 0 once the peer is gone. */
+static int
+server_ready(conn *c, uint32_t events, char *rbuf)
+{
+    if (events & EPOLLOUT) {
+        size_t sent = send_some(c->fd, c->buf, c->pending);
+        memmove(c->buf, c->buf + sent, c->pending - sent);
+        c->pending -= sent;
+        watch(c, c->pending > 0);
+    }
+    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+        return 1;
+    }
+    ssize_t got = receive(c, rbuf);
+    if (got < 0) {
+        return 0;
+    }
+    if (c->pending > 0) {
+        /* Still writing back earlier data: keep order. */
+        memcpy(c->buf + c->pending, rbuf, (size_t)got);
+        c->pending += (size_t)got;
+    }
+    else {
+        size_t sent = send_some(c->fd, rbuf, (size_t)got);
+        if (sent < (size_t)got) {
+            memcpy(c->buf, rbuf + sent, (size_t)got - sent);
+            c->pending = (size_t)got - sent;
+            watch(c, 1);
+        }
+    }
+    return 1;
+}
+
+/* The client end: sends the message again each time all of it came back,
+ * per_client times.  Returns 1 when this event finished a round trip. */
+static int
+client_ready(conn *c, uint32_t events, char *rbuf, long per_client)
+{
+    if (events & EPOLLOUT) {
+        client_send(c);
+    }
+    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+        return 0;
+    }
+    ssize_t got = receive(c, rbuf);
+    if (got < 0) {
+        fprintf(stderr, "recv: the server closed the connection\n");
+        exit(1);
+    }
+    c->got += (size_t)got;
+    if (c->got < size) {
+        return 0;
+    }
+    c->got = 0;
+    if (++c->done < per_client) {
+        c->pending = size;
+        client_send(c);
+    }
+    return 1;
 }
 
 static void
@@ -143,66 +230,71 @@ echo(conn *conns, int nconns, long per_client, char *rbuf)
         int n = epoll_wait(epfd, events, 256, -1);
         for (int e = 0; e < n; e++) {
             conn *c = events[e].data.ptr;
-            if (events[e].events & EPOLLOUT) {
-                if (c->is_client) {
-                    client_send(c);
-                }
-                else {
-                    size_t sent = send_some(c->fd, c->buf, c->pending);
-                    memmove(c->buf, c->buf + sent, c->pending - sent);
-                    c->pending -= sent;
-                    watch(c, c->pending > 0);
-                }
-            }
-            if (!(events[e].events & EPOLLIN)) {
-                continue;
-            }
-            ssize_t got = recv(c->fd, rbuf, 256 * 1024, 0);
-            if (got <= 0) {
-                if (got < 0 && (errno == EAGAIN || errno == EINTR)) {
-                    continue;
-                }
-                die(got == 0 ? "recv: the peer closed" : "recv");
-            }
             if (c->is_client) {
-                c->got += (size_t)got;
-                if (c->got >= size) {
-                    c->got = 0;
-                    finished++;
-                    if (++c->done < per_client) {
-                        c->pending = size;
-                        client_send(c);
-                    }
-                }
+                finished += client_ready(c, events[e].events, rbuf, per_client);
             }
-            else if (c->pending > 0) {
-                /* Still writing back earlier data: keep order. */
-                memcpy(c->buf + c->pending, rbuf, (size_t)got);
-                c->pending += (size_t)got;
-            }
-            else {
-                size_t sent = send_some(c->fd, rbuf, (size_t)got);
-                if (sent < (size_t)got) {
-                    memcpy(c->buf, rbuf + sent, (size_t)got - sent);
-                    c->pending = (size_t)got - sent;
-                    watch(c, 1);
-                }
+            else if (!server_ready(c, events[e].events, rbuf)) {
+                fprintf(stderr, "recv: a client closed its connection\n");
+                exit(1);
             }
         }
     }
     return now() - t0;
 }
 
+/* Serve mode: echoes on every connection lfd accepts until standard input
+ * closes (the parent is done with us). */
+static void
+serve(int lfd, char *rbuf)
+{
+    conn listener = {.fd = lfd, .is_listener = 1};
+    struct epoll_event ev = {0};
+    ev.events = EPOLLIN;
+    ev.data.ptr = &listener;
+    epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev);
+    ev.data.ptr = NULL; /* standard input */
+    epoll_ctl(epfd, EPOLL_CTL_ADD, STDIN_FILENO, &ev);
+    struct epoll_event events[256];
+    for (;;) {
+        int n = epoll_wait(epfd, events, 256, -1);
+        for (int e = 0; e < n; e++) {
+            conn *c = events[e].data.ptr;
+            if (c == NULL) {
+                if (read(STDIN_FILENO, rbuf, 256 * 1024) <= 0) {
+                    return;
+                }
+            }
+            else if (c->is_listener) {
+                int fd = accept(lfd, NULL, NULL);
+                conn *accepted = fd < 0 ? NULL : calloc(1, sizeof(conn));
+                if (accepted == NULL) {
+                    die("accept");
+                }
+                add_conn(accepted, fd, 0);
+            }
+            else if (!server_ready(c, events[e].events, rbuf)) {
+                close(c->fd);
+                free(c->buf);
+                free(c);
+            }
+        }
+    }
+}
+
 int
 main(int argc, char **argv)
 {
-    if (argc != 4 && argc != 5) {
-        fprintf(stderr, "usage: %s SIZE ROUND_TRIPS_PER_CLIENT CLIENTS [PORT]\n", argv[0]);
+    int serving = argc == 3 && strcmp(argv[2], "--serve") == 0;
+    if (argc != 4 && argc != 5 && !serving) {
+        fprintf(stderr,
+                "usage: %s SIZE ROUND_TRIPS_PER_CLIENT CLIENTS [PORT]\n"
+                "       %s SIZE --serve\n",
+                argv[0], argv[0]);
         return 2;
     }
     size = (size_t)atol(argv[1]);
-    long per_client = atol(argv[2]);
-    int clients = atoi(argv[3]);
+    long per_client = serving ? 0 : atol(argv[2]);
+    int clients = serving ? 0 : atoi(argv[3]);
     int external = argc == 5;
     msg = malloc(size);
     char *rbuf = malloc(256 * 1024);
@@ -229,6 +321,12 @@ main(int argc, char **argv)
         }
     }
     epfd = epoll_create1(0);
+    if (serving) {
+        printf("%d\n", ntohs(addr.sin_port));
+        fflush(stdout);
+        serve(lfd, rbuf);
+        return 0;
+    }
     conn *conns = calloc((size_t)clients * 2, sizeof(conn));
     int nconns = 0;
     for (int i = 0; i < clients; i++) {

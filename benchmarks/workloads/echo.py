@@ -513,3 +513,56 @@ def _make_server(style: str, kib: int) -> Callable[[LoopFactory, int], Measureme
 
 
 _register_echo_rows("server", SERVERS, LOAD_ROUND_TRIPS, _make_server)
+
+
+# ---- the server's floor: the same load on an echo server in C -------------------------
+
+
+def _make_server_floor(kib: int) -> Callable[[LoopFactory, int], Measurement]:
+    size = kib * KIB
+
+    def run(new_loop: LoopFactory, n: int) -> Measurement:
+        del new_loop  # not a loop: what any loop's echo server could reach at best
+        binary = str(_floor_binary())
+        # The server echoes until its stdin closes.
+        with subprocess.Popen(
+            [binary, str(size), "--serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as server:
+            assert server.stdin is not None and server.stdout is not None
+            try:
+                port = server.stdout.readline().strip()
+                out = subprocess.run(
+                    [binary, str(size), str(n), str(LOAD_CLIENTS), port],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+            finally:
+                server.stdin.close()
+        if server.returncode != 0:
+            raise RuntimeError(f"the C echo server exited with {server.returncode}")
+        trips, seconds = out.stdout.split()
+        return Measurement(float(seconds), int(trips), {})
+
+    run.__name__ = run.__qualname__ = f"server_floor_{kib}k"
+    run.__doc__ = (
+        f"The server_* load ({kib} KiB messages, {LOAD_CLIENTS} connections from the C client "
+        f"in another process) on an echo server written in C with the same system calls, no "
+        f"loop and no Python: the floor every loop's echo server sits above."
+    )
+    return run
+
+
+for _kib, _sizes in LOAD_ROUND_TRIPS.items():
+    workload(
+        f"server_floor_{_kib}k",
+        group="floor",
+        kind="time",
+        sizes=_sizes,
+        unit="round trips",
+        only_on=("deque",),
+        floor_of=f"server_protocol_{_kib}k",
+    )(_make_server_floor(_kib))
