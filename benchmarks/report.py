@@ -295,7 +295,8 @@ def table(report: dict[str, Any]) -> str:
             f"Floor of {w['floor_of']} ({name}): "
             f"{_si(floor_ops)} {w['unit']}/s +-{entry['summary']['spread_pct']:.0f}%"
         )
-        base = report["workloads"].get(w["floor_of"], {}).get("results", {}).get(report["base"])
+        bounded = report["workloads"].get(w["floor_of"], {}).get("results", {})
+        base = bounded.get(report["base"])
         if base_check:
             c = base_check[0]
             text += (
@@ -304,6 +305,13 @@ def table(report: dict[str, Any]) -> str:
             )
         elif base is not None and "ops_per_s" in base:
             text += f"; casyncio reaches {base['ops_per_s'] / floor_ops:.0%} of it"
+            peers = [
+                f"{lp} {e['ops_per_s'] / floor_ops:.0%}"
+                for lp, e in bounded.items()
+                if lp != report["base"] and "ops_per_s" in e
+            ]
+            if peers:
+                text += f" ({', '.join(peers)})"
         lines.append(text)
     unavailable = [f"{n} ({i['reason']})" for n, i in report["loops"].items() if not i["available"]]
     if unavailable:

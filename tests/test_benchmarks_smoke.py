@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,15 @@ def test_table_printed(tiny_run: tuple[dict[str, Any], str, Path]) -> None:
     assert "asyncio/casyncio" in stdout
     assert "> 1 means casyncio is faster" in stdout
     assert "call_soon_chain" in stdout and "Floor of call_soon_chain" in stdout
+    # An echo floor says how close every loop's echo comes to it.
+    for floor, bounded in (
+        ("echo_floor_1k", "echo_protocol_1k"),
+        ("server_floor_1k", "server_protocol_1k"),
+    ):
+        assert re.search(
+            rf"Floor of {bounded} \({floor}\): .*; casyncio reaches \d+% of it \(asyncio \d+%\)",
+            stdout,
+        ), stdout
     assert list(out.glob("bench-tiny-*.txt"))
 
 
