@@ -31,15 +31,19 @@ cio_loop_read_buffer(LoopObj *loop)
     if (loop->rbuf == NULL) {
 #ifdef __GLIBC__
         /* glibc maps blocks of 128 KiB and more with mmap() until the
-         * program frees such a block; then it raises that threshold, and
-         * the one for trimming the heap, so that big blocks are recycled
-         * from the heap instead of being mapped and faulted in afresh each
-         * time.  asyncio's own reads (256 KiB bytes objects) trigger that
-         * with their first free; a loop that reads into one buffer it
-         * keeps never would, and every message above ~100 KiB it hands out
-         * as bytes would then cost fresh page faults.  Freeing one such
-         * block here gives glibc's heuristic what it waits for. */
-        void *probe = PyMem_RawMalloc(CIO_READ_BUFFER_SIZE + 4096);
+         * program frees such a block; then it raises that threshold to the
+         * block's size, and the one for trimming the heap top to twice that.
+         * A loop that reads into one buffer it keeps never frees such a
+         * block, and with the thresholds low, the bytes objects it hands out
+         * for big messages are mapped afresh, or carved from a heap top that
+         * the previous messages' free() just gave back to the kernel: page
+         * faults for every page, every time.  (With a 256 KiB block here,
+         * four connections echoing 100 KiB messages still took ~12 page
+         * faults per round trip, and ran at half the speed.)  Freeing one
+         * block of a little over 1 MiB is what glibc's own heuristic waits
+         * for: from then on blocks up to 1 MiB are recycled from the heap,
+         * which keeps up to 2 MiB free at its top. */
+        void *probe = PyMem_RawMalloc(1024 * 1024 + 4096);
         PyMem_RawFree(probe);
 #endif
         loop->rbuf = PyMem_RawMalloc(CIO_READ_BUFFER_SIZE);
