@@ -417,19 +417,42 @@ def _floor_binary() -> Path:
     return binary
 
 
+def _floor_clients(size: int, n: int, clients: int, port: str | None = None) -> Measurement:
+    """The C program's clients, n round trips each: with its own echo server in
+    the same process, or against the one listening on `port`."""
+    args = [str(_floor_binary()), str(size), str(n), str(clients)]
+    out = subprocess.run(
+        args + ([port] if port else []), check=True, capture_output=True, text=True
+    )
+    trips, seconds = out.stdout.split()
+    return Measurement(float(seconds), int(trips), {})
+
+
+def _register_floor_rows(
+    prefix: str,
+    round_trips: dict[int, Sizes],
+    bounds: str,
+    make: Callable[[int], Callable[[LoopFactory, int], Measurement]],
+) -> None:
+    """One floor row per message size, ``{prefix}_{kib}k``, bounding ``{bounds}_{kib}k``."""
+    for kib, sizes in round_trips.items():
+        workload(
+            f"{prefix}_{kib}k",
+            group="floor",
+            kind="time",
+            sizes=sizes,
+            unit="round trips",
+            only_on=("deque",),
+            floor_of=f"{bounds}_{kib}k",
+        )(make(kib))
+
+
 def _make_floor(kib: int) -> Callable[[LoopFactory, int], Measurement]:
     size = kib * KIB
 
     def run(new_loop: LoopFactory, n: int) -> Measurement:
         del new_loop  # not a loop: what any loop could reach at best
-        out = subprocess.run(
-            [str(_floor_binary()), str(size), str(n), str(CLIENTS)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        trips, seconds = out.stdout.split()
-        return Measurement(float(seconds), int(trips), {})
+        return _floor_clients(size, n, CLIENTS)
 
     run.__name__ = run.__qualname__ = f"echo_floor_{kib}k"
     run.__doc__ = (
@@ -440,16 +463,7 @@ def _make_floor(kib: int) -> Callable[[LoopFactory, int], Measurement]:
     return run
 
 
-for _kib, _sizes in ROUND_TRIPS.items():
-    workload(
-        f"echo_floor_{_kib}k",
-        group="floor",
-        kind="time",
-        sizes=_sizes,
-        unit="round trips",
-        only_on=("deque",),
-        floor_of=f"echo_protocol_{_kib}k",
-    )(_make_floor(_kib))
+_register_floor_rows("echo_floor", ROUND_TRIPS, "echo_protocol", _make_floor)
 
 
 # ---- a server under load: the clients in another process ---------------------------
@@ -523,10 +537,9 @@ def _make_server_floor(kib: int) -> Callable[[LoopFactory, int], Measurement]:
 
     def run(new_loop: LoopFactory, n: int) -> Measurement:
         del new_loop  # not a loop: what any loop's echo server could reach at best
-        binary = str(_floor_binary())
         # The server echoes until its stdin closes.
         with subprocess.Popen(
-            [binary, str(size), "--serve"],
+            [str(_floor_binary()), str(size), "--serve"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -534,18 +547,12 @@ def _make_server_floor(kib: int) -> Callable[[LoopFactory, int], Measurement]:
             assert server.stdin is not None and server.stdout is not None
             try:
                 port = server.stdout.readline().strip()
-                out = subprocess.run(
-                    [binary, str(size), str(n), str(LOAD_CLIENTS), port],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                )
+                measured = _floor_clients(size, n, LOAD_CLIENTS, port)
             finally:
                 server.stdin.close()
         if server.returncode != 0:
             raise RuntimeError(f"the C echo server exited with {server.returncode}")
-        trips, seconds = out.stdout.split()
-        return Measurement(float(seconds), int(trips), {})
+        return measured
 
     run.__name__ = run.__qualname__ = f"server_floor_{kib}k"
     run.__doc__ = (
@@ -556,13 +563,4 @@ def _make_server_floor(kib: int) -> Callable[[LoopFactory, int], Measurement]:
     return run
 
 
-for _kib, _sizes in LOAD_ROUND_TRIPS.items():
-    workload(
-        f"server_floor_{_kib}k",
-        group="floor",
-        kind="time",
-        sizes=_sizes,
-        unit="round trips",
-        only_on=("deque",),
-        floor_of=f"server_protocol_{_kib}k",
-    )(_make_server_floor(_kib))
+_register_floor_rows("server_floor", LOAD_ROUND_TRIPS, "server_protocol", _make_server_floor)
