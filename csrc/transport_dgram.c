@@ -5,10 +5,15 @@
  * when the socket would block; the queue drains when the fd is writable.
  * Datagrams are received with recvfrom(2) into the loop's read buffer, and
  * the sender's address is built here for IPv4, IPv6 and Unix sockets, in
- * the form the socket module gives; other families, and every address to
- * send to, go through the socket object's own recvfrom()/sendto(), which
- * know them all.  OSErrors of single datagrams go to
- * protocol.error_received(), as in asyncio; they do not end the transport.
+ * the form the socket module gives; other families go through the socket
+ * object's own recvfrom().  Sending to an address makes the system call
+ * here too when the address needs no conversion -- a reply to the last
+ * sender (the very object datagram_received() was given), or a numeric
+ * IPv4 (host, port) -- and goes through the socket's sendto() otherwise,
+ * which knows every form (and resolves names); the sends made here raise no
+ * "socket.sendto" audit event, as uvloop's do not.  OSErrors of single
+ * datagrams go to protocol.error_received(), as in asyncio; they do not
+ * end the transport.
  *
  * Two things follow the running Python's asyncio: from 3.13 on, an empty
  * datagram is sent (before, sendto(b"") did nothing), and each queued
@@ -41,10 +46,24 @@ typedef struct {
     PyObject *address; /* the connected peer, or NULL */
     dgram *q;
     Py_ssize_t q_head, q_len, q_cap;
-    Py_ssize_t qsize;   /* bytes queued, HEADER_SIZE included */
-    char connected;     /* extra['peername'] is set: use send() */
-    char own_addresses; /* the family is one address_to_python() knows */
+    Py_ssize_t qsize; /* bytes queued, HEADER_SIZE included */
+    /* The last sender: the address datagram_received() was given and the
+     * sockaddr it came from.  A datagram from the same sender gets the same
+     * object, and a reply to that object needs no conversion.  NULL if none
+     * (or the kernel gave no address). */
+    PyObject *from;
+    struct sockaddr_storage from_sa;
+    socklen_t from_len;
+    int family;     /* the socket's; 0 if unknown */
+    char connected; /* extra['peername'] is set: use send() */
 } DgramObj;
+
+/* The families whose addresses address_to_python() builds. */
+static int
+own_addresses(int family)
+{
+    return family == AF_INET || family == AF_INET6 || family == AF_UNIX;
+}
 
 static Py_ssize_t
 dgram_buffer_size(TransportObj *t)
@@ -101,28 +120,72 @@ queue_push(DgramObj *d, PyObject *data, PyObject *addr, int front)
     return 0;
 }
 
+/* The sockaddr for `addr` when it needs no conversion: the last sender's
+ * when addr is the very object datagram_received() was given, or a numeric
+ * IPv4 (host, port) pair on an AF_INET socket, written to *scratch.  NULL
+ * for anything else, which the socket module converts (and rejects with
+ * its own errors: an out-of-range port, a NUL in the host...). */
+static const struct sockaddr *
+plain_address(DgramObj *d, PyObject *addr, struct sockaddr_in *scratch, socklen_t *len)
+{
+    if (addr == d->from) {
+        *len = d->from_len;
+        return (const struct sockaddr *)&d->from_sa;
+    }
+    if (d->family != AF_INET || !PyTuple_CheckExact(addr) || PyTuple_GET_SIZE(addr) != 2) {
+        return NULL;
+    }
+    PyObject *host = PyTuple_GET_ITEM(addr, 0);
+    PyObject *port = PyTuple_GET_ITEM(addr, 1);
+    if (!PyUnicode_CheckExact(host) || PyUnicode_GET_LENGTH(host) >= INET_ADDRSTRLEN ||
+        !PyLong_CheckExact(port)) {
+        return NULL;
+    }
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(host, &n);
+    long p = PyLong_AsLong(port);
+    if (s == NULL || p == -1) {
+        PyErr_Clear(); /* the socket module reports it */
+        return NULL;
+    }
+    memset(scratch, 0, sizeof(*scratch));
+    if (p < 0 || p > 0xFFFF || strlen(s) != (size_t)n ||
+        inet_pton(AF_INET, s, &scratch->sin_addr) != 1) {
+        return NULL;
+    }
+    scratch->sin_family = AF_INET;
+    scratch->sin_port = htons((uint16_t)p);
+    *len = sizeof(*scratch);
+    return (const struct sockaddr *)scratch;
+}
+
 /* Sends one datagram.  Returns 1 sent, 0 would block, -1 error set. */
 static int
 send_one(DgramObj *d, PyObject *data, PyObject *addr)
 {
+    struct sockaddr_in scratch;
+    const struct sockaddr *to = NULL;
+    socklen_t tolen = 0;
     if (!d->connected) {
-        PyObject *args[] = {d->base.sock, data, addr ? addr : Py_None};
-        PyObject *res = PyObject_VectorcallMethod(d->base.st->str_sendto, args,
-                                                  3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        if (res != NULL) {
-            Py_DECREF(res);
-            return 1;
+        to = addr ? plain_address(d, addr, &scratch, &tolen) : NULL;
+        if (to == NULL) {
+            PyObject *args[] = {d->base.sock, data, addr ? addr : Py_None};
+            PyObject *res = PyObject_VectorcallMethod(d->base.st->str_sendto, args,
+                                                      3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+            if (res != NULL) {
+                Py_DECREF(res);
+                return 1;
+            }
+            return cio_err_would_block();
         }
-        return cio_err_would_block();
     }
-    /* Connected: no address to convert, so the system call is made here. */
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
         return -1;
     }
     ssize_t n;
     do {
-        n = send(d->base.fd, view.buf, (size_t)view.len, 0);
+        n = sendto(d->base.fd, view.buf, (size_t)view.len, 0, to, tolen);
     } while (n < 0 && errno == EINTR);
     PyBuffer_Release(&view);
     return n >= 0 ? 1 : cio_os_error_unless_eagain();
@@ -290,9 +353,22 @@ address_to_python(const struct sockaddr_storage *ss, socklen_t len)
     }
     switch (ss->ss_family) {
     case AF_INET: {
+        /* Dotted decimal by hand: glibc's inet_ntop() goes through sprintf(),
+         * a fair part of a small datagram's cost. */
         const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-        return Py_BuildValue("(si)", host, ntohs(a->sin_port));
+        const unsigned char *b = (const unsigned char *)&a->sin_addr;
+        char *p = host;
+        for (int i = 0; i < 4; i++) {
+            if (b[i] >= 100) {
+                *p++ = (char)('0' + b[i] / 100);
+            }
+            if (b[i] >= 10) {
+                *p++ = (char)('0' + b[i] / 10 % 10);
+            }
+            *p++ = (char)('0' + b[i] % 10);
+            *p++ = '.';
+        }
+        return Py_BuildValue("(s#i)", host, (Py_ssize_t)(p - host - 1), ntohs(a->sin_port));
     }
     case AF_INET6: {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
@@ -321,7 +397,7 @@ static int
 recv_one(DgramObj *d, PyObject **data, PyObject **addr)
 {
     TransportObj *t = &d->base;
-    if (!d->own_addresses) {
+    if (!own_addresses(d->family)) {
         PyObject *pair = PyObject_CallMethod(t->sock, "recvfrom", "i", CIO_READ_BUFFER_SIZE);
         if (pair == NULL) {
             return -1;
@@ -350,7 +426,17 @@ recv_one(DgramObj *d, PyObject **data, PyObject **addr)
     if (n < 0) {
         return cio_os_error_unless_eagain();
     }
-    *addr = address_to_python(&ss, len);
+    if (d->from != NULL && len == d->from_len && memcmp(&ss, &d->from_sa, len) == 0) {
+        *addr = Py_NewRef(d->from);
+    }
+    else {
+        *addr = address_to_python(&ss, len);
+        if (*addr != NULL && *addr != Py_None && len <= sizeof(ss)) {
+            Py_XSETREF(d->from, Py_NewRef(*addr));
+            memcpy(&d->from_sa, &ss, len);
+            d->from_len = len;
+        }
+    }
     *data = *addr ? PyBytes_FromStringAndSize(buf, n) : NULL;
     if (*data == NULL) {
         Py_CLEAR(*addr);
@@ -451,6 +537,7 @@ static int
 Dgram_traverse(DgramObj *d, visitproc visit, void *arg)
 {
     Py_VISIT(d->address);
+    Py_VISIT(d->from);
     for (Py_ssize_t i = 0; i < d->q_len; i++) {
         dgram *g = &d->q[(d->q_head + i) % d->q_cap];
         Py_VISIT(g->data);
@@ -463,6 +550,7 @@ static int
 Dgram_clear(DgramObj *d)
 {
     Py_CLEAR(d->address);
+    Py_CLEAR(d->from);
     dgram_buffer_clear(&d->base);
     return cio_transport_clear(&d->base);
 }
@@ -528,10 +616,10 @@ Loop_make_datagram_transport(LoopObj *loop, PyObject *args, PyObject *kwds)
     }
     PyObject *peer = PyDict_GetItemString(d->base.extra, "peername"); /* borrowed */
     d->connected = peer != NULL && PyObject_IsTrue(peer) == 1;
-    int family;
-    socklen_t flen = sizeof(family);
-    d->own_addresses = getsockopt(d->base.fd, SOL_SOCKET, SO_DOMAIN, &family, &flen) == 0 &&
-                       (family == AF_INET || family == AF_INET6 || family == AF_UNIX);
+    socklen_t flen = sizeof(d->family);
+    if (getsockopt(d->base.fd, SOL_SOCKET, SO_DOMAIN, &d->family, &flen) < 0) {
+        d->family = 0;
+    }
     if (cio_transport_start(&d->base, waiter) < 0) {
         goto error;
     }

@@ -323,6 +323,100 @@ def test_udp_error_received_raising_reaches_the_sendto_caller(loop):
     run(loop, main())
 
 
+def test_replies_reach_each_sender(loop):
+    """A server answering several senders in turn: each reply, sent to the
+    address object datagram_received() was given, reaches that sender, also
+    when it answers an earlier sender after hearing from a later one
+    (casyncio sends to the last sender without converting its address)."""
+
+    class Echo(DgramRecorder):
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            super().datagram_received(data, addr)
+            self.transport.sendto(data, addr)
+
+    async def main() -> None:
+        st, sp = await loop.create_datagram_endpoint(lambda: Echo(loop), local_addr=(HOST, 0))
+        server_addr = st.get_extra_info("sockname")
+        clients = [
+            await loop.create_datagram_endpoint(lambda: DgramRecorder(loop), local_addr=(HOST, 0))
+            for _ in range(3)
+        ]
+        for rnd in range(3):
+            for i, (ct, _) in enumerate(clients):
+                ct.sendto(b"%d from %d" % (rnd, i), server_addr)
+                await sp.wait(3 * rnd + i + 1)
+        # An older sender's address, kept while later ones were heard from.
+        first_addr = sp.datagrams[0][1]
+        st.sendto(b"late", first_addr)
+        await clients[0][1].wait(4)
+        for i, (ct, cp) in enumerate(clients):
+            want = [b"%d from %d" % (rnd, i) for rnd in range(3)] + ([b"late"] if i == 0 else [])
+            await cp.wait(len(want))
+            assert [d for d, _ in cp.datagrams] == want
+            assert all(a == server_addr for _, a in cp.datagrams)
+            assert sp.datagrams[i][1] == ct.get_extra_info("sockname")
+            await close_endpoint(ct, cp)
+        await close_endpoint(st, sp)
+
+    run(loop, main())
+
+
+@pytest.mark.loop_errors
+@pytest.mark.parametrize(
+    ("host", "port", "outcome"),
+    [
+        (HOST, None, "delivered"),
+        ("127.1", None, "delivered"),  # not dotted-quad: the resolver's
+        ("localhost", None, "delivered"),
+        (HOST, -1, "fatal OverflowError"),
+        (HOST, 65536, "fatal OverflowError"),
+        (HOST, 2**70, "fatal OverflowError"),
+        (HOST + "\0", None, "fatal TypeError"),
+        (HOST, "port", "fatal TypeError"),
+        ("256.0.0.1", None, "error_received gaierror"),
+    ],
+    ids=[
+        "numeric",
+        "short-form",
+        "name",
+        "port--1",
+        "port-65536",
+        "port-huge",
+        "nul-in-host",
+        "str-port",
+        "bad-quad",
+    ],
+)
+def test_unconnected_sendto_addresses(loop, host, port, outcome):
+    """sendto() to an (host, port) pair does what the socket module makes of
+    it, as in stock asyncio: a datagram, a fatal error (the transport
+    closes), or an OSError for error_received()."""
+
+    async def main() -> str:
+        rt, rp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
+        )
+        st, sp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
+        )
+        st.sendto(b"hello", (host, rt.get_extra_info("sockname")[1] if port is None else port))
+        if sp.errors:
+            got = f"error_received {type(sp.errors[0]).__name__}"
+        elif st.is_closing():
+            exc = await sp.lost
+            got = f"fatal {type(exc).__name__}"
+        else:
+            await rp.wait(1)
+            assert rp.datagrams == [(b"hello", st.get_extra_info("sockname"))]
+            got = "delivered"
+        await close_endpoint(rt, rp)
+        if not st.is_closing():
+            await close_endpoint(st, sp)
+        return got
+
+    assert run(loop, main()) == outcome
+
+
 @pytest.mark.loop_errors
 def test_udp_datagram_received_raising(loop):
     """Reported to the exception handler; the endpoint keeps working."""
