@@ -223,12 +223,42 @@ send_failed(DgramObj *d)
     return error_received(t);
 }
 
-static PyObject *
-Dgram_sendto(DgramObj *d, PyObject *args, PyObject *kwds)
+/* sendto()'s arguments when given by keyword (rare), or too few or too
+ * many: through a tuple and a
+ * dict, for PyArg_ParseTupleAndKeywords()'s checks and messages.  The
+ * objects come back borrowed from the caller's args. */
+static int
+sendto_keyword_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **data,
+                    PyObject **addr)
 {
     static char *kwlist[] = {"data", "addr", NULL};
+    PyObject *tuple = PyTuple_New(nargs);
+    PyObject *kwds = PyDict_New();
+    int ok = tuple != NULL && kwds != NULL;
+    for (Py_ssize_t i = 0; ok && i < nargs; i++) {
+        PyTuple_SET_ITEM(tuple, i, Py_NewRef(args[i]));
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; ok && i < nkw; i++) {
+        ok = PyDict_SetItem(kwds, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) == 0;
+    }
+    ok = ok && PyArg_ParseTupleAndKeywords(tuple, kwds, "O|O:sendto", kwlist, data, addr);
+    Py_XDECREF(tuple);
+    Py_XDECREF(kwds);
+    return ok ? 0 : -1;
+}
+
+static PyObject *
+Dgram_sendto(DgramObj *d, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
     PyObject *data, *addr = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:sendto", kwlist, &data, &addr)) {
+    if (kwnames == NULL && nargs >= 1 && nargs <= 2) {
+        data = args[0];
+        if (nargs == 2) {
+            addr = args[1];
+        }
+    }
+    else if (sendto_keyword_args(args, nargs, kwnames, &data, &addr) < 0) {
         return NULL;
     }
     TransportObj *t = &d->base;
@@ -632,7 +662,7 @@ error:
 
 static PyMethodDef Dgram_methods[] = {
     CIO_TRANSPORT_METHODS,
-    {"sendto", (PyCFunction)(void (*)(void))Dgram_sendto, METH_VARARGS | METH_KEYWORDS,
+    {"sendto", (PyCFunction)(void (*)(void))Dgram_sendto, METH_FASTCALL | METH_KEYWORDS,
      "sendto(data, addr=None): send a datagram (queued if the socket would block)."},
     {"set_protocol", (PyCFunction)Dgram_set_protocol, METH_O, NULL},
     {NULL, NULL},

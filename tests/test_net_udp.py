@@ -774,3 +774,35 @@ def test_udp_sendto_bad_data(loop):
         await close_endpoint(t, p)
 
     run(loop, main())
+
+
+def test_udp_sendto_argument_forms(loop):
+    """By position or by name; too few, too many or unknown arguments are a
+    TypeError, and the endpoint goes on working."""
+
+    async def main() -> None:
+        rt, rp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
+        )
+        st, sp = await loop.create_datagram_endpoint(
+            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
+        )
+        to = rt.get_extra_info("sockname")
+        for bad in [
+            lambda: st.sendto(),
+            lambda: st.sendto(addr=to),
+            lambda: st.sendto(b"x", to, 3),
+            lambda: st.sendto(b"x", bogus=1),
+            lambda: st.sendto(b"x", data=b"y"),
+        ]:
+            with pytest.raises(TypeError):
+                bad()
+        st.sendto(data=b"named", addr=to)
+        st.sendto(b"mixed", addr=to)
+        st.sendto(b"positional", to)
+        await rp.wait(3)
+        assert [d for d, _ in rp.datagrams] == [b"named", b"mixed", b"positional"]
+        await close_endpoint(st, sp)
+        await close_endpoint(rt, rp)
+
+    run(loop, main())
