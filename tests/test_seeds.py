@@ -12,6 +12,10 @@ picked up) runs twice, as ``python script [args]`` and as
   they first appear, so that "the consumer got the item the producer added"
   is still checked.  Everything else must be identical.
 * stderr: the same, once casyncio's ``CASYNCIO_STATS`` line is taken out.
+* a seed whose output depends on which of two timers due together fires
+  first (``TIMER_TIES``: load can flip that on stock asyncio too) is run a
+  second time, both sides, when the first pair's text differs; the second
+  pair is judged, and its failure messages show the first.
 * exit status: 0 for both.
 * the C loop really ran: the casyncio run prints the stats line with
   ``loops_created >= 1`` and ``callbacks > 0``; the stock run prints none.
@@ -64,6 +68,19 @@ RANDOM_BY_DESIGN: dict[str, re.Pattern[str]] = {
     "asyncq.py": re.compile(r"(?<=<)[0-9a-f]{10}(?=>)"),  # os.urandom(5).hex()
 }
 
+# Seeds whose output load can change on any loop, and why.  When the two
+# runs' stdout differs for one of them, the pair is run once more (both sides
+# at once, after the other seeds finished) and the second pair is judged.
+TIMER_TIES: dict[str, str] = {
+    "rand.py": (
+        "three tasks sleep 1, 2 and 3 s by turns and draw from one random generator: "
+        "at 2 s, 3 s, 4 s... two of them are due together, and which one wakes first "
+        "(and so gets which number) is decided by sub-millisecond wake-up latencies, "
+        "which load flips on stock asyncio too (seen: 1 of 8 stock runs beside 15 other "
+        "interpreters and 2 busy processes)"
+    ),
+}
+
 TIME_TOLERANCE = 0.1  # seconds, for times printed by the seeds
 SHAPE_TOLERANCE = 0.25  # seconds, for when a line appears after the first one
 DURATION_SLACK = 0.5  # seconds a run may take beyond the expected time
@@ -97,6 +114,7 @@ class Run:
     returncode: int | None = None
     ended: float = 0.0
     timed_out: bool = False
+    note: str = ""  # how this run came to be the one judged, if not the first
 
     @property
     def stdout_lines(self) -> list[str]:
@@ -123,8 +141,9 @@ class Run:
             for offset, text in zip(self.line_offsets(), self.stdout_lines)
         )
         return (
-            f"$ {' '.join(self.argv)}\n[exit {self.returncode}, wall {self.wall_seconds:.2f} s, "
-            f"running {self.running_seconds:.2f} s]\n--- stdout\n{stdout}\n--- stderr\n{self.stderr}"
+            f"$ {' '.join(self.argv)}\n{self.note}[exit {self.returncode}, "
+            f"wall {self.wall_seconds:.2f} s, running {self.running_seconds:.2f} s]\n"
+            f"--- stdout\n{stdout}\n--- stderr\n{self.stderr}"
         )
 
 
@@ -186,11 +205,22 @@ def seed_runs(
     if not SEEDS.is_dir():
         pytest.skip(f"seed examples not found at {SEEDS} (../shared is absent)")
     cwd = tmp_path_factory.mktemp("seed-runs")
-    started = {
-        (seed, mode): _start(_command(seed, mode), cwd)
-        for seed in sorted(_selected_seeds(request.session))
-        for mode in MODES
-    }
+    seeds = sorted(_selected_seeds(request.session))
+    runs = _run_all([(seed, mode) for seed in seeds for mode in MODES], cwd)
+    again = [seed for seed in seeds if _needs_second_run(seed, runs)]
+    for key, run in _run_all([(seed, mode) for seed in again for mode in MODES], cwd).items():
+        run.note = (
+            f"[second run: the first runs' stdout differed, and {key[0]}'s output depends "
+            f"on timer ties (TIMER_TIES); first {key[1]} run: "
+            f"{' | '.join(runs[key].stdout_lines[:12])}]\n"
+        )
+        runs[key] = run
+    return runs
+
+
+def _run_all(keys: list[tuple[str, str]], cwd: Path) -> dict[tuple[str, str], Run]:
+    """Runs every (seed, mode) at once; all finished (or killed on timeout)."""
+    started = {key: _start(_command(*key), cwd) for key in keys}
     deadline = time.monotonic() + RUN_TIMEOUT
     for run, proc, reader in started.values():
         reader.join(max(0.0, deadline - time.monotonic()))
@@ -199,6 +229,17 @@ def seed_runs(
             proc.kill()
             reader.join()
     return {key: run for key, (run, _, _) in started.items()}
+
+
+def _needs_second_run(seed: str, runs: dict[tuple[str, str], Run]) -> bool:
+    """A seed with timer ties whose two runs printed different text."""
+    stock, cas = runs[seed, "stock"], runs[seed, "casyncio"]
+    return (
+        seed in TIMER_TIES
+        and not stock.timed_out
+        and not cas.timed_out
+        and bool(_same_lines(stock.stdout_lines, cas.stdout_lines, seed))
+    )
 
 
 @pytest.fixture(params=SEED_NAMES, ids=lambda name: name or "no-seed-examples")
@@ -339,6 +380,19 @@ def test_compare_random_values_by_order_of_appearance() -> None:
     assert _same_lines(stock, same_flow, "asyncq.py") == []
     assert _same_lines(stock, other_item, "asyncq.py")
     assert _same_lines(stock, same_flow, "rand.py"), "random only where declared"
+
+
+def test_second_run_only_for_timer_ties_that_differ() -> None:
+    def pair(stock: list[str], cas: list[str], seed: str) -> dict[tuple[str, str], Run]:
+        runs = {}
+        for mode, lines in (("stock", stock), ("casyncio", cas)):
+            runs[seed, mode] = Run(argv=[seed], started=0.0, lines=[(0.0, t) for t in lines])
+        return runs
+
+    tie = next(iter(TIMER_TIES))
+    assert _needs_second_run(tie, pair(["a 1", "b 2"], ["b 2", "a 1"], tie))
+    assert not _needs_second_run(tie, pair(["a 1", "b 2"], ["a 1", "b 2"], tie))
+    assert not _needs_second_run("x.py", pair(["a 1", "b 2"], ["b 2", "a 1"], "x.py"))
 
 
 # ---- the seeds -------------------------------------------------------------
