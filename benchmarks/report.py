@@ -142,6 +142,7 @@ def build(
         "checks": [c.as_dict() for c in checks],
         "checks_passed": sum(c.ok for c in checks),
         "checks_total": len(checks),
+        "casyncio_build": casyncio_build(loops["casyncio"].origin) if "casyncio" in loops else {},
     }
 
 
@@ -156,6 +157,42 @@ def busy_note(m: dict[str, Any]) -> str:
         f"WARNING: the machine was busy (1-minute load {start:.1f} before, {end:.1f} after, "
         f"on {m.get('cores')} cores): wall-clock numbers are noisy; rerun on an idle machine, "
         "or with --clock cpu."
+    )
+
+
+def casyncio_build(origin: str, checkout: Path = REPO) -> dict[str, Any]:
+    """When the measured casyncio's extension was built, and whether this
+    checkout's sources changed after that (then the table is of an older
+    build than the commit it names).  Empty when the extension is not beside
+    the package (an editable install rebuilds on import) or the checkout has
+    no sources."""
+    extensions = sorted(Path(origin).parent.glob("_casyncio*.so")) if origin else []
+    sources = [
+        p
+        for pattern in ("csrc/**/*.[ch]", "casyncio/*.py", "CMakeLists.txt")
+        for p in checkout.glob(pattern)
+    ]
+    if not extensions or not sources:
+        return {}
+    built = extensions[0].stat().st_mtime
+    newest = max(sources, key=lambda p: p.stat().st_mtime)
+    changed = newest.stat().st_mtime
+    return {
+        "extension": str(extensions[0]),
+        "built": datetime.datetime.fromtimestamp(built, datetime.UTC).isoformat(timespec="seconds"),
+        "newest_source": str(newest.relative_to(checkout)),
+        "stale": changed > built,
+    }
+
+
+def stale_build_note(report: dict[str, Any]) -> str:
+    """A warning when the casyncio measured is older than this checkout's sources."""
+    b = report.get("casyncio_build") or {}
+    if not b.get("stale"):
+        return ""
+    return (
+        f"WARNING: the casyncio measured ({b['extension']}, built {b['built']}) is older than "
+        f"this checkout's {b['newest_source']}: reinstall (pip install .) to measure this commit."
     )
 
 
@@ -247,9 +284,9 @@ def table(report: dict[str, Any]) -> str:
         ),
         "",
     ]
-    busy = busy_note(m)
-    if busy:
-        lines.insert(-1, busy)
+    for warning in (stale_build_note(report), busy_note(m)):
+        if warning:
+            lines.insert(-1, warning)
     header = ["workload", "metric", *loops, *[f"{p}/casyncio" for p in peers]]
     rows: list[list[str]] = []
     notes: list[str] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -132,3 +133,31 @@ def test_summaries_and_selection() -> None:
     assert stats.ratio(None, s) is None
     names = [w.name for w in select_workloads("echo_streams,sleep0")]
     assert names == ["sleep0", "echo_streams_1k", "echo_streams_10k", "echo_streams_100k"]
+
+
+def test_a_build_older_than_the_sources_is_flagged(tmp_path: Path) -> None:
+    package = tmp_path / "site" / "casyncio"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    extension = package / "_casyncio.cpython-311-x86_64-linux-gnu.so"
+    extension.write_bytes(b"")
+    checkout = tmp_path / "checkout"
+    (checkout / "csrc").mkdir(parents=True)
+    source = checkout / "csrc" / "loop.c"
+    source.write_text("")
+    origin = str(package / "__init__.py")
+
+    os.utime(extension, (2_000_000_000, 2_000_000_000))
+    os.utime(source, (1_000_000_000, 1_000_000_000))
+    fresh = bench_report.casyncio_build(origin, checkout)
+    assert fresh["stale"] is False and fresh["newest_source"] == "csrc/loop.c"
+    assert bench_report.stale_build_note({"casyncio_build": fresh}) == ""
+
+    os.utime(source, (3_000_000_000, 3_000_000_000))  # edited after the build
+    stale = bench_report.casyncio_build(origin, checkout)
+    assert stale["stale"] is True
+    assert "older than this checkout's csrc/loop.c" in bench_report.stale_build_note(
+        {"casyncio_build": stale}
+    )
+    # An editable install keeps no extension beside the package: nothing to say.
+    assert bench_report.casyncio_build(str(checkout / "casyncio" / "__init__.py"), checkout) == {}
