@@ -489,25 +489,33 @@ def _sender_for(family: int, where: str, tmp_path) -> tuple[socket.socket, Any]:
     ],
 )
 def test_sender_address_as_the_socket_module_gives_it(loop, tmp_path, family, where):
+    """datagram_received() gets the address in the socket module's form, and a
+    reply to that object reaches the sender."""
     if family == socket.AF_UNIX:
         local: Any = str(tmp_path / "endpoint.dgram")
     else:
         local = ("::1" if family == socket.AF_INET6 else HOST, 0)
     sender, expected = _sender_for(family, where, tmp_path)
 
-    async def main() -> list[tuple[bytes, Any]]:
+    async def main() -> tuple[list[tuple[bytes, Any]], bytes | None]:
         st, sp = await loop.create_datagram_endpoint(
             lambda: DgramRecorder(loop), local_addr=local, family=family
         )
         sender.sendto(b"from a plain socket", st.get_extra_info("sockname"))
         await sp.wait(1)
+        reply = None
+        if expected is not None:  # an address to answer to
+            st.sendto(b"reply", sp.datagrams[0][1])
+            reply = await asyncio.wait_for(loop.sock_recv(sender, 100), 5)
         await close_endpoint(st, sp)
-        return sp.datagrams
+        return sp.datagrams, reply
 
     with sender:
-        got = run(loop, main())
+        sender.setblocking(False)
+        got, reply = run(loop, main())
     assert got == [(b"from a plain socket", expected)]
     assert type(got[0][1]) is type(expected)
+    assert reply == (None if expected is None else b"reply")
 
 
 def test_datagram_received_runs_in_the_endpoint_creators_context(loop):
