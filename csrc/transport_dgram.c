@@ -223,10 +223,9 @@ send_failed(DgramObj *d)
     return error_received(t);
 }
 
-/* sendto()'s arguments when given by keyword (rare), or too few or too
- * many: through a tuple and a
- * dict, for PyArg_ParseTupleAndKeywords()'s checks and messages.  The
- * objects come back borrowed from the caller's args. */
+/* sendto()'s arguments when some come by keyword (rare), or too few or too
+ * many: through a tuple and a dict, for PyArg_ParseTupleAndKeywords()'s
+ * checks and messages.  The objects come back borrowed from args. */
 static int
 sendto_keyword_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **data,
                     PyObject **addr)
