@@ -74,7 +74,7 @@ RANDOM_BY_DESIGN: dict[str, re.Pattern[str]] = {
 TIMER_TIES: dict[str, str] = {
     "rand.py": (
         "three tasks sleep 1, 2 and 3 s by turns and draw from one random generator: "
-        "at 2 s, 3 s, 4 s... two of them are due together, and which one wakes first "
+        "at 2 s, 3 s, 4 s... two or three of them are due together, and which wakes first "
         "(and so gets which number) is decided by sub-millisecond wake-up latencies, "
         "which load flips on stock asyncio too (seen: 1 of 8 stock runs beside 15 other "
         "interpreters and 2 busy processes)"
