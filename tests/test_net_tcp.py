@@ -399,6 +399,31 @@ def test_write_sends_at_once(loop):
     run(loop, main())
 
 
+def test_big_reads_come_in_chunks_of_at_most_256_kib(loop):
+    """With a lot queued in the kernel, data_received() gets it in reads of
+    at most 256 KiB (asyncio's max_size), in order: casyncio reads a big
+    stream's next chunk straight into its bytes, sized by what is queued."""
+    data = payload(3_000_000, seed=9)
+    chunks: list[int] = []
+
+    class Chunks(Recorder):
+        def data_received(self, data: bytes) -> None:
+            chunks.append(len(data))
+            super().data_received(data)
+
+    async def main() -> None:
+        async with tcp_connection(loop, server_factory=lambda: Chunks(loop)) as c:
+            c.server_t.pause_reading()
+            c.client_t.write(data)
+            await asyncio.sleep(0.05)  # let the kernel queue what it takes
+            c.server_t.resume_reading()
+            assert await c.server_p.wait_bytes(len(data)) == data
+
+    run(loop, main())
+    assert max(chunks) <= 256 * 1024
+    assert sum(size > 32 * 1024 for size in chunks) >= 2, chunks
+
+
 def test_big_write_buffers_only_the_remainder(loop):
     data = payload(4_000_000, seed=1)
 
