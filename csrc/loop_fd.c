@@ -389,15 +389,12 @@ run_watcher(LoopObj *self, PyObject *w, uint16_t tag, int which)
 {
     /* Its I/O may drop the fd table's reference (close, pause_reading). */
     PyObject *obj = Py_NewRef(w);
-    int rc;
-    if (!self->debug) {
-        rc = run_watcher_io(obj, tag, which);
-    }
-    else {
-        double t0 = cio_clock_now();
-        rc = run_watcher_io(obj, tag, which);
+    int timed = self->debug; /* as it was when the I/O began */
+    double t0 = timed ? cio_clock_now() : 0.0;
+    int rc = run_watcher_io(obj, tag, which);
+    if (timed && rc == 0) {
         double dt = cio_clock_now() - t0;
-        if (rc == 0 && dt >= self->slow_callback_duration) {
+        if (dt >= self->slow_callback_duration) {
             cio_loop_log_slow(self, obj, which == CIO_READ ? "read" : "write", dt);
         }
     }
