@@ -93,6 +93,11 @@ class DgramRecorder(asyncio.DatagramProtocol):
             await fut
 
 
+async def endpoint(loop: asyncio.AbstractEventLoop, **kwargs: Any) -> tuple[Any, DgramRecorder]:
+    """A datagram endpoint made with ``kwargs`` whose protocol records what it gets."""
+    return await loop.create_datagram_endpoint(lambda: DgramRecorder(loop), **kwargs)
+
+
 async def close_endpoint(transport: Any, protocol: DgramRecorder) -> None:
     transport.close()
     await protocol.lost
@@ -110,13 +115,9 @@ def unbound_udp_port() -> Iterator[int]:
 
 def test_udp_round_trip(loop):
     async def main() -> None:
-        st, sp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
-        )
+        st, sp = await endpoint(loop, local_addr=(HOST, 0))
         server_addr = st.get_extra_info("sockname")
-        ct, cp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), remote_addr=server_addr
-        )
+        ct, cp = await endpoint(loop, remote_addr=server_addr)
         # (Stock asyncio's datagram transport is an asyncio.Transport but not
         # an asyncio.DatagramTransport; casyncio's is both.)
         assert issubclass(type(ct), asyncio.BaseTransport)
@@ -147,12 +148,8 @@ def test_udp_buffers_and_big_datagram(loop):
     big = payload(65000, seed=3)
 
     async def main() -> None:
-        st, sp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
-        )
-        ct, cp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), remote_addr=st.get_extra_info("sockname")
-        )
+        st, sp = await endpoint(loop, local_addr=(HOST, 0))
+        ct, cp = await endpoint(loop, remote_addr=st.get_extra_info("sockname"))
         ct.sendto(bytearray(b"ba"))
         ct.sendto(memoryview(b"mv"))
         ct.sendto(b"")
@@ -168,12 +165,8 @@ def test_udp_buffers_and_big_datagram(loop):
 
 def test_udp_connected_refuses_another_address(loop):
     async def main() -> None:
-        st, sp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
-        )
-        ct, cp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), remote_addr=st.get_extra_info("sockname")
-        )
+        st, sp = await endpoint(loop, local_addr=(HOST, 0))
+        ct, cp = await endpoint(loop, remote_addr=st.get_extra_info("sockname"))
         with pytest.raises(ValueError, match="Invalid address"):
             ct.sendto(b"x", (HOST, 9))
         await close_endpoint(ct, cp)
@@ -184,12 +177,8 @@ def test_udp_connected_refuses_another_address(loop):
 
 def test_udp_family_without_addresses(loop):
     async def main() -> None:
-        st, sp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
-        )
-        ct, cp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), family=socket.AF_INET
-        )
+        st, sp = await endpoint(loop, local_addr=(HOST, 0))
+        ct, cp = await endpoint(loop, family=socket.AF_INET)
         assert ct.get_extra_info("socket").family == socket.AF_INET
         assert ct.get_extra_info("peername") is None
         ct.sendto(b"unbound", st.get_extra_info("sockname"))
@@ -206,20 +195,14 @@ def test_udp_family_without_addresses(loop):
 
 def test_udp_reuse_port(loop):
     async def main() -> None:
-        t1, p1 = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), local_addr=(HOST, 0), reuse_port=True
-        )
+        t1, p1 = await endpoint(loop, local_addr=(HOST, 0), reuse_port=True)
         sock = t1.get_extra_info("socket")
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) != 0
         port = sock.getsockname()[1]
-        t2, p2 = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), local_addr=(HOST, port), reuse_port=True
-        )
+        t2, p2 = await endpoint(loop, local_addr=(HOST, port), reuse_port=True)
         assert t2.get_extra_info("sockname") == (HOST, port)
         with pytest.raises(OSError):
-            await loop.create_datagram_endpoint(
-                lambda: DgramRecorder(loop), local_addr=(HOST, port)
-            )
+            await endpoint(loop, local_addr=(HOST, port))
         await close_endpoint(t2, p2)
         await close_endpoint(t1, p1)
 
@@ -228,13 +211,9 @@ def test_udp_reuse_port(loop):
 
 def test_udp_allow_broadcast(loop):
     async def main() -> None:
-        st, sp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
-        )
+        st, sp = await endpoint(loop, local_addr=(HOST, 0))
         server_addr = st.get_extra_info("sockname")
-        ct, cp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), remote_addr=server_addr, allow_broadcast=True
-        )
+        ct, cp = await endpoint(loop, remote_addr=server_addr, allow_broadcast=True)
         sock = ct.get_extra_info("socket")
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST) != 0
         # With allow_broadcast the socket is not connected; the transport
@@ -255,7 +234,7 @@ def test_udp_sock(loop):
     async def main() -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind((HOST, 0))
-        t, p = await loop.create_datagram_endpoint(lambda: DgramRecorder(loop), sock=sock)
+        t, p = await endpoint(loop, sock=sock)
         assert sock.gettimeout() == 0
         assert t.get_extra_info("socket").fileno() == sock.fileno()
         assert t.get_extra_info("sockname") == sock.getsockname()
@@ -273,9 +252,7 @@ def test_udp_sock(loop):
 def test_udp_error_received(loop):
     async def main() -> None:
         with unbound_udp_port() as port:
-            t, p = await loop.create_datagram_endpoint(
-                lambda: DgramRecorder(loop), remote_addr=(HOST, port)
-            )
+            t, p = await endpoint(loop, remote_addr=(HOST, port))
             t.sendto(b"anyone?")
             await p.wait(1)
             # The ICMP error arrives as ECONNREFUSED on the connected socket,
@@ -292,9 +269,7 @@ def test_udp_error_received(loop):
 @needs_ipv6
 def test_udp_send_error_goes_to_error_received(loop):
     async def main() -> None:
-        t, p = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
-        )
+        t, p = await endpoint(loop, local_addr=(HOST, 0))
         t.sendto(b"x", (HOST, 0))  # port 0: EINVAL
         assert len(p.errors) == 1  # reported at once, from sendto()
         assert p.errors[0].errno == errno.EINVAL
@@ -337,10 +312,7 @@ def test_replies_reach_each_sender(loop):
     async def main() -> None:
         st, sp = await loop.create_datagram_endpoint(lambda: Echo(loop), local_addr=(HOST, 0))
         server_addr = st.get_extra_info("sockname")
-        clients = [
-            await loop.create_datagram_endpoint(lambda: DgramRecorder(loop), local_addr=(HOST, 0))
-            for _ in range(3)
-        ]
+        clients = [await endpoint(loop, local_addr=(HOST, 0)) for _ in range(3)]
         for rnd in range(3):
             for i, (ct, _) in enumerate(clients):
                 ct.sendto(b"%d from %d" % (rnd, i), server_addr)
@@ -393,12 +365,8 @@ def test_unconnected_sendto_addresses(loop, host, port, outcome):
     closes), or an OSError for error_received()."""
 
     async def main() -> str:
-        rt, rp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
-        )
-        st, sp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
-        )
+        rt, rp = await endpoint(loop, local_addr=(HOST, 0))
+        st, sp = await endpoint(loop, local_addr=(HOST, 0))
         st.sendto(b"hello", (host, rt.get_extra_info("sockname")[1] if port is None else port))
         if sp.errors:
             got = f"error_received {type(sp.errors[0]).__name__}"
@@ -445,12 +413,8 @@ def test_udp_datagram_received_raising(loop):
 
 def test_udp_ipv6(loop):
     async def main() -> None:
-        st, sp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), local_addr=("::1", 0)
-        )
-        ct, cp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), remote_addr=st.get_extra_info("sockname")[:2]
-        )
+        st, sp = await endpoint(loop, local_addr=("::1", 0))
+        ct, cp = await endpoint(loop, remote_addr=st.get_extra_info("sockname")[:2])
         assert ct.get_extra_info("socket").family == socket.AF_INET6
         ct.sendto(b"six")
         await sp.wait(1)
@@ -498,9 +462,7 @@ def test_sender_address_as_the_socket_module_gives_it(loop, tmp_path, family, wh
     sender, expected = _sender_for(family, where, tmp_path)
 
     async def main() -> tuple[list[tuple[bytes, Any]], bytes | None]:
-        st, sp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), local_addr=local, family=family
-        )
+        st, sp = await endpoint(loop, local_addr=local, family=family)
         sender.sendto(b"from a plain socket", st.get_extra_info("sockname"))
         await sp.wait(1)
         reply = None
@@ -544,12 +506,8 @@ def test_unix_datagram_endpoint(loop, tmp_path):
     cpath = str(tmp_path / "client.dgram")
 
     async def main() -> None:
-        st, sp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), local_addr=spath, family=socket.AF_UNIX
-        )
-        ct, cp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), local_addr=cpath, remote_addr=spath, family=socket.AF_UNIX
-        )
+        st, sp = await endpoint(loop, local_addr=spath, family=socket.AF_UNIX)
+        ct, cp = await endpoint(loop, local_addr=cpath, remote_addr=spath, family=socket.AF_UNIX)
         assert ct.get_extra_info("peername") == spath
         ct.sendto(b"unix dgram")
         await sp.wait(1)
@@ -575,9 +533,7 @@ def unix_receiver(tmp_path) -> Iterator[tuple[socket.socket, str]]:
 
 
 async def unix_sender(loop: asyncio.AbstractEventLoop, path: str) -> tuple[Any, DgramRecorder]:
-    return await loop.create_datagram_endpoint(
-        lambda: DgramRecorder(loop), remote_addr=path, family=socket.AF_UNIX
-    )
+    return await endpoint(loop, remote_addr=path, family=socket.AF_UNIX)
 
 
 async def receive_until(
@@ -696,12 +652,8 @@ def test_udp_close_flushes_queue_abort_drops_it(loop, tmp_path):
 
 def test_udp_sendto_after_close(loop, caplog):
     async def main() -> None:
-        st, sp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
-        )
-        ct, cp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), remote_addr=st.get_extra_info("sockname")
-        )
+        st, sp = await endpoint(loop, local_addr=(HOST, 0))
+        ct, cp = await endpoint(loop, remote_addr=st.get_extra_info("sockname"))
         await close_endpoint(ct, cp)
         with caplog.at_level(logging.WARNING, logger="asyncio"):
             for _ in range(6):
@@ -720,9 +672,7 @@ def test_unconnected_sendto_after_the_end_is_dropped(loop):
     on its None socket with an AttributeError (from its own error path)."""
 
     async def main() -> None:
-        st, sp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
-        )
+        st, sp = await endpoint(loop, local_addr=(HOST, 0))
         st.close()
         st.sendto(b"while closing", (HOST, 9))
         await sp.lost
@@ -772,9 +722,7 @@ def test_udp_bad_arguments(loop, kwargs, exc):
 
 def test_udp_sendto_bad_data(loop):
     async def main() -> None:
-        t, p = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
-        )
+        t, p = await endpoint(loop, local_addr=(HOST, 0))
         with pytest.raises(TypeError):
             t.sendto("text", (HOST, 9))
         with pytest.raises(TypeError):
@@ -789,12 +737,8 @@ def test_udp_sendto_argument_forms(loop):
     TypeError, and the endpoint goes on working."""
 
     async def main() -> None:
-        rt, rp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
-        )
-        st, sp = await loop.create_datagram_endpoint(
-            lambda: DgramRecorder(loop), local_addr=(HOST, 0)
-        )
+        rt, rp = await endpoint(loop, local_addr=(HOST, 0))
+        st, sp = await endpoint(loop, local_addr=(HOST, 0))
         to = rt.get_extra_info("sockname")
         for bad in [
             lambda: st.sendto(),
