@@ -78,6 +78,32 @@ sync_poller(LoopObj *self, int fd, cio_fd_entry *e)
     return 0;
 }
 
+/* The file object add_reader()/add_writer() got is kept while a Handle
+ * watches the fd: remove_reader(sock) finds the fd by it after sock.close()
+ * has made sock.fileno() -1, as the selectors asyncio uses do.  (The kernel
+ * dropped the closed fd from the poller already.) */
+static void
+forget_fileobj(cio_fd_entry *e)
+{
+    if (e->fileobj != NULL && e->reader_tag != CIO_W_HANDLE && e->writer_tag != CIO_W_HANDLE) {
+        PyObject *obj = e->fileobj;
+        e->fileobj = NULL;
+        Py_DECREF(obj);
+    }
+}
+
+/* The fd that a Handle watches as `obj`, or -1. */
+static int
+fd_of_fileobj(LoopObj *self, PyObject *obj)
+{
+    for (int fd = 0; fd < self->fds.cap; fd++) {
+        if (self->fds.entries[fd].fileobj == obj) {
+            return fd;
+        }
+    }
+    return -1;
+}
+
 int
 cio_loop_watch(LoopObj *self, int fd, int which, PyObject *obj, uint16_t tag, PyObject **old,
                uint16_t *old_tag)
@@ -106,6 +132,7 @@ cio_loop_watch(LoopObj *self, int fd, int which, PyObject *obj, uint16_t tag, Py
     Py_INCREF(obj);
     *tag_slot = tag;
     cio_fdtable_update_count(&self->fds, e, was_used);
+    forget_fileobj(e);
     *old = prev;
     *old_tag = prev ? prev_tag : CIO_W_NONE;
     return 0;
@@ -131,6 +158,7 @@ cio_loop_unwatch(LoopObj *self, int fd, int which, PyObject **old, uint16_t *old
     *tag_slot = CIO_W_NONE;
     (void)sync_poller(self, fd, e); /* a removal cannot fail */
     cio_fdtable_update_count(&self->fds, e, 1);
+    forget_fileobj(e);
 }
 
 PyObject *
@@ -221,6 +249,12 @@ add_handle(LoopObj *self, int which, const char *fname, PyObject *const *args, P
     uint16_t old_tag;
     int rc = cio_loop_watch(self, fd, which, (PyObject *)h, CIO_W_HANDLE, &old, &old_tag);
     Py_DECREF(h);
+    if (rc == 0 && !PyLong_Check(args[0])) {
+        cio_fd_entry *e = cio_fdtable_get(&self->fds, fd);
+        PyObject *prev = e->fileobj;
+        e->fileobj = Py_NewRef(args[0]);
+        Py_XDECREF(prev);
+    }
     if (rc < 0 || drop_watcher(old, old_tag) < 0) {
         return NULL;
     }
@@ -234,6 +268,12 @@ remove_handle(LoopObj *self, int which, PyObject *fdobj)
         Py_RETURN_FALSE;
     }
     int fd = cio_fileobj_to_fd(self->st, fdobj);
+    if (fd < 0 && !PyLong_Check(fdobj) && PyErr_ExceptionMatches(PyExc_ValueError)) {
+        fd = fd_of_fileobj(self, fdobj); /* a closed socket */
+        if (fd >= 0) {
+            PyErr_Clear();
+        }
+    }
     if (fd < 0 || cio_loop_ensure_fd_no_transport(self, fd) < 0) {
         return NULL;
     }
@@ -504,11 +544,11 @@ cio_loop_fd_clear(LoopObj *self)
 {
     for (int fd = 0; fd < self->fds.cap; fd++) {
         cio_fd_entry *e = &self->fds.entries[fd];
-        PyObject *r = e->reader, *w = e->writer;
+        PyObject *r = e->reader, *w = e->writer, *f = e->fileobj;
         if (e->reader_tag == CIO_W_WAKEUP) {
             continue;
         }
-        e->reader = e->writer = NULL;
+        e->reader = e->writer = e->fileobj = NULL;
         e->reader_tag = e->writer_tag = CIO_W_NONE;
         e->owner = NULL;
         if (r != NULL || w != NULL) {
@@ -516,6 +556,7 @@ cio_loop_fd_clear(LoopObj *self)
         }
         Py_XDECREF(r);
         Py_XDECREF(w);
+        Py_XDECREF(f);
     }
 }
 
@@ -529,6 +570,7 @@ cio_loop_fd_traverse(LoopObj *self, visitproc visit, void *arg)
         cio_fd_entry *e = &self->fds.entries[fd];
         Py_VISIT((PyObject *)e->reader);
         Py_VISIT((PyObject *)e->writer);
+        Py_VISIT((PyObject *)e->fileobj);
     }
     return 0;
 }

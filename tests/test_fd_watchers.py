@@ -344,6 +344,45 @@ def test_fd_number_reused_after_remove(fd_loop):
         assert fd_loop.run_until_complete(fut) == b"reused"
 
 
+@pytest.mark.parametrize("which", ["reader", "writer"])
+def test_remove_by_a_closed_socket_object(fd_loop, which):
+    """Closing a socket before removing its watcher (anyio does) makes
+    fileno() -1: the loop still finds the fd by the object it was given, and
+    the fd number, once reused, can be watched again."""
+    add = getattr(fd_loop, f"add_{which}")
+    remove = getattr(fd_loop, f"remove_{which}")
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    add(a, print)
+    a.close()
+    b.close()
+    assert remove(a) is True
+    with pytest.raises(ValueError, match="Invalid file descriptor: -1"):
+        remove(a)  # now forgotten, as any closed socket
+    c, d = socket.socketpair()
+    with c, d:
+        if c.fileno() != fd:
+            c, d = d, c
+        assert c.fileno() == fd
+        fut = fd_loop.create_future()
+        if which == "reader":
+            d.send(b"x")
+        add(c, lambda: (remove(c), fut.set_result("fired")))
+        assert fd_loop.run_until_complete(asyncio.wait_for(fut, 5)) == "fired"
+
+
+def test_remove_by_a_closed_socket_never_watched(fd_loop, pair):
+    a, _ = pair
+    fd_loop.add_reader(a, print)
+    other, peer = socket.socketpair()
+    other.close()
+    peer.close()
+    with pytest.raises(ValueError, match="Invalid file descriptor: -1"):
+        fd_loop.remove_reader(other)
+    assert fd_loop.remove_reader(a) is True
+    assert_loop_usable(fd_loop)
+
+
 def test_reader_runs_in_context_of_add_reader(fd_loop, pair):
     a, b = pair
     var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")

@@ -2,9 +2,10 @@
  *
  * A flat array indexed by fd (fds are small, dense integers), grown on
  * demand.  An entry holds an opaque watcher pointer per direction, each with
- * a tag saying what kind of watcher it is, an owner pointer, and the event
- * mask currently registered with the poller, so the loop can tell the poller
- * exactly what changed.  The core never interprets pointers or tags. */
+ * a tag saying what kind of watcher it is, an owner pointer, the object the
+ * fd was given as (so it can be found once that object is closed), and the
+ * event mask currently registered with the poller, so the loop can tell the
+ * poller exactly what changed.  The core never interprets pointers or tags. */
 #ifndef CIO_FDTABLE_H
 #define CIO_FDTABLE_H
 
@@ -15,6 +16,7 @@ typedef struct {
     void *reader;        /* who wants read readiness, or NULL */
     void *writer;        /* who wants write readiness, or NULL */
     void *owner;         /* who owns the fd itself (a transport), or NULL */
+    void *fileobj;       /* the object the fd was given as (a socket), or NULL */
     uint32_t events;     /* CIO_POLL_* mask registered with the poller */
     uint16_t reader_tag; /* the layer above's label for reader, */
     uint16_t writer_tag; /* and for writer */
