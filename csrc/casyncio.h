@@ -122,8 +122,10 @@ typedef struct {
     int format_callback_debug_kw;
     PyObject *CancelledError;
     PyObject *InvalidStateError;
-    PyObject *TransportSocket;             /* asyncio.trsock.TransportSocket */
-    PyObject *set_nodelay;                 /* asyncio.base_events._set_nodelay */
+    PyObject *asyncio_Future;  /* asyncio.Future, what casyncio.Future's __class__ says */
+    PyObject *asyncio_Task;    /* asyncio.Task, what casyncio.Task's __class__ says */
+    PyObject *TransportSocket; /* asyncio.trsock.TransportSocket */
+    PyObject *set_nodelay;     /* asyncio.base_events._set_nodelay */
     PyObject *set_result_unless_cancelled; /* asyncio.futures._set_result_unless_cancelled */
     PyObject *logger;                      /* logging.getLogger("asyncio") */
     PyObject *BufferedProtocol;            /* asyncio.BufferedProtocol */

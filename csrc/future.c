@@ -767,6 +767,26 @@ Future_repr(FutureObj *self)
 
 /* ---- attributes ---- */
 
+/* isinstance(fut, asyncio.Future) and isinstance(task, asyncio.Task) hold,
+ * as libraries expect (anyio decides whether a task still needs cancelling
+ * by isinstance(task._fut_waiter, asyncio.Future)): when the type check
+ * fails, isinstance() asks the object's __class__, and ours names asyncio's
+ * class.  type() still gives casyncio's, which is what C code (asyncio's
+ * own included) goes by; subclasses of ours report themselves. */
+static PyObject *
+Future_get_class(FutureObj *self, void *Py_UNUSED(closure))
+{
+    cio_state *st = self->st;
+    PyTypeObject *tp = Py_TYPE(self);
+    if (tp != st->FutureType && tp != st->TaskType) {
+        return Py_NewRef(tp);
+    }
+    if (cio_state_import_asyncio(st) < 0) {
+        return NULL;
+    }
+    return Py_NewRef(tp == st->TaskType ? st->asyncio_Task : st->asyncio_Future);
+}
+
 static PyObject *
 Future_get_loop_attr(FutureObj *self, void *Py_UNUSED(closure))
 {
@@ -940,6 +960,7 @@ static PyMethodDef Future_methods[] = {
 };
 
 static PyGetSetDef Future_getset[] = {
+    {"__class__", (getter)Future_get_class, NULL, NULL, NULL},
     {"_loop", (getter)Future_get_loop_attr, NULL, NULL, NULL},
     {"_state", (getter)Future_get_state, NULL, NULL, NULL},
     {"_result", (getter)Future_get_result_attr, NULL, NULL, NULL},

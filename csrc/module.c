@@ -67,7 +67,9 @@ cio_state_import_asyncio(cio_state *st)
                     "_set_result_unless_cancelled") < 0 ||
         import_attr(&st->logger, "asyncio.log", "logger") < 0 ||
         import_attr(&st->BufferedProtocol, "asyncio", "BufferedProtocol") < 0 ||
-        import_attr(&st->InvalidStateError, "asyncio", "InvalidStateError") < 0) {
+        import_attr(&st->InvalidStateError, "asyncio", "InvalidStateError") < 0 ||
+        import_attr(&st->asyncio_Future, "asyncio", "Future") < 0 ||
+        import_attr(&st->asyncio_Task, "asyncio", "Task") < 0) {
         return -1;
     }
     /* asyncio.events._get_event_loop (3.10.9+) warns like asyncio's own
@@ -282,6 +284,8 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->swap_current_task);
     Py_VISIT(st->CancelledError);
     Py_VISIT(st->InvalidStateError);
+    Py_VISIT(st->asyncio_Future);
+    Py_VISIT(st->asyncio_Task);
     Py_VISIT(st->kwnames_context);
     Py_VISIT(st->kwnames_msg);
     return 0;
@@ -336,6 +340,8 @@ module_clear(PyObject *module)
     Py_CLEAR(st->swap_current_task);
     Py_CLEAR(st->CancelledError);
     Py_CLEAR(st->InvalidStateError);
+    Py_CLEAR(st->asyncio_Future);
+    Py_CLEAR(st->asyncio_Task);
     Py_CLEAR(st->kwnames_context);
     Py_CLEAR(st->kwnames_msg);
     Py_CLEAR(st->str_call_exception_handler);

@@ -1,0 +1,83 @@
+"""What a loop's futures and tasks are, as libraries check it:
+isinstance(fut, asyncio.Future) and isinstance(task, asyncio.Task) hold on
+casyncio as on stock asyncio, while type() gives casyncio's own classes.
+
+Each test runs on casyncio and on stock asyncio (the ``loop`` fixture)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import casyncio
+
+
+def own_classes(loop: asyncio.AbstractEventLoop) -> tuple[type, type]:
+    if isinstance(loop, casyncio.Loop):
+        return casyncio.Future, casyncio.Task
+    return asyncio.Future, asyncio.Task
+
+
+def test_futures_and_tasks_are_asyncios(loop):
+    future_cls, task_cls = own_classes(loop)
+
+    async def main() -> None:
+        fut = loop.create_future()
+        task = asyncio.current_task()
+        assert type(fut) is future_cls
+        assert type(task) is task_cls
+        assert isinstance(fut, asyncio.Future)
+        assert not isinstance(fut, asyncio.Task)
+        assert isinstance(task, asyncio.Task)
+        assert isinstance(task, asyncio.Future)
+        assert isinstance(fut, future_cls)
+        assert not isinstance(fut, task_cls)
+        assert isinstance(task, (future_cls, task_cls))
+        fut.cancel()
+
+    loop.run_until_complete(main())
+
+
+def test_a_subclass_reports_itself(loop):
+    future_cls, _ = own_classes(loop)
+
+    class Sub(future_cls):
+        pass
+
+    fut = Sub(loop=loop)
+    assert fut.__class__ is Sub
+    assert type(fut) is Sub
+    assert isinstance(fut, future_cls)
+
+
+def test_the_future_a_woken_task_waited_for(loop):
+    """anyio's cancellation leaves alone a task whose awaited future is done
+    already (it was woken and has not run yet), and tells that by
+    isinstance(task._fut_waiter, asyncio.Future); otherwise the result that
+    woke the task is lost to the cancellation."""
+
+    async def main() -> None:
+        event = asyncio.Event()
+
+        async def waiter() -> str:
+            await event.wait()
+            return "woken"
+
+        task = loop.create_task(waiter())
+        await asyncio.sleep(0)
+        event.set()
+        waited_for = task._fut_waiter
+        assert isinstance(waited_for, asyncio.Future)
+        assert waited_for.done()
+        assert await task == "woken"
+
+    loop.run_until_complete(main())
+
+
+def test_class_cannot_be_reassigned(loop):
+    """Neither stock asyncio's C futures nor casyncio's accept a new class."""
+    fut = loop.create_future()
+    with pytest.raises((TypeError, AttributeError)):
+        fut.__class__ = asyncio.Future
+    assert type(fut) is own_classes(loop)[0]
