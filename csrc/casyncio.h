@@ -436,6 +436,7 @@ typedef struct FutureObj {
     PyObject *cancel_message;
     PyObject *cancelled_exc;
     PyObject *weakreflist;
+    PyObject *dict;      /* attributes set from Python (libraries tag tasks), or NULL */
     unsigned char state; /* cio_fut_state */
     char log_tb;
     char blocking;

@@ -399,6 +399,7 @@ cio_future_traverse(FutureObj *fut, visitproc visit, void *arg)
     Py_VISIT(fut->source_traceback);
     Py_VISIT(fut->cancel_message);
     Py_VISIT(fut->cancelled_exc);
+    Py_VISIT(fut->dict);
     return 0;
 }
 
@@ -433,6 +434,7 @@ Future_traverse(FutureObj *self, visitproc visit, void *arg)
 static int
 Future_tp_clear(FutureObj *self)
 {
+    Py_CLEAR(self->dict); /* not in cio_future_clear(): __init__ keeps it */
     return cio_future_clear(self);
 }
 
@@ -978,6 +980,7 @@ static PyGetSetDef Future_getset[] = {
 
 static PyMemberDef Future_members[] = {
     {"__weaklistoffset__", T_PYSSIZET, offsetof(FutureObj, weakreflist), READONLY},
+    {"__dictoffset__", T_PYSSIZET, offsetof(FutureObj, dict), READONLY},
     {NULL},
 };
 

@@ -862,6 +862,7 @@ Task_clear(TaskObj *self)
     Py_CLEAR(self->fut_waiter);
     Py_CLEAR(self->step_meth);
     Py_CLEAR(self->wakeup_meth);
+    Py_CLEAR(self->fut.dict);
     return cio_future_clear(&self->fut);
 }
 

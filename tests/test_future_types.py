@@ -1,12 +1,15 @@
-"""What a loop's futures and tasks are, as libraries check it:
+"""What a loop's futures and tasks are, as libraries check and use them:
 isinstance(fut, asyncio.Future) and isinstance(task, asyncio.Task) hold on
-casyncio as on stock asyncio, while type() gives casyncio's own classes.
+casyncio as on stock asyncio, while type() gives casyncio's own classes;
+both take attributes set from Python.
 
 Each test runs on casyncio and on stock asyncio (the ``loop`` fixture)."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
@@ -81,3 +84,31 @@ def test_class_cannot_be_reassigned(loop):
     with pytest.raises((TypeError, AttributeError)):
         fut.__class__ = asyncio.Future
     assert type(fut) is own_classes(loop)[0]
+
+
+def test_attributes_can_be_set(loop):
+    """Libraries tag futures and tasks with their own attributes (proxy.py
+    sets task._work_id), as stock asyncio's C futures allow; a cycle through
+    such an attribute is collected."""
+
+    class Tag:
+        pass
+
+    async def main() -> None:
+        fut = loop.create_future()
+        task = asyncio.current_task()
+        fut.tag = "f"
+        task._work_id = 7
+        assert (fut.tag, task._work_id) == ("f", 7)
+        del task._work_id
+        assert not hasattr(task, "_work_id")
+        tag = Tag()
+        fut.tag = tag
+        fut.me = fut
+        watched = weakref.ref(tag)
+        fut.cancel()
+        del fut, tag
+        gc.collect()
+        assert watched() is None
+
+    loop.run_until_complete(main())
