@@ -226,6 +226,7 @@ typedef struct {
     HandleObj base;
     cio_heap_node node; /* its place in the owning loop's heap */
     double when;        /* as given */
+    char when_is_int;   /* call_at() got an int: when() gives one back, as asyncio's */
 } TimerHandleObj;
 
 #define CIO_TIMER_FROM_NODE(n) ((TimerHandleObj *)((char *)(n) - offsetof(TimerHandleObj, node)))

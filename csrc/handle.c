@@ -52,6 +52,7 @@ handle_alloc(cio_state *st, PyTypeObject *type)
         TimerHandleObj *t = (TimerHandleObj *)h;
         cio_heap_node_init(&t->node);
         t->when = 0.0;
+        t->when_is_int = 0;
     }
     st->live.handles++;
     return h;
@@ -439,6 +440,15 @@ TimerHandle_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     return (PyObject *)t;
 }
 
+/* The deadline as asyncio's TimerHandle keeps it: the int call_at() got
+ * (exact up to 2**53, which a loop.time() based deadline never reaches), or
+ * a float. */
+static PyObject *
+when_object(const TimerHandleObj *t)
+{
+    return t->when_is_int ? PyLong_FromDouble(t->when) : PyFloat_FromDouble(t->when);
+}
+
 static PyObject *
 Handle_repr(HandleObj *self)
 {
@@ -464,7 +474,7 @@ Handle_repr(HandleObj *self)
         Py_CLEAR(item);
     }
     if (cio_timer_check(st, (PyObject *)self)) {
-        PyObject *when = PyFloat_FromDouble(((TimerHandleObj *)self)->when);
+        PyObject *when = when_object((TimerHandleObj *)self);
         if (when == NULL) {
             goto done;
         }
@@ -634,13 +644,13 @@ static PyType_Spec Handle_spec = {
 static PyObject *
 TimerHandle_when(TimerHandleObj *self, PyObject *Py_UNUSED(ignored))
 {
-    return PyFloat_FromDouble(self->when);
+    return when_object(self);
 }
 
 static PyObject *
 TimerHandle_get_when(TimerHandleObj *self, void *Py_UNUSED(closure))
 {
-    return PyFloat_FromDouble(self->when);
+    return when_object(self);
 }
 
 static PyObject *

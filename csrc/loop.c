@@ -547,7 +547,11 @@ Loop_call_at(LoopObj *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
     if (nargs >= 1 && get_seconds(args[0], "when cannot be None", &when) < 0) {
         return NULL;
     }
-    return schedule_at(self, "call_at", when, args, nargs, kwnames);
+    TimerHandleObj *t = (TimerHandleObj *)schedule_at(self, "call_at", when, args, nargs, kwnames);
+    if (t != NULL && PyLong_Check(args[0])) {
+        t->when_is_int = 1;
+    }
+    return (PyObject *)t;
 }
 
 static PyObject *

@@ -381,6 +381,23 @@ def test_int_delay_and_when_are_accepted(loop):
     assert sorted(ran) == ["at", "later"]
 
 
+def test_an_int_deadline_is_kept_an_int(loop):
+    """asyncio's TimerHandle keeps the deadline call_at() got (aiohttp rounds
+    its timeouts up to whole seconds and checks it gets an int back)."""
+    deadline = int(loop.time()) + 60
+    by_int = loop.call_at(deadline, print)
+    by_float = loop.call_at(float(deadline), print)
+    later = loop.call_later(60, print)
+    assert type(by_int.when()) is int and by_int.when() == deadline
+    assert type(by_int._when) is int
+    assert f"when={deadline} " in repr(by_int)
+    assert type(by_float.when()) is float and by_float.when() == deadline
+    assert type(later.when()) is float
+    assert by_int == by_float and hash(by_int) == hash(by_float)
+    for h in (by_int, by_float, later):
+        h.cancel()
+
+
 # ---- threads ---------------------------------------------------------------
 
 
