@@ -137,6 +137,13 @@ def fd_loop(_live_counts_check, fd_loop_kind, request):
     yield from _checked_loop(fd_loop_kind, request)
 
 
+def future_and_task_classes(lp: asyncio.AbstractEventLoop) -> tuple[type, type]:
+    """The Future and Task classes the loop's own futures and tasks have."""
+    if isinstance(lp, casyncio.Loop):
+        return casyncio.Future, casyncio.Task
+    return asyncio.Future, asyncio.Task
+
+
 def run_briefly(lp: asyncio.AbstractEventLoop, iterations: int = 1) -> None:
     """Run `iterations` iterations of the loop: stop() is scheduled from a
     callback chain, so each link runs in the next iteration."""

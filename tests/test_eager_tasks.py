@@ -12,8 +12,7 @@ import contextvars
 import sys
 
 import pytest
-
-import casyncio
+from conftest import future_and_task_classes
 
 needs_eager = pytest.mark.skipif(
     sys.version_info < (3, 12), reason="eager tasks (eager_start=) are new in Python 3.12"
@@ -24,7 +23,7 @@ needs_create_task_kwargs = pytest.mark.skipif(
 
 
 def task_class(loop: asyncio.AbstractEventLoop) -> type:
-    return casyncio.Task if isinstance(loop, casyncio.Loop) else asyncio.Task
+    return future_and_task_classes(loop)[1]
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="Python 3.12+ has eager_start")

@@ -12,18 +12,11 @@ import gc
 import weakref
 
 import pytest
-
-import casyncio
-
-
-def own_classes(loop: asyncio.AbstractEventLoop) -> tuple[type, type]:
-    if isinstance(loop, casyncio.Loop):
-        return casyncio.Future, casyncio.Task
-    return asyncio.Future, asyncio.Task
+from conftest import future_and_task_classes
 
 
 def test_futures_and_tasks_are_asyncios(loop):
-    future_cls, task_cls = own_classes(loop)
+    future_cls, task_cls = future_and_task_classes(loop)
 
     async def main() -> None:
         fut = loop.create_future()
@@ -43,7 +36,7 @@ def test_futures_and_tasks_are_asyncios(loop):
 
 
 def test_a_subclass_reports_itself(loop):
-    future_cls, _ = own_classes(loop)
+    future_cls, _ = future_and_task_classes(loop)
 
     class Sub(future_cls):
         pass
@@ -83,7 +76,7 @@ def test_class_cannot_be_reassigned(loop):
     fut = loop.create_future()
     with pytest.raises((TypeError, AttributeError)):
         fut.__class__ = asyncio.Future
-    assert type(fut) is own_classes(loop)[0]
+    assert type(fut) is future_and_task_classes(loop)[0]
 
 
 def test_attributes_can_be_set(loop):
