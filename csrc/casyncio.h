@@ -137,6 +137,7 @@ typedef struct {
     PyObject *str_handle;
     PyObject *str_source_traceback;
     PyObject *str_log_slow_callback;
+    PyObject *str_time;
     PyObject *str_fileno;
     PyObject *str_timer_handle_cancelled;
     PyObject *str_get_debug;
@@ -299,6 +300,7 @@ typedef struct {
     char stopping;
     char debug;
     char running;
+    char time_replaced;         /* loop.time is not LoopBase.time: see cio_loop_now() */
     unsigned long thread_ident; /* valid while running */
     double clock_resolution;
     double slow_callback_duration;
@@ -352,6 +354,23 @@ cio_loop_push(LoopObj *loop, uint32_t kind, void *a, void *b, void *c)
 
 /* Drops the references a ready-queue entry holds. */
 void cio_loop_item_release(cio_ring_item *it);
+
+/* The loop's clock, as call_later() and the timers read it: time.monotonic()
+ * read in C, or self.time() once that is replaced (on the instance, as a
+ * test's mock.patch.object(loop, "time") does, or by a subclass), since
+ * asyncio's loop reads its clock through self.time().  Returns 0, or -1
+ * with the replacement's exception set. */
+int cio_loop_now_replaced(LoopObj *loop, double *now);
+
+static inline int
+cio_loop_now(LoopObj *loop, double *now)
+{
+    if (!loop->time_replaced) {
+        *now = cio_clock_now();
+        return 0;
+    }
+    return cio_loop_now_replaced(loop, now);
+}
 
 /* Puts a TimerHandle in the loop's heap (taking a new reference for it),
  * or takes it out (dropping that reference). */

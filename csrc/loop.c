@@ -140,14 +140,20 @@ run_item_debug(LoopObj *self, cio_ring_item *it)
     if (it->kind == CIO_READY_HANDLE) {
         Py_XSETREF(self->current_handle, Py_NewRef((PyObject *)it->a));
     }
-    double t0 = cio_clock_now();
-    int rc = run_item(self, it);
-    double dt = cio_clock_now() - t0;
-    Py_CLEAR(self->current_handle);
-    if (rc == 0 && dt >= self->slow_callback_duration && it->kind == CIO_READY_HANDLE) {
-        cio_loop_log_slow(self, (PyObject *)it->a, NULL, dt);
+    double t0, t1;
+    if (cio_loop_now(self, &t0) < 0) {
+        Py_CLEAR(self->current_handle);
+        return -1;
     }
-    return rc;
+    int rc = run_item(self, it);
+    Py_CLEAR(self->current_handle);
+    if (rc < 0 || cio_loop_now(self, &t1) < 0) {
+        return -1;
+    }
+    if (t1 - t0 >= self->slow_callback_duration && it->kind == CIO_READY_HANDLE) {
+        cio_loop_log_slow(self, (PyObject *)it->a, NULL, t1 - t0);
+    }
+    return 0;
 }
 
 void
@@ -277,7 +283,11 @@ collect_due_timers(LoopObj *self)
     if (cio_heap_len(&self->timers) == 0) {
         return 0;
     }
-    double end = cio_clock_now() + self->clock_resolution;
+    double end;
+    if (cio_loop_now(self, &end) < 0) {
+        return -1;
+    }
+    end += self->clock_resolution;
     cio_heap_node *node;
     while (cio_heap_len(&self->timers) > 0 && cio_heap_peek_when(&self->timers) < end) {
         node = cio_heap_pop(&self->timers);
@@ -300,8 +310,11 @@ run_once(LoopObj *self)
         timeout_ms = 0;
     }
     else if (cio_heap_len(&self->timers) > 0) {
-        double delay = cio_heap_peek_when(&self->timers) - cio_clock_now();
-        timeout_ms = cio_clock_delay_to_ms(delay, MAX_POLL_MS);
+        double now;
+        if (cio_loop_now(self, &now) < 0) {
+            return -1;
+        }
+        timeout_ms = cio_clock_delay_to_ms(cio_heap_peek_when(&self->timers) - now, MAX_POLL_MS);
     }
     else {
         timeout_ms = -1;
@@ -536,7 +549,13 @@ Loop_call_later(LoopObj *self, PyObject *const *args, Py_ssize_t nargs, PyObject
     if (nargs >= 1 && get_seconds(args[0], "delay must not be None", &delay) < 0) {
         return NULL;
     }
-    double when = nargs >= 1 ? cio_clock_now() + delay : 0.0;
+    double when = 0.0;
+    if (nargs >= 1) {
+        if (cio_loop_now(self, &when) < 0) {
+            return NULL;
+        }
+        when += delay;
+    }
     return schedule_at(self, "call_later", when, args, nargs, kwnames);
 }
 
@@ -589,6 +608,62 @@ Loop_time(LoopObj *self, PyObject *Py_UNUSED(ignored))
 {
     (void)self;
     return PyFloat_FromDouble(cio_clock_now());
+}
+
+int
+cio_loop_now_replaced(LoopObj *self, double *now)
+{
+    PyObject *t = PyObject_CallMethodNoArgs((PyObject *)self, self->st->str_time);
+    if (t == NULL) {
+        return -1;
+    }
+    *now = PyFloat_AsDouble(t);
+    Py_DECREF(t);
+    return *now == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* Whether loop.time is something else than LoopBase.time: an attribute of
+ * the instance, or the class's own.  1, 0, or -1 with an error set. */
+static int
+time_is_replaced(LoopObj *self)
+{
+    if (self->dict != NULL) {
+        int in_dict = PyDict_Contains(self->dict, self->st->str_time);
+        if (in_dict != 0) {
+            return in_dict;
+        }
+    }
+    PyObject *ours = PyObject_GetAttr((PyObject *)self->st->LoopType, self->st->str_time);
+    PyObject *theirs = PyObject_GetAttr((PyObject *)Py_TYPE(self), self->st->str_time);
+    int replaced = ours == NULL || theirs == NULL ? -1 : ours != theirs;
+    Py_XDECREF(ours);
+    Py_XDECREF(theirs);
+    return replaced;
+}
+
+static int
+update_time_replaced(LoopObj *self)
+{
+    int replaced = time_is_replaced(self);
+    if (replaced < 0) {
+        return -1;
+    }
+    self->time_replaced = (char)replaced;
+    return 0;
+}
+
+/* Setting or deleting loop.time switches the loop's own clock reads to the
+ * attribute and back (a class replaced afterwards is seen when run starts). */
+static int
+Loop_setattro(LoopObj *self, PyObject *name, PyObject *value)
+{
+    if (PyObject_GenericSetAttr((PyObject *)self, name, value) < 0) {
+        return -1;
+    }
+    if (name == self->st->str_time || PyUnicode_CompareWithASCIIString(name, "time") == 0) {
+        return update_time_replaced(self);
+    }
+    return 0;
 }
 
 static PyObject *
@@ -759,6 +834,9 @@ Loop__run(LoopObj *self, PyObject *Py_UNUSED(ignored))
         PyErr_SetString(PyExc_RuntimeError, "This event loop is already running");
         return NULL;
     }
+    if (update_time_replaced(self) < 0) {
+        return NULL;
+    }
     /* Keep ourselves alive whatever the callbacks drop. */
     Py_INCREF(self);
     self->running = 1;
@@ -781,6 +859,9 @@ static PyObject *
 Loop__run_once(LoopObj *self, PyObject *Py_UNUSED(ignored))
 {
     if (cio_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (update_time_replaced(self) < 0) {
         return NULL;
     }
     Py_INCREF(self);
@@ -884,7 +965,7 @@ Loop_init(LoopObj *self, PyObject *args, PyObject *kwds)
     e->events = CIO_POLL_IN;
     e->reader_tag = CIO_W_WAKEUP;
     self->closed = 0;
-    return 0;
+    return update_time_replaced(self);
 }
 
 static PyObject *
@@ -1145,6 +1226,7 @@ static PyType_Slot Loop_slots[] = {
     {Py_tp_methods, Loop_methods},
     {Py_tp_members, Loop_members},
     {Py_tp_getset, Loop_getset},
+    {Py_tp_setattro, Loop_setattro},
     {0, NULL},
 };
 

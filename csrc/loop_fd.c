@@ -430,12 +430,18 @@ run_watcher(LoopObj *self, PyObject *w, uint16_t tag, int which)
     /* Its I/O may drop the fd table's reference (close, pause_reading). */
     PyObject *obj = Py_NewRef(w);
     int timed = self->debug; /* as it was when the I/O began */
-    double t0 = timed ? cio_clock_now() : 0.0;
+    double t0 = 0.0, t1;
+    if (timed && cio_loop_now(self, &t0) < 0) {
+        Py_DECREF(obj);
+        return -1;
+    }
     int rc = run_watcher_io(obj, tag, which);
     if (timed && rc == 0) {
-        double dt = cio_clock_now() - t0;
-        if (dt >= self->slow_callback_duration) {
-            cio_loop_log_slow(self, obj, which == CIO_READ ? "read" : "write", dt);
+        if (cio_loop_now(self, &t1) < 0) {
+            rc = -1;
+        }
+        else if (t1 - t0 >= self->slow_callback_duration) {
+            cio_loop_log_slow(self, obj, which == CIO_READ ? "read" : "write", t1 - t0);
         }
     }
     Py_DECREF(obj);

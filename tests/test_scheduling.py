@@ -8,9 +8,10 @@ import math
 import random
 import threading
 import time
+from unittest import mock
 
 import pytest
-from conftest import run_briefly
+from conftest import assert_loop_usable, run_briefly
 
 
 def test_call_soon_runs_in_fifo_order(loop):
@@ -396,6 +397,110 @@ def test_an_int_deadline_is_kept_an_int(loop):
     assert by_int == by_float and hash(by_int) == hash(by_float)
     for h in (by_int, by_float, later):
         h.cancel()
+
+
+# ---- a replaced loop.time ----------------------------------------------------
+# asyncio's loop reads its clock through self.time(): a test that replaces it
+# (aiohttp's, with mock.patch.object) moves call_later() and the timers.
+
+
+def test_a_replaced_time_is_the_clock_of_call_later_and_the_timers(loop):
+    fake = [1000.0]
+    fired: list[str] = []
+    with mock.patch.object(loop, "time", side_effect=lambda: fake[0]):
+        h = loop.call_later(5, fired.append, "later")
+        loop.call_at(1002.0, fired.append, "at")
+        assert h.when() == 1005.0
+        run_briefly(loop)
+        assert fired == []  # the fake clock stands at 1000
+        fake[0] = 1003.0
+        run_briefly(loop)
+        assert fired == ["at"]
+        fake[0] = 1005.0
+        run_briefly(loop)
+        assert fired == ["at", "later"]
+    # The patch is gone: the real clock again.
+    t0 = time.monotonic()
+    h = loop.call_later(5, print)
+    assert t0 + 5 <= h.when() <= time.monotonic() + 5
+    h.cancel()
+
+
+def test_a_timer_due_by_the_replaced_clock_runs_without_waiting(loop):
+    """The poll's timeout is computed on the replaced clock too: a timer an
+    hour away by the real clock and due by the fake one runs at once."""
+    deadline = time.monotonic() + 3600
+    fired: list[float] = []
+    loop.call_at(deadline, lambda: (fired.append(time.monotonic()), loop.stop()))
+    loop.time = lambda: deadline + 1
+    guard = threading.Timer(2.0, loop.call_soon_threadsafe, (loop.stop,))
+    guard.start()
+    t0 = time.monotonic()
+    try:
+        loop.run_forever()
+    finally:
+        guard.cancel()
+        guard.join()  # its thread holds the loop until it ends
+    assert fired and fired[0] - t0 < 1.0
+    del loop.time
+    assert loop.time() < deadline
+
+
+def test_sleep_follows_a_replaced_time(loop):
+    fake = [0.0]
+    loop.time = lambda: fake[0]
+
+    async def main() -> str:
+        sleeper = asyncio.ensure_future(asyncio.sleep(3600, "woke"))
+        await asyncio.sleep(0)
+        fake[0] = 3601.0
+        return await sleeper
+
+    # On the real clock the sleep would last an hour: the guard stops the loop.
+    guard = threading.Timer(2.0, loop.call_soon_threadsafe, (loop.stop,))
+    guard.start()
+    try:
+        assert loop.run_until_complete(main()) == "woke"
+    finally:
+        guard.cancel()
+        guard.join()  # its thread holds the loop until it ends
+        del loop.time
+
+
+def test_a_subclass_time_is_the_timers_clock(loop):
+    class FakeClockLoop(type(loop)):
+        def time(self) -> float:
+            return 50.0
+
+    lp = FakeClockLoop()
+    try:
+        fired: list[str] = []
+        assert lp.call_later(1, fired.append, "later").when() == 51.0
+        lp.call_at(49.0, fired.append, "due")
+        run_briefly(lp)
+        assert fired == ["due"]
+    finally:
+        lp.close()
+
+
+def test_a_replaced_time_that_raises(loop):
+    """call_later() raises what time() raised; with a timer scheduled, so
+    does run_forever(), and the loop runs again once time is restored."""
+    loop.call_at(loop.time() + 60, print).cancel()
+    h = loop.call_at(loop.time() + 60, print)
+
+    def broken() -> float:
+        raise ZeroDivisionError
+
+    loop.time = broken
+    with pytest.raises(ZeroDivisionError):
+        loop.call_later(1, print)
+    with pytest.raises(ZeroDivisionError):
+        loop.run_forever()
+    assert not loop.is_running()
+    del loop.time
+    h.cancel()
+    assert_loop_usable(loop)
 
 
 # ---- threads ---------------------------------------------------------------
