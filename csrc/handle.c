@@ -418,10 +418,13 @@ static PyObject *
 TimerHandle_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"when", "callback", "args", "loop", "context", NULL};
-    double when;
-    PyObject *callback, *cargs, *loop, *context = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "dOOO|O:TimerHandle", kwlist, &when, &callback,
+    PyObject *when_obj, *callback, *cargs, *loop, *context = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO|O:TimerHandle", kwlist, &when_obj, &callback,
                                      &cargs, &loop, &context)) {
+        return NULL;
+    }
+    double when = PyFloat_AsDouble(when_obj);
+    if (when == -1.0 && PyErr_Occurred()) {
         return NULL;
     }
     cio_state *st = cio_state_from_type(type);
@@ -435,6 +438,7 @@ TimerHandle_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     TimerHandleObj *t = (TimerHandleObj *)handle_make(st, type, callback, tuple, loop, context);
     if (t != NULL) {
         t->when = when;
+        t->when_is_int = PyLong_Check(when_obj);
     }
     Py_XDECREF(tuple);
     return (PyObject *)t;

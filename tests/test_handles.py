@@ -142,6 +142,16 @@ def test_timer_handle_when_and_ordering(loop):
 # ---- context -------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("cls", [casyncio.TimerHandle, asyncio.TimerHandle])
+def test_timer_handle_built_directly_keeps_an_int_deadline(loop, cls):
+    """TimerHandle(when, ...) keeps the deadline it got, as call_at() does."""
+    by_int = cls(100, print, (), loop)
+    by_float = cls(100.0, print, (), loop)
+    assert type(by_int.when()) is int and by_int.when() == 100
+    assert type(by_float.when()) is float
+    assert by_int == by_float
+
+
 def get_context(handle, loop_kind: str) -> contextvars.Context:
     """Handle.get_context() (Python 3.12+, and casyncio on every version);
     stock 3.11 only has the ``_context`` attribute, which both must agree
