@@ -322,45 +322,26 @@ class NetworkMixin:
         if not blocksize:
             return 0  # empty file
         self._ensure_fd_no_transport(sock.fileno())
-        total = 0
+        # sendfile(2) runs in C, again each time the socket is writable; the
+        # op counts what went, which moves the file's position even when the
+        # send fails or is cancelled.
+        op = self._sock_sendfile(sock, fileno, offset, count or 0)
         try:
-            while True:
-                want = min(blocksize - total, 0x7FFFF000) if count else 0x7FFFF000
-                if count and want <= 0:
-                    break
-                try:
-                    sent = os.sendfile(sock.fileno(), fileno, offset + total, want)
-                except (BlockingIOError, InterruptedError):
-                    await self._wait_writable(sock)
-                    continue
-                except OSError as exc:
-                    if total == 0:
-                        # Nothing sent yet: the file may be one os.sendfile()
-                        # cannot read, or the socket is broken; either way the
-                        # plain-send fallback tells (and raises) best.
-                        err = exceptions.SendfileNotAvailableError("os.sendfile call failed")
-                        raise err from exc
-                    if exc.errno == errno.ENOTCONN and type(exc) is not ConnectionError:
-                        # The peer went away mid-transfer: one exception type
-                        # across platforms, as asyncio.
-                        raise ConnectionError("socket is not connected", errno.ENOTCONN) from exc
-                    raise
-                if sent == 0:
-                    break  # end of file
-                total += sent
-            return total
+            return await op.future
+        except OSError as exc:
+            if op.sent == 0:
+                # Nothing sent: the file may be one sendfile(2) cannot read,
+                # or the socket is broken; either way the plain-send fallback
+                # tells (and raises) best.
+                raise exceptions.SendfileNotAvailableError("os.sendfile call failed") from exc
+            if exc.errno == errno.ENOTCONN and type(exc) is not ConnectionError:
+                # The peer went away mid-transfer: one exception type across
+                # platforms, as asyncio.
+                raise ConnectionError("socket is not connected", errno.ENOTCONN) from exc
+            raise
         finally:
-            if total > 0:
-                file.seek(offset + total)
-
-    async def _wait_writable(self, sock) -> None:
-        fut = self.create_future()
-        fd = sock.fileno()
-        self.add_writer(fd, _set_result_unless_done, fut, None)
-        try:
-            await fut
-        finally:
-            self.remove_writer(fd)
+            if op.sent > 0:
+                file.seek(offset + op.sent)
 
     async def _sock_sendfile_fallback(self, sock, file, offset, count):
         if offset:

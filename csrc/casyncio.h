@@ -86,6 +86,7 @@ typedef struct {
     unsigned long long loops_created;
     unsigned long long iterations;
     unsigned long long callbacks;
+    unsigned long long sendfile_calls; /* sendfile(2) calls sock_sendfile() made */
 } cio_totals;
 
 struct HandleObj;

@@ -140,8 +140,9 @@ static PyObject *
 mod_stats(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
     cio_state *st = PyModule_GetState(module);
-    return Py_BuildValue("{sK,sK,sK}", "loops_created", st->totals.loops_created, "iterations",
-                         st->totals.iterations, "callbacks", st->totals.callbacks);
+    return Py_BuildValue("{sK,sK,sK,sK}", "loops_created", st->totals.loops_created, "iterations",
+                         st->totals.iterations, "callbacks", st->totals.callbacks, "sendfile_calls",
+                         st->totals.sendfile_calls);
 }
 
 PyObject *cio_task_all(cio_state *st);
@@ -170,7 +171,7 @@ static PyMethodDef module_methods[] = {
      "Whether new tasks also call asyncio.tasks._register_task()."},
     {"_live_counts", mod_live_counts, METH_NOARGS, "Counts of live C objects, for leak tests."},
     {"_stats", mod_stats, METH_NOARGS,
-     "Totals since import: loops created, iterations run, callbacks run."},
+     "Totals since import: loops created, iterations run, callbacks run, sendfile(2) calls."},
     {NULL, NULL},
 };
 

@@ -8,7 +8,10 @@
  * unregisters the fd at once.  The operations are:
  *   recv, recv_into, sendall     -- raw syscalls on the fd, MSG_DONTWAIT;
  *   recvfrom, recvfrom_into, sendto -- the socket object's methods (they
- *   convert addresses for every family), with MSG_DONTWAIT.
+ *   convert addresses for every family), with MSG_DONTWAIT;
+ *   sendfile -- sendfile(2) from a file's fd until EAGAIN, the count or the
+ *   file's end; the op counts what went, which sock_sendfile() needs even
+ *   when it fails or is cancelled (to move the file's position).
  * MSG_DONTWAIT means a socket left in blocking mode cannot block the loop;
  * in debug mode such a socket is refused with ValueError, as asyncio does.
  *
@@ -19,6 +22,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 
 enum {
@@ -30,7 +34,11 @@ enum {
     OP_SENDTO,
     OP_ACCEPT,
     OP_CONNECT,
+    OP_SENDFILE,
 };
+
+/* The most one sendfile(2) call moves on Linux. */
+#define SENDFILE_MAX 0x7FFFF000
 
 typedef struct {
     PyObject_HEAD
@@ -38,11 +46,14 @@ typedef struct {
     LoopObj *loop;
     PyObject *sock;
     PyObject *future;
-    PyObject *data;    /* the buffer object (recv_into, sendall, sendto) */
-    PyObject *addr;    /* sendto, connect */
-    Py_buffer view;    /* of `data`, held while pending (recv_into, sendall) */
-    Py_ssize_t n;      /* bytes to receive (recv, recvfrom, recvfrom_into) */
-    Py_ssize_t offset; /* bytes sent so far (sendall) */
+    PyObject *data;     /* the buffer object (recv_into, sendall, sendto) */
+    PyObject *addr;     /* sendto, connect */
+    Py_buffer view;     /* of `data`, held while pending (recv_into, sendall) */
+    Py_ssize_t n;       /* bytes to receive (recv, recvfrom, recvfrom_into); to
+                           send (sendfile, 0: up to the file's end) */
+    Py_ssize_t offset;  /* bytes sent so far (sendall, sendfile) */
+    long long file_pos; /* sendfile: where in the file it starts */
+    int in_fd;          /* sendfile: the file's fd */
     int fd;
     int kind;
     int which; /* CIO_READ or CIO_WRITE */
@@ -182,6 +193,34 @@ attempt(SockOpObj *op, PyObject **result)
         }
         *result = Py_NewRef(Py_None);
         return 1;
+    case OP_SENDFILE:
+        for (;;) {
+            size_t want = SENDFILE_MAX;
+            if (op->n > 0) {
+                Py_ssize_t left = op->n - op->offset;
+                if (left <= 0) {
+                    break;
+                }
+                if ((size_t)left < want) {
+                    want = (size_t)left;
+                }
+            }
+            off_t pos = (off_t)(op->file_pos + op->offset);
+            ssize_t r = sendfile(op->fd, op->in_fd, &pos, want);
+            op->st->totals.sendfile_calls++;
+            if (r < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                return os_error();
+            }
+            if (r == 0) {
+                break; /* the file's end */
+            }
+            op->offset += r;
+        }
+        *result = PyLong_FromSsize_t(op->offset);
+        return *result ? 1 : -1;
     }
     PyErr_SetString(PyExc_SystemError, "unknown socket operation");
     return -1;
@@ -417,6 +456,8 @@ new_op(LoopObj *loop, PyObject *sock, int kind, int which)
     op->sock = Py_NewRef(sock);
     op->future = op->data = op->addr = NULL;
     op->n = op->offset = 0;
+    op->file_pos = 0;
+    op->in_fd = -1;
     op->fd = fd;
     op->kind = kind;
     op->which = which;
@@ -589,7 +630,62 @@ Loop__sock_connect(LoopObj *loop, PyObject *const *args, Py_ssize_t nargs)
     return run_op(op);
 }
 
+/* _sock_sendfile(sock, in_fd, offset, count): the op itself, whose future
+ * gives the bytes sent and whose `sent` counts them as they go (also after
+ * a failure or a cancellation).  count 0 sends up to the file's end. */
+static PyObject *
+Loop__sock_sendfile(LoopObj *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_sock_sendfile() takes 4 arguments (sock, in_fd, offset, count)");
+        return NULL;
+    }
+    long in_fd = PyLong_AsLong(args[1]);
+    long long file_pos = in_fd == -1 && PyErr_Occurred() ? -1 : PyLong_AsLongLong(args[2]);
+    Py_ssize_t count = file_pos == -1 && PyErr_Occurred() ? -1 : PyLong_AsSsize_t(args[3]);
+    if (count == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (in_fd < 0 || in_fd > INT_MAX || file_pos < 0 || count < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative fd, offset or count");
+        return NULL;
+    }
+    SockOpObj *op = new_op(loop, args[0], OP_SENDFILE, CIO_WRITE);
+    if (op == NULL) {
+        return NULL;
+    }
+    op->in_fd = (int)in_fd;
+    op->file_pos = file_pos;
+    op->n = count;
+    PyObject *fut = start(op);
+    if (fut == NULL) {
+        Py_DECREF(op);
+        return NULL;
+    }
+    Py_DECREF(fut);
+    return (PyObject *)op;
+}
+
 /* ---- type ---- */
+
+static PyObject *
+SockOp_get_future(SockOpObj *op, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(op->future ? op->future : Py_None);
+}
+
+static PyObject *
+SockOp_get_sent(SockOpObj *op, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(op->offset);
+}
+
+static PyGetSetDef SockOp_getset[] = {
+    {"future", (getter)SockOp_get_future, NULL, "The operation's future.", NULL},
+    {"sent", (getter)SockOp_get_sent, NULL, "Bytes sent so far (sendall, sendfile).", NULL},
+    {NULL},
+};
 
 static int
 SockOp_traverse(SockOpObj *op, visitproc visit, void *arg)
@@ -628,18 +724,15 @@ SockOp_dealloc(SockOpObj *op)
 static PyObject *
 SockOp_repr(SockOpObj *op)
 {
-    static const char *names[] = {"recv",    "recv_into", "recvfrom", "recvfrom_into",
-                                  "sendall", "sendto",    "accept",   "connect"};
+    static const char *names[] = {"recv",   "recv_into", "recvfrom", "recvfrom_into", "sendall",
+                                  "sendto", "accept",    "connect",  "sendfile"};
     return PyUnicode_FromFormat("<sock_%s fd=%d%s>", names[op->kind], op->fd,
                                 op->watching ? " waiting" : "");
 }
 
 static PyType_Slot SockOp_slots[] = {
-    {Py_tp_dealloc, SockOp_dealloc},
-    {Py_tp_traverse, SockOp_traverse},
-    {Py_tp_clear, SockOp_clear},
-    {Py_tp_repr, SockOp_repr},
-    {0, NULL},
+    {Py_tp_dealloc, SockOp_dealloc}, {Py_tp_traverse, SockOp_traverse}, {Py_tp_clear, SockOp_clear},
+    {Py_tp_repr, SockOp_repr},       {Py_tp_getset, SockOp_getset},     {0, NULL},
 };
 
 static PyType_Spec SockOp_spec = {
@@ -666,6 +759,7 @@ PyMethodDef cio_sockops_loop_methods[] = {
     FAST("_sock_sendall", Loop__sock_sendall, NULL),
     FAST("_sock_sendto", Loop__sock_sendto, NULL),
     FAST("_sock_connect", Loop__sock_connect, NULL),
+    FAST("_sock_sendfile", Loop__sock_sendfile, NULL),
     {"_sock_accept", (PyCFunction)Loop__sock_accept, METH_O, NULL},
     {NULL, NULL},
 };
