@@ -147,18 +147,36 @@ def _interleave_addrinfos(addrinfos, first_family_count: int = 1):
     return result
 
 
-def _remove_stale_unix_socket(path) -> None:
+def _remove_stale_unix_socket(path) -> bool:
     """Remove a socket file left by an earlier run at path (not an abstract
-    address, and only if it is a socket), so that bind() can succeed."""
+    address, and only if it is a socket), so that bind() can succeed.
+    Returns whether there was one."""
     if path[0] in (0, "\x00"):
-        return
+        return False
     try:
         if stat.S_ISSOCK(os.stat(path).st_mode):
             os.remove(path)
+            return True
     except FileNotFoundError:
         pass
     except OSError as err:
         logger.error("Unable to check or remove stale UNIX socket %r: %r", path, err)
+    return False
+
+
+def _bind_unix(sock, path) -> None:
+    """Bind sock to path, replacing a socket file already there as asyncio
+    does.  That file is looked for only once bind() found the path taken, so
+    a fresh path costs no stat()."""
+    try:
+        sock.bind(path)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        if not _remove_stale_unix_socket(path):
+            raise OSError(errno.EADDRINUSE, f"Address {path!r} is already in use") from None
+    sock.bind(path)
 
 
 def _set_reuseport(sock) -> None:
@@ -904,14 +922,8 @@ class NetworkMixin:
                 raise ValueError("path and sock can not be specified at the same time")
             path = os.fspath(path)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            _remove_stale_unix_socket(path)
             try:
-                sock.bind(path)
-            except OSError as exc:
-                sock.close()
-                if exc.errno == errno.EADDRINUSE:
-                    raise OSError(errno.EADDRINUSE, f"Address {path!r} is already in use") from None
-                raise
+                _bind_unix(sock, path)
             except BaseException:
                 sock.close()
                 raise
