@@ -731,8 +731,13 @@ SockOp_repr(SockOpObj *op)
 }
 
 static PyType_Slot SockOp_slots[] = {
-    {Py_tp_dealloc, SockOp_dealloc}, {Py_tp_traverse, SockOp_traverse}, {Py_tp_clear, SockOp_clear},
-    {Py_tp_repr, SockOp_repr},       {Py_tp_getset, SockOp_getset},     {0, NULL},
+    {Py_tp_doc, "A sock_*() operation: the fd's watcher until its syscall goes through."},
+    {Py_tp_dealloc, SockOp_dealloc},
+    {Py_tp_traverse, SockOp_traverse},
+    {Py_tp_clear, SockOp_clear},
+    {Py_tp_repr, SockOp_repr},
+    {Py_tp_getset, SockOp_getset},
+    {0, NULL},
 };
 
 static PyType_Spec SockOp_spec = {
