@@ -336,8 +336,7 @@ class NetworkMixin:
             fsize = os.fstat(fileno).st_size
         except OSError:
             raise exceptions.SendfileNotAvailableError("not a regular file")
-        blocksize = count if count else fsize
-        if not blocksize:
+        if not (count or fsize):
             return 0  # empty file
         self._ensure_fd_no_transport(sock.fileno())
         # sendfile(2) runs in C, again each time the socket is writable; the
@@ -1266,8 +1265,3 @@ class NetworkMixin:
             if total > 0 and hasattr(file, "seek"):
                 file.seek(offset + total)
             await proto.restore()
-
-
-def _set_result_unless_done(fut, result) -> None:
-    if not fut.done():
-        fut.set_result(result)
