@@ -166,8 +166,7 @@ def test_sock_sendfile_cancelled_part_way_moves_the_file_by_what_went(tcp_pair, 
         sending.cancel()
         with pytest.raises(asyncio.CancelledError):
             await sending
-        got = await drain()
-        return got
+        return await drain()
 
     try:
         got = run(loop, main())
