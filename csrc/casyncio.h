@@ -127,6 +127,7 @@ typedef struct {
     PyObject *asyncio_Task;    /* asyncio.Task, what casyncio.Task's __class__ says */
     PyObject *TransportSocket; /* asyncio.trsock.TransportSocket */
     PyObject *set_nodelay;     /* asyncio.base_events._set_nodelay */
+    PyObject *socket_socket;   /* socket.socket */
     PyObject *set_result_unless_cancelled; /* asyncio.futures._set_result_unless_cancelled */
     PyObject *logger;                      /* logging.getLogger("asyncio") */
     PyObject *BufferedProtocol;            /* asyncio.BufferedProtocol */

@@ -63,6 +63,7 @@ cio_state_import_asyncio(cio_state *st)
         import_attr(&st->CancelledError, "asyncio", "CancelledError") < 0 ||
         import_attr(&st->TransportSocket, "asyncio.trsock", "TransportSocket") < 0 ||
         import_attr(&st->set_nodelay, "asyncio.base_events", "_set_nodelay") < 0 ||
+        import_attr(&st->socket_socket, "socket", "socket") < 0 ||
         import_attr(&st->set_result_unless_cancelled, "asyncio.futures",
                     "_set_result_unless_cancelled") < 0 ||
         import_attr(&st->logger, "asyncio.log", "logger") < 0 ||
@@ -265,6 +266,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->logger);
     Py_VISIT(st->set_result_unless_cancelled);
     Py_VISIT(st->set_nodelay);
+    Py_VISIT(st->socket_socket);
     Py_VISIT(st->TransportSocket);
     Py_VISIT(st->SockOpType);
     Py_VISIT(st->DgramType);
@@ -321,6 +323,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->logger);
     Py_CLEAR(st->set_result_unless_cancelled);
     Py_CLEAR(st->set_nodelay);
+    Py_CLEAR(st->socket_socket);
     Py_CLEAR(st->TransportSocket);
     Py_CLEAR(st->SockOpType);
     Py_CLEAR(st->DgramType);

@@ -38,9 +38,11 @@ typedef struct {
     wchunk *wq;             /* ring of queued chunks */
     Py_ssize_t wq_head, wq_len, wq_cap;
     Py_ssize_t wsize;
-    char eof;       /* write_eof() was called */
-    char buffered;  /* the protocol is a BufferedProtocol */
-    char big_reads; /* the last read was big (see read_ready()) */
+    char eof;         /* write_eof() was called */
+    char buffered;    /* the protocol is a BufferedProtocol */
+    char big_reads;   /* the last read was big (see read_ready()) */
+    char via_methods; /* the socket's class has its own recv/recv_into/send:
+                         call them, as asyncio's transports do (see below) */
 } StreamObj;
 
 /* ---- the write queue ---- */
@@ -155,12 +157,77 @@ queue_consume(StreamObj *s, Py_ssize_t n)
     }
 }
 
+/* ---- a socket class with its own recv()/send() ----
+ *
+ * asyncio's transports call the socket's recv(), recv_into() and send();
+ * ours make the system calls on its fd.  The two differ only for a
+ * socket.socket subclass that overrides those methods (to count traffic,
+ * say): its transport calls them, through the slower path below. */
+
+/* Whether sock's class has its own recv, recv_into or send.  1, 0, -1. */
+static int
+overrides_socket_io(cio_state *st, PyObject *sock)
+{
+    static const char *names[] = {"recv", "recv_into", "send"};
+    if ((PyObject *)Py_TYPE(sock) == st->socket_socket) {
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        PyObject *theirs = PyObject_GetAttrString((PyObject *)Py_TYPE(sock), names[i]);
+        PyObject *ours = theirs ? PyObject_GetAttrString(st->socket_socket, names[i]) : NULL;
+        int differ = ours != NULL && theirs != ours;
+        Py_XDECREF(theirs);
+        Py_XDECREF(ours);
+        if (ours == NULL) {
+            return -1;
+        }
+        if (differ) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* sock.send() for each piece (a copy: the method may keep what it gets)
+ * until one is short; returns bytes sent, 0 if the first would block, or -1
+ * with the method's exception set. */
+static Py_ssize_t
+send_iov_by_method(PyObject *sock, struct iovec *iov, int n)
+{
+    Py_ssize_t total = 0;
+    for (int i = 0; i < n; i++) {
+        PyObject *piece = PyBytes_FromStringAndSize(iov[i].iov_base, (Py_ssize_t)iov[i].iov_len);
+        if (piece == NULL) {
+            return -1;
+        }
+        PyObject *res = PyObject_CallMethod(sock, "send", "O", piece);
+        Py_DECREF(piece);
+        if (res == NULL) {
+            return cio_err_would_block() == 0 ? total : -1;
+        }
+        Py_ssize_t sent = PyLong_AsSsize_t(res);
+        Py_DECREF(res);
+        if (sent == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        total += sent;
+        if ((size_t)sent < iov[i].iov_len) {
+            break;
+        }
+    }
+    return total;
+}
+
 /* sendmsg() over up to MAX_IOV iovecs (send() for one: the kernel then has
  * no message header and vector to copy in, ~1.5% of a 1 KiB echo round
  * trip); returns bytes sent, 0 for EAGAIN, or -1 with OSError set. */
 static Py_ssize_t
-send_iov(int fd, struct iovec *iov, int n)
+send_iov(StreamObj *s, struct iovec *iov, int n)
 {
+    if (s->via_methods) {
+        return send_iov_by_method(s->base.sock, iov, n);
+    }
+    int fd = s->base.fd;
     struct msghdr msg = {0};
     msg.msg_iov = iov;
     msg.msg_iovlen = (size_t)n;
@@ -246,7 +313,7 @@ write_pieces(StreamObj *s, PyObject **objs, Py_buffer *views, Py_ssize_t n)
             if (k == 0) {
                 return 0;
             }
-            Py_ssize_t sent = send_iov(t->fd, iov, k);
+            Py_ssize_t sent = send_iov(s, iov, k);
             if (sent < 0) {
                 return cio_transport_fatal_error(t, "Fatal write error on socket transport");
             }
@@ -367,7 +434,7 @@ write_ready(StreamObj *s)
         iov[k].iov_base = PyBytes_AS_STRING(c->obj) + c->offset;
         iov[k].iov_len = (size_t)(PyBytes_GET_SIZE(c->obj) - c->offset);
     }
-    Py_ssize_t sent = send_iov(t->fd, iov, k);
+    Py_ssize_t sent = send_iov(s, iov, k);
     if (sent < 0) {
         PyObject *exc = cio_err_take();
         cio_transport_watch(t, CIO_WRITE, 0);
@@ -474,6 +541,39 @@ recv_once(int fd, char *buf, size_t len)
     }
 }
 
+/* sock.recv_into(buf); returns as recv_once() does. */
+static Py_ssize_t
+recv_into_by_method(PyObject *sock, PyObject *buf)
+{
+    PyObject *res = PyObject_CallMethod(sock, "recv_into", "O", buf);
+    if (res == NULL) {
+        return cio_err_would_block() == 0 ? -2 : -1;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(res);
+    Py_DECREF(res);
+    return n == -1 && PyErr_Occurred() ? -1 : n;
+}
+
+/* sock.recv(CIO_READ_BUFFER_SIZE) into *data; returns as recv_once() does. */
+static Py_ssize_t
+recv_by_method(PyObject *sock, PyObject **data)
+{
+    *data = PyObject_CallMethod(sock, "recv", "n", (Py_ssize_t)CIO_READ_BUFFER_SIZE);
+    if (*data == NULL) {
+        return cio_err_would_block() == 0 ? -2 : -1;
+    }
+    if (!PyBytes_Check(*data)) {
+        PyErr_Format(PyExc_TypeError, "recv() returned %.200s, not bytes", Py_TYPE(*data)->tp_name);
+        Py_CLEAR(*data);
+        return -1;
+    }
+    Py_ssize_t n = PyBytes_GET_SIZE(*data);
+    if (n == 0) {
+        Py_CLEAR(*data);
+    }
+    return n;
+}
+
 static int
 read_ready_buffered(StreamObj *s)
 {
@@ -505,7 +605,8 @@ read_ready_buffered(StreamObj *s)
     if (buf == NULL) {
         return cio_transport_fatal_error(t, "Fatal error: protocol.get_buffer() call failed.");
     }
-    Py_ssize_t n = recv_once(t->fd, view.buf, (size_t)view.len);
+    Py_ssize_t n = s->via_methods ? recv_into_by_method(t->sock, view.obj)
+                                  : recv_once(t->fd, view.buf, (size_t)view.len);
     PyBuffer_Release(&view);
     if (n == -2) {
         return 0;
@@ -553,7 +654,10 @@ read_ready(StreamObj *s)
     PyObject *data = NULL;
     Py_ssize_t n;
     int avail = 0;
-    if (s->big_reads && ioctl(t->fd, FIONREAD, &avail) == 0 && avail > 0) {
+    if (s->via_methods) {
+        n = recv_by_method(t->sock, &data);
+    }
+    else if (s->big_reads && ioctl(t->fd, FIONREAD, &avail) == 0 && avail > 0) {
         if (avail > CIO_READ_BUFFER_SIZE) {
             avail = CIO_READ_BUFFER_SIZE;
         }
@@ -769,6 +873,11 @@ Loop_make_socket_transport(LoopObj *loop, PyObject *args, PyObject *kwds)
         set_protocol(s, protocol) < 0) {
         goto error;
     }
+    int via_methods = overrides_socket_io(st, sock);
+    if (via_methods < 0) {
+        goto error;
+    }
+    s->via_methods = (char)via_methods;
     /* Nagle off, as asyncio: small writes go out without waiting for ACKs. */
     PyObject *res = PyObject_CallOneArg(st->set_nodelay, sock);
     if (res == NULL) {

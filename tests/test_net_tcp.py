@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 from asyncio.trsock import TransportSocket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -31,6 +31,7 @@ from net_helpers import (
     refused_port,
     run,
     server_clients,
+    small_buffers,
     tcp_connection,
     wait_for_condition,
     xfail_if_stock_keeps_written_buffer,
@@ -1451,3 +1452,138 @@ def test_connect_accepted_socket(loop):
 def test_connect_accepted_socket_bad_arguments(loop, kind, kwargs):
     with socket.socket(type=kind) as s, pytest.raises(ValueError):
         run(loop, loop.connect_accepted_socket(asyncio.Protocol, s, **kwargs))
+
+
+# ---- a socket class with its own recv()/send() ---------------------------------
+# asyncio's transports call the socket's methods; casyncio's make the system
+# calls on the fd unless the socket's class overrides them (websockets'
+# test_explicit_socket tracks a socket this way).
+
+
+class TrackedSocket(socket.socket):
+    """Counts what goes through recv(), recv_into() and send()."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.received = self.sent = 0
+        self.calls: set[str] = set()
+
+    def recv(self, *args: Any, **kwargs: Any) -> bytes:
+        self.calls.add("recv")
+        data = super().recv(*args, **kwargs)
+        self.received += len(data)
+        return data
+
+    def recv_into(self, *args: Any, **kwargs: Any) -> int:
+        self.calls.add("recv_into")
+        n = super().recv_into(*args, **kwargs)
+        self.received += n
+        return n
+
+    def send(self, *args: Any, **kwargs: Any) -> int:
+        self.calls.add("send")
+        n = super().send(*args, **kwargs)
+        self.sent += n
+        return n
+
+
+class Collector(asyncio.BufferedProtocol):
+    def __init__(self, loop: asyncio.AbstractEventLoop, want: int) -> None:
+        self.buf = bytearray(65536)
+        self.data = bytearray()
+        self.want = want
+        self.done = loop.create_future()
+        self.lost = loop.create_future()
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.buf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data += self.buf[:nbytes]
+        if len(self.data) >= self.want and not self.done.done():
+            self.done.set_result(bytes(self.data))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set_result(exc)
+
+
+class EchoProtocol(asyncio.Protocol):
+    """Echoes what it gets; adds itself to `made`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, made: list[EchoProtocol]) -> None:
+        self.lost = loop.create_future()
+        made.append(self)
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set_result(exc)
+
+
+@pytest.mark.parametrize("buffered", [False, True], ids=["protocol", "buffered"])
+def test_a_socket_subclass_recv_and_send_are_called(loop, buffered):
+    """A big write (queued behind small kernel buffers, so flushed later by
+    the transport) and the echo of it go through the tracked socket's own
+    methods, byte for byte."""
+    data = payload(300_000, seed=7)
+    echoes: list[EchoProtocol] = []
+
+    async def main() -> None:
+        server = await loop.create_server(lambda: EchoProtocol(loop, echoes), HOST, 0)
+        async with server:
+            sock = TrackedSocket(socket.AF_INET, socket.SOCK_STREAM)
+            small_buffers(sock)
+            sock.connect(server.sockets[0].getsockname())
+            factory: Callable[[], Any]
+            if buffered:
+                factory = lambda: Collector(loop, len(data))
+            else:
+                factory = lambda: Recorder(loop)
+            t, p = await loop.create_connection(factory, sock=sock)
+            t.write(data)
+            assert t.get_write_buffer_size() > 0  # the rest is flushed later
+            got = await (p.done if buffered else p.wait_bytes(len(data)))
+            assert got == data
+            assert sock.sent == sock.received == len(data)
+            assert sock.calls == {"send", "recv_into" if buffered else "recv"}
+            t.close()
+            await p.lost
+            await echoes[0].lost
+
+    run(loop, main())
+
+
+def test_a_socket_subclass_recv_error_ends_the_connection(loop):
+    """What the overridden recv() raises reaches connection_lost(), as a
+    failing recv(2) would; a BlockingIOError from it only means "later"."""
+
+    class FlakySocket(socket.socket):
+        attempts = 0
+
+        def recv(self, *args: Any, **kwargs: Any) -> bytes:
+            FlakySocket.attempts += 1
+            if FlakySocket.attempts == 1:
+                raise BlockingIOError
+            raise ConnectionResetError("reset by the test")
+
+    echoes: list[EchoProtocol] = []
+
+    async def main() -> None:
+        server = await loop.create_server(lambda: EchoProtocol(loop, echoes), HOST, 0)
+        async with server:
+            sock = FlakySocket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.connect(server.sockets[0].getsockname())
+            t, p = await loop.create_connection(lambda: Recorder(loop), sock=sock)
+            t.write(b"ping")  # the echo makes the socket readable
+            exc = await p.lost
+            assert isinstance(exc, ConnectionResetError)
+            assert str(exc) == "reset by the test"
+            assert FlakySocket.attempts >= 2
+            assert p.data == b""
+            await echoes[0].lost
+
+    run(loop, main())
