@@ -162,6 +162,28 @@ cio_transport_setup(TransportObj *t, cio_state *st, LoopObj *loop, PyObject *soc
 }
 
 int
+cio_socket_overrides(cio_state *st, PyObject *sock, const char *const *names)
+{
+    if ((PyObject *)Py_TYPE(sock) == st->socket_socket) {
+        return 0;
+    }
+    for (; *names != NULL; names++) {
+        PyObject *theirs = PyObject_GetAttrString((PyObject *)Py_TYPE(sock), *names);
+        PyObject *ours = theirs ? PyObject_GetAttrString(st->socket_socket, *names) : NULL;
+        int differ = ours != NULL && theirs != ours;
+        Py_XDECREF(theirs);
+        Py_XDECREF(ours);
+        if (ours == NULL) {
+            return -1;
+        }
+        if (differ) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int
 cio_transport_start(TransportObj *t, PyObject *waiter)
 {
     /* As asyncio: connection_made() first, then reading (so that data never

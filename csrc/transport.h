@@ -63,6 +63,13 @@ int cio_transport_setup(TransportObj *t, cio_state *st, LoopObj *loop, PyObject 
 /* Schedules connection_made(), the start of reading, and the waiter. */
 int cio_transport_start(TransportObj *t, PyObject *waiter);
 
+/* asyncio's transports call their socket's methods (recv(), send()...);
+ * ours make the system calls on its fd.  The two differ only for a
+ * socket.socket subclass that overrides those methods (to count traffic,
+ * say), whose transport then calls them.  Whether sock's class overrides
+ * one of `names` (NULL-terminated): 1, 0, or -1 with an error set. */
+int cio_socket_overrides(cio_state *st, PyObject *sock, const char *const *names);
+
 /* Starts or stops watching the fd for reading / writing. */
 int cio_transport_watch(TransportObj *t, int which, int on);
 /* Runs io(t, which) -- a transport's handling of one readiness direction --

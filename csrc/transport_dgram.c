@@ -13,7 +13,8 @@
  * which knows every form (and resolves names); the sends made here raise no
  * "socket.sendto" audit event, as uvloop's do not.  OSErrors of single
  * datagrams go to protocol.error_received(), as in asyncio; they do not
- * end the transport.
+ * end the transport.  A socket whose class overrides recvfrom(), sendto()
+ * or send() has them called for every datagram (cio_socket_overrides()).
  *
  * Two things follow the running Python's asyncio: from 3.13 on, an empty
  * datagram is sent (before, sendto(b"") did nothing), and each queued
@@ -54,8 +55,9 @@ typedef struct {
     PyObject *from;
     struct sockaddr_storage from_sa;
     socklen_t from_len;
-    int family;     /* the socket's; 0 if unknown */
-    char connected; /* extra['peername'] is set: use send() */
+    int family;       /* the socket's; 0 if unknown */
+    char connected;   /* extra['peername'] is set: use send() */
+    char via_methods; /* the socket's class has its own recvfrom/sendto/send */
 } DgramObj;
 
 /* The families whose addresses address_to_python() builds. */
@@ -166,8 +168,13 @@ send_one(DgramObj *d, PyObject *data, PyObject *addr)
     struct sockaddr_in scratch;
     const struct sockaddr *to = NULL;
     socklen_t tolen = 0;
+    if (d->via_methods && d->connected) {
+        PyObject *res = PyObject_CallMethod(d->base.sock, "send", "O", data);
+        Py_XDECREF(res);
+        return res ? 1 : cio_err_would_block();
+    }
     if (!d->connected) {
-        to = addr ? plain_address(d, addr, &scratch, &tolen) : NULL;
+        to = addr && !d->via_methods ? plain_address(d, addr, &scratch, &tolen) : NULL;
         if (to == NULL) {
             PyObject *args[] = {d->base.sock, data, addr ? addr : Py_None};
             PyObject *res = PyObject_VectorcallMethod(d->base.st->str_sendto, args,
@@ -426,7 +433,7 @@ static int
 recv_one(DgramObj *d, PyObject **data, PyObject **addr)
 {
     TransportObj *t = &d->base;
-    if (!own_addresses(d->family)) {
+    if (d->via_methods || !own_addresses(d->family)) {
         PyObject *pair = PyObject_CallMethod(t->sock, "recvfrom", "i", CIO_READ_BUFFER_SIZE);
         if (pair == NULL) {
             return -1;
@@ -640,6 +647,12 @@ Loop_make_datagram_transport(LoopObj *loop, PyObject *args, PyObject *kwds)
     if (cio_transport_setup(&d->base, st, loop, sock, protocol, extra, Py_None) < 0) {
         goto error;
     }
+    static const char *const io_methods[] = {"recvfrom", "sendto", "send", NULL};
+    int via_methods = cio_socket_overrides(st, sock, io_methods);
+    if (via_methods < 0) {
+        goto error;
+    }
+    d->via_methods = (char)via_methods;
     if (address != Py_None) {
         d->address = Py_NewRef(address);
     }

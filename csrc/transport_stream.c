@@ -159,34 +159,9 @@ queue_consume(StreamObj *s, Py_ssize_t n)
 
 /* ---- a socket class with its own recv()/send() ----
  *
- * asyncio's transports call the socket's recv(), recv_into() and send();
- * ours make the system calls on its fd.  The two differ only for a
- * socket.socket subclass that overrides those methods (to count traffic,
- * say): its transport calls them, through the slower path below. */
-
-/* Whether sock's class has its own recv, recv_into or send.  1, 0, -1. */
-static int
-overrides_socket_io(cio_state *st, PyObject *sock)
-{
-    static const char *names[] = {"recv", "recv_into", "send"};
-    if ((PyObject *)Py_TYPE(sock) == st->socket_socket) {
-        return 0;
-    }
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        PyObject *theirs = PyObject_GetAttrString((PyObject *)Py_TYPE(sock), names[i]);
-        PyObject *ours = theirs ? PyObject_GetAttrString(st->socket_socket, names[i]) : NULL;
-        int differ = ours != NULL && theirs != ours;
-        Py_XDECREF(theirs);
-        Py_XDECREF(ours);
-        if (ours == NULL) {
-            return -1;
-        }
-        if (differ) {
-            return 1;
-        }
-    }
-    return 0;
-}
+ * Such a socket's transport calls its recv(), recv_into() and send() as
+ * asyncio's transports do, through the slower paths below (see
+ * cio_socket_overrides()). */
 
 /* sock.send() for each piece (a copy: the method may keep what it gets)
  * until one is short; returns bytes sent, 0 if the first would block, or -1
@@ -873,7 +848,8 @@ Loop_make_socket_transport(LoopObj *loop, PyObject *args, PyObject *kwds)
         set_protocol(s, protocol) < 0) {
         goto error;
     }
-    int via_methods = overrides_socket_io(st, sock);
+    static const char *const io_methods[] = {"recv", "recv_into", "send", NULL};
+    int via_methods = cio_socket_overrides(st, sock, io_methods);
     if (via_methods < 0) {
         goto error;
     }

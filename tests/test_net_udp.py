@@ -758,3 +758,56 @@ def test_udp_sendto_argument_forms(loop):
         await close_endpoint(rt, rp)
 
     run(loop, main())
+
+
+class TrackedDgramSocket(socket.socket):
+    """Counts the datagrams that go through recvfrom(), sendto() and send()."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls: list[str] = []
+
+    def recvfrom(self, *args: Any, **kwargs: Any) -> tuple[bytes, Any]:
+        self.calls.append("recvfrom")
+        return super().recvfrom(*args, **kwargs)
+
+    def sendto(self, *args: Any, **kwargs: Any) -> int:
+        self.calls.append("sendto")
+        return super().sendto(*args, **kwargs)
+
+    def send(self, *args: Any, **kwargs: Any) -> int:
+        self.calls.append("send")
+        return super().send(*args, **kwargs)
+
+
+@pytest.mark.parametrize("connected", [False, True], ids=["sendto", "connected"])
+def test_a_socket_subclass_recvfrom_and_sendto_are_called(loop, connected):
+    """A datagram socket whose class overrides recvfrom()/sendto()/send()
+    has them called, as asyncio's transport calls its socket's methods; a
+    reply to the sender (which casyncio otherwise sends in C) too."""
+
+    async def main() -> None:
+        st, sp = await endpoint(loop, local_addr=(HOST, 0))
+        server_addr = st.get_extra_info("sockname")
+        sock = TrackedDgramSocket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((HOST, 0))
+        if connected:
+            sock.connect(server_addr)
+        ct, cp = await endpoint(loop, sock=sock)
+        ct.sendto(b"ping", None if connected else server_addr)
+        await sp.wait(1)
+        data, addr = sp.datagrams[0]
+        assert (data, addr) == (b"ping", sock.getsockname())
+        st.sendto(b"pong", addr)
+        await cp.wait(1)
+        assert cp.datagrams[0] == (b"pong", server_addr)
+        ct.sendto(b"again", None if connected else cp.datagrams[0][1])
+        await sp.wait(2)
+        assert sp.datagrams[1][0] == b"again"
+        sender = "send" if connected else "sendto"
+        assert sock.calls.count(sender) == 2
+        assert sock.calls.count("recvfrom") >= 1
+        await close_endpoint(ct, cp)
+        await close_endpoint(st, sp)
+
+    run(loop, main())
