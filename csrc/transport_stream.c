@@ -185,6 +185,11 @@ send_iov_by_method(PyObject *sock, struct iovec *iov, int n)
         if (sent == -1 && PyErr_Occurred()) {
             return -1;
         }
+        if (sent < 0 || (size_t)sent > iov[i].iov_len) {
+            PyErr_Format(PyExc_ValueError, "send() returned %zd for %zu bytes", sent,
+                         iov[i].iov_len);
+            return -1;
+        }
         total += sent;
         if ((size_t)sent < iov[i].iov_len) {
             break;
@@ -526,7 +531,10 @@ recv_into_by_method(PyObject *sock, PyObject *buf)
     }
     Py_ssize_t n = PyLong_AsSsize_t(res);
     Py_DECREF(res);
-    return n == -1 && PyErr_Occurred() ? -1 : n;
+    if (n < 0 && !PyErr_Occurred()) {
+        PyErr_Format(PyExc_ValueError, "recv_into() returned %zd", n);
+    }
+    return n < 0 ? -1 : n;
 }
 
 /* sock.recv(CIO_READ_BUFFER_SIZE) into *data; returns as recv_once() does. */

@@ -345,3 +345,62 @@ def test_task_init_failing_on_its_name_keeps_no_references():
     finally:
         loop.close()
     assert sys.getrefcount(ctx) == before
+
+
+class LyingSocket(socket.socket):
+    """send() and recv_into() that return counts no socket could."""
+
+    def send(self, data: Any, *args: Any) -> int:
+        return -1
+
+    def recv_into(self, buf: Any, *args: Any) -> int:
+        return -5
+
+
+class IntoBuffer(asyncio.BufferedProtocol):
+    def __init__(self, lost: asyncio.Future) -> None:
+        self.lost = lost
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return bytearray(100)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        raise AssertionError("no bytes can have come")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set_result(exc)
+
+
+def test_socket_subclass_methods_returning_nonsense_end_the_connection():
+    """casyncio calls a socket subclass's own send()/recv_into(): a count
+    they cannot have done is a ValueError that ends the connection (stock
+    asyncio takes the count as it is), and the loop goes on."""
+    loop = casyncio.new_event_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+    a, b = socket.socketpair()
+    lying = LyingSocket(a.family, a.type, fileno=a.detach())
+
+    async def main() -> tuple[Any, Any]:
+        lost_w = loop.create_future()
+        tw, _ = await loop.create_connection(lambda: IntoBuffer(lost_w), sock=lying)
+        tw.write(b"x")
+        exc_w = await lost_w
+        c, d = socket.socketpair()
+        reader = LyingSocket(c.family, c.type, fileno=c.detach())
+        lost_r = loop.create_future()
+        await loop.create_connection(lambda: IntoBuffer(lost_r), sock=reader)
+        d.send(b"data")  # readable: recv_into() is called
+        exc_r = await lost_r
+        d.close()
+        return exc_w, exc_r
+
+    try:
+        exc_w, exc_r = loop.run_until_complete(asyncio.wait_for(main(), 10))
+        assert isinstance(exc_w, ValueError) and "send() returned -1" in str(exc_w)
+        assert isinstance(exc_r, ValueError) and "recv_into() returned -5" in str(exc_r)
+        assert len(errors) == 2
+        assert_loop_usable(loop)
+    finally:
+        b.close()
+        loop.close()
