@@ -170,8 +170,11 @@ send_one(DgramObj *d, PyObject *data, PyObject *addr)
     socklen_t tolen = 0;
     if (d->via_methods && d->connected) {
         PyObject *res = PyObject_CallMethod(d->base.sock, "send", "O", data);
-        Py_XDECREF(res);
-        return res ? 1 : cio_err_would_block();
+        if (res == NULL) {
+            return cio_err_would_block();
+        }
+        Py_DECREF(res);
+        return 1;
     }
     if (!d->connected) {
         to = addr && !d->via_methods ? plain_address(d, addr, &scratch, &tolen) : NULL;
