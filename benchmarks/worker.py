@@ -71,7 +71,8 @@ def measure(factory: LoopFactory, workload: str, mode: Mode) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001  (a failing loop is a result, not a crash)
         nie = _not_implemented(exc)
         if nie is not None:
-            return {"status": "n/a", "reason": f"not implemented ({_where(nie)})"}
+            what = f": {nie}" if str(nie) else ""
+            return {"status": "n/a", "reason": f"not implemented{what} ({_where(nie)})"}
         traceback.print_exc()
         return {"status": "error", "reason": f"{type(exc).__name__}: {exc} ({_where(exc)})"}
     return {"status": "ok", "value": m.value, "ops": m.ops, "n": n, "extra": m.extra}

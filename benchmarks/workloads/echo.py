@@ -397,24 +397,29 @@ def udp_echo(new_loop: LoopFactory, n: int) -> Measurement:
 
 # ---- the floor: the same echo in C, no loop, no Python ---------------------------
 
-FLOOR_SOURCE = Path(__file__).resolve().parents[1] / "floor" / "tcp_echo.c"
+C_PROGRAMS = Path(__file__).resolve().parents[1] / "floor"
 
 
-def _floor_binary() -> Path:
-    """benchmarks/floor/tcp_echo.c, compiled once per machine (the binary is
+def c_program(name: str) -> Path:
+    """benchmarks/floor/<name>.c, compiled once per machine (the binary is
     cached in the temp dir under the source's hash)."""
+    source = C_PROGRAMS / f"{name}.c"
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
-        raise NotImplementedError("no C compiler to build the echo floor")
-    digest = hashlib.sha256(FLOOR_SOURCE.read_bytes()).hexdigest()[:16]
-    binary = Path(tempfile.gettempdir()) / f"casyncio-echo-floor-{digest}"
+        raise NotImplementedError(f"no C compiler to build {source.name}")
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    binary = Path(tempfile.gettempdir()) / f"casyncio-{name}-{digest}"
     if not binary.exists():
         partial = binary.with_name(f"{binary.name}.{os.getpid()}")
         subprocess.run(
-            [cc, "-O2", "-o", str(partial), str(FLOOR_SOURCE)], check=True, capture_output=True
+            [cc, "-O2", "-o", str(partial), str(source)], check=True, capture_output=True
         )
         os.replace(partial, binary)
     return binary
+
+
+def _floor_binary() -> Path:
+    return c_program("tcp_echo")
 
 
 def _floor_clients(size: int, n: int, clients: int, port: str | None = None) -> Measurement:
