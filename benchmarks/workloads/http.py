@@ -90,7 +90,7 @@ async def _serve_requests(n: int) -> Measurement:
     unit="requests",
 )
 def http_uvicorn(new_loop: LoopFactory, n: int) -> Measurement:
-    """A uvicorn server (httptools parser) answering a 13-byte hello-world ASGI app
+    """A uvicorn server (httptools' parser, else h11) answering a 13-byte hello-world ASGI app
     on the loop under test, loaded by 32 keep-alive connections from a C client in
     another process (benchmarks/floor/http_load.c), n requests each."""
     m: Measurement = run_loop(new_loop, lambda: _serve_requests(n))
