@@ -4,7 +4,9 @@ One run of ``python -m benchmarks --tiny`` over every workload on casyncio
 and stock asyncio (two rounds, interleaved, each measurement in its own
 process) checks the JSON, the table and the ratios; the chart is drawn from
 that JSON when matplotlib is installed.  A fake loop whose networking raises
-NotImplementedError checks that such a loop gets "n/a", not a crash.
+NotImplementedError checks that such a loop gets "n/a", not a crash.  The C
+HTTP load client is checked against a server in a thread: it counts a request
+only once a whole 200 response with a Content-Length came back.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import importlib.util
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ from benchmarks import report as bench_report
 from benchmarks import stats, worker
 from benchmarks.cli import select_workloads
 from benchmarks.registry import all_workloads
+from benchmarks.workloads.echo import c_program
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +173,66 @@ def test_a_build_older_than_the_sources_is_flagged(tmp_path: Path) -> None:
     )
     # An editable install keeps no extension beside the package: nothing to say.
     assert bench_report.casyncio_build(str(checkout / "casyncio" / "__init__.py"), checkout) == {}
+
+
+# The HTTP load client counts a request only once its whole 200 response is in.
+_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+
+
+@pytest.mark.parametrize(
+    ("replies", "error"),
+    [
+        # The response in two pieces, as a server that writes headers then body sends it.
+        ([_OK[:20], _OK[20:]], None),
+        (
+            [b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"],
+            "not an HTTP/1.1 200",
+        ),
+        ([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"], "without Content-Length"),
+        ([_OK + b"x"], "bytes after the response"),
+    ],
+)
+def test_http_load_client_checks_every_response(replies: list[bytes], error: str | None) -> None:
+    client = c_program("http_load")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    requests: list[int] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            buf = b""
+            while True:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                buf += data
+                while b"\r\n\r\n" in buf:
+                    _, buf = buf.split(b"\r\n\r\n", 1)
+                    requests.append(1)
+                    for piece in replies:
+                        conn.sendall(piece)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        # One connection, 3 timed requests after the untimed one.
+        proc = subprocess.run(
+            [str(client), str(port), "1", "3"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        listener.close()
+    if error is None:
+        assert proc.returncode == 0, proc.stderr
+        count, seconds = proc.stdout.split()
+        assert int(count) == 3 and float(seconds) > 0
+        server.join(10)
+        assert len(requests) == 4
+    else:
+        assert proc.returncode == 1
+        assert error in proc.stderr
