@@ -193,7 +193,10 @@ _OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
     ],
 )
 def test_http_load_client_checks_every_response(replies: list[bytes], error: str | None) -> None:
-    client = c_program("http_load")
+    try:
+        client = c_program("http_load")
+    except NotImplementedError as exc:  # no C compiler
+        pytest.skip(str(exc))
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     requests: list[int] = []
