@@ -494,24 +494,30 @@ LOAD_ROUND_TRIPS = {
 }
 
 
-async def _serve_load(style: str, size: int, n: int) -> Measurement:
+async def run_load_client(args: list[str], what: str) -> Measurement:
+    """Runs a load client from floor/ in another process while the running loop
+    serves, and reports the work it timed."""
     loop = asyncio.get_running_loop()
+    sw = Stopwatch()
+    # Popen, not the loop's subprocess support: every loop starts the client
+    # the same way, and the loop only serves meanwhile.
+    proc = subprocess.Popen(  # noqa: ASYNC220
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    out, err = await loop.run_in_executor(None, proc.communicate)
+    sw.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the {what} client failed: {err.strip()}")
+    count, seconds = out.split()
+    # Wall time: the client's own clock over its timed work.  CPU time: this
+    # process's over the client's whole run (its start included).
+    return Measurement(float(seconds), int(count), {"cpu_s": sw.cpu})
+
+
+async def _serve_load(style: str, size: int, n: int) -> Measurement:
     client = [str(_floor_binary()), str(size), str(n), str(LOAD_CLIENTS)]
     async with SERVERS[style]() as port:
-        sw = Stopwatch()
-        # Popen, not the loop's subprocess support: every loop starts the
-        # client the same way, and the loop only serves meanwhile.
-        proc = subprocess.Popen(  # noqa: ASYNC220
-            [*client, str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        out, err = await loop.run_in_executor(None, proc.communicate)
-        sw.stop()
-    if proc.returncode != 0:
-        raise RuntimeError(f"the echo client failed: {err.strip()}")
-    trips, seconds = out.split()
-    # Wall time: the client's own clock over its timed round trips.  CPU time:
-    # this process's over the client's whole run (its start included).
-    return Measurement(float(seconds), int(trips), {"cpu_s": sw.cpu})
+        return await run_load_client([*client, str(port)], "echo")
 
 
 def _make_server(style: str, kib: int) -> Callable[[LoopFactory, int], Measurement]:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import subprocess
 from typing import Any
 
-from ..registry import LoopFactory, Measurement, Sizes, Stopwatch, run_loop, workload
-from .echo import HOST, LOAD_CLIENTS, c_program
+from ..registry import LoopFactory, Measurement, Sizes, run_loop, workload
+from .echo import HOST, LOAD_CLIENTS, c_program, run_load_client
 
 BODY = b"Hello, world!"
 HEADERS = [(b"content-type", b"text/plain"), (b"content-length", str(len(BODY)).encode())]
@@ -37,7 +36,6 @@ async def _serve_requests(n: int) -> Measurement:
         import uvicorn
     except ImportError:
         raise NotImplementedError("uvicorn is not installed (pip install '.[bench]')") from None
-    loop = asyncio.get_running_loop()
     config = uvicorn.Config(
         _hello,
         host=HOST,
@@ -60,26 +58,14 @@ async def _serve_requests(n: int) -> Measurement:
                 serving.result()  # it failed to start: say why
             await asyncio.sleep(0.01)
         port = server.servers[0].sockets[0].getsockname()[1]
-        sw = Stopwatch()
-        # Popen, not the loop's subprocess support: every loop starts the
-        # client the same way, and the loop only serves meanwhile.
-        proc = subprocess.Popen(  # noqa: ASYNC220
-            [str(c_program("http_load")), str(port), str(LOAD_CLIENTS), str(n)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        m = await run_load_client(
+            [str(c_program("http_load")), str(port), str(LOAD_CLIENTS), str(n)], "HTTP"
         )
-        out, err = await loop.run_in_executor(None, proc.communicate)
-        sw.stop()
     finally:
         server.should_exit = True
         await serving
-    if proc.returncode != 0:
-        raise RuntimeError(f"the HTTP client failed: {err.strip()}")
-    requests, seconds = out.split()
-    # Wall time: the client's own clock over its timed requests.  CPU time:
-    # this process's over the client's whole run (its start included).
-    return Measurement(float(seconds), int(requests), {"cpu_s": sw.cpu, "parser": _parser()})
+    m.extra["parser"] = _parser()
+    return m
 
 
 @workload(
