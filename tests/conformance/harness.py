@@ -334,8 +334,15 @@ class ConformanceResult(unittest.TextTestResult):
 
     def stopTest(self, test) -> None:
         faulthandler.cancel_dump_traceback_later()
+        if self._snap is None:
+            # Python 3.12.1 calls stopTest() without startTest() for a
+            # skipped test (CPython gh-113267, mended in 3.12.2): it ran
+            # nothing to count.
+            super().stopTest(test)
+            return
         self.durations[self._key(test)] = time.monotonic() - self._started
         made, stock = self.census.since(self._snap)
+        self._snap = None
         self.casyncio_loops += made
         for t in stock:
             self.stock_loops[f"{t.__module__}.{t.__qualname__}"] += 1
