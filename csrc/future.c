@@ -218,10 +218,12 @@ cio_future_set_exception(FutureObj *fut, PyObject *exc)
         PyErr_SetString(PyExc_TypeError, "invalid exception object");
         return -1;
     }
-#if PY_VERSION_HEX >= 0x030C0000
-    /* 3.12+: a StopIteration (or subclass) is stored as a RuntimeError
-     * caused by it, as asyncio's futures do. */
-    if (PyErr_GivenExceptionMatches(value, PyExc_StopIteration)) {
+    /* A StopIteration would end the awaiting coroutine as if it returned.
+     * From 3.12.6 on (CPython gh-112182), asyncio stores one (or a subclass)
+     * as a RuntimeError caused by it; before, it refuses StopIteration
+     * itself.  The running interpreter decides: a build made with 3.12.1's
+     * headers also runs on later 3.12 releases. */
+    if (Py_Version >= 0x030C0600 && PyErr_GivenExceptionMatches(value, PyExc_StopIteration)) {
         PyObject *err = PyObject_CallFunction(PyExc_RuntimeError, "s",
                                               "StopIteration interacts badly with generators "
                                               "and cannot be raised into a Future");
@@ -233,15 +235,13 @@ cio_future_set_exception(FutureObj *fut, PyObject *exc)
         PyException_SetContext(err, value); /* steals */
         value = err;
     }
-#else
-    if (Py_IS_TYPE(value, (PyTypeObject *)PyExc_StopIteration)) {
+    else if (Py_IS_TYPE(value, (PyTypeObject *)PyExc_StopIteration)) {
         Py_DECREF(value);
         PyErr_SetString(PyExc_TypeError,
                         "StopIteration interacts badly with generators and cannot "
                         "be raised into a Future");
         return -1;
     }
-#endif
     fut->exception = value;
     fut->exception_tb = PyException_GetTraceback(value);
     fut->state = CIO_FINISHED;

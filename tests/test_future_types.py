@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import weakref
 
 import pytest
@@ -105,3 +106,32 @@ def test_attributes_can_be_set(loop):
         assert watched() is None
 
     loop.run_until_complete(main())
+
+
+# CPython gh-112182, in 3.12.6: a StopIteration set on a future is stored as
+# a RuntimeError caused by it; before, StopIteration itself was refused.
+STOPITERATION_WRAPPED = sys.version_info >= (3, 12, 6)
+
+
+class MyStop(StopIteration):
+    pass
+
+
+@pytest.mark.parametrize("exc", [StopIteration, StopIteration("x"), MyStop()])
+def test_a_stopiteration_set_on_a_future_follows_the_running_python(loop, exc):
+    fut = loop.create_future()
+    if STOPITERATION_WRAPPED:
+        fut.set_exception(exc)
+        stored = fut.exception()
+        assert type(stored) is RuntimeError
+        assert "cannot be raised into a Future" in str(stored)
+        assert isinstance(stored.__cause__, StopIteration)
+        assert stored.__context__ is stored.__cause__
+    elif type(exc) is MyStop:  # only StopIteration itself was refused
+        fut.set_exception(exc)
+        assert fut.exception() is exc
+    else:
+        with pytest.raises(TypeError, match="cannot be raised into a Future"):
+            fut.set_exception(exc)
+        assert not fut.done()
+        fut.cancel()
