@@ -159,16 +159,62 @@ queue_consume(StreamObj *s, Py_ssize_t n)
 
 /* ---- a socket class with its own recv()/send() ----
  *
- * Such a socket's transport calls its recv(), recv_into() and send() as
- * asyncio's transports do, through the slower paths below (see
- * cio_socket_overrides()). */
+ * Such a socket's transport calls its recv(), recv_into(), send() (and from
+ * 3.12 on sendmsg()) as asyncio's transports do, through the slower paths
+ * below (see cio_socket_overrides()). */
+
+#if PY_VERSION_HEX >= 0x030C0000
+/* From 3.12 on, asyncio flushes its buffer and sends writelines() with one
+ * sock.sendmsg() of every piece; returns what send_iov_by_method() does. */
+static Py_ssize_t
+sendmsg_by_method(PyObject *sock, struct iovec *iov, int n)
+{
+    PyObject *pieces = PyList_New(n);
+    if (pieces == NULL) {
+        return -1;
+    }
+    Py_ssize_t total = 0;
+    for (int i = 0; i < n; i++) {
+        PyObject *piece = PyBytes_FromStringAndSize(iov[i].iov_base, (Py_ssize_t)iov[i].iov_len);
+        if (piece == NULL) {
+            Py_DECREF(pieces);
+            return -1;
+        }
+        PyList_SET_ITEM(pieces, i, piece);
+        total += (Py_ssize_t)iov[i].iov_len;
+    }
+    PyObject *res = PyObject_CallMethod(sock, "sendmsg", "O", pieces);
+    Py_DECREF(pieces);
+    if (res == NULL) {
+        return cio_err_would_block() == 0 ? 0 : -1;
+    }
+    Py_ssize_t sent = PyLong_AsSsize_t(res);
+    Py_DECREF(res);
+    if (sent == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (sent < 0 || sent > total) {
+        PyErr_Format(PyExc_ValueError, "sendmsg() returned %zd for %zd bytes", sent, total);
+        return -1;
+    }
+    return sent;
+}
+#endif
 
 /* sock.send() for each piece (a copy: the method may keep what it gets)
- * until one is short; returns bytes sent, 0 if the first would block, or -1
- * with the method's exception set. */
+ * until one is short, or one sendmsg() where asyncio gathers (see above);
+ * returns bytes sent, 0 if the first would block, or -1 with the method's
+ * exception set. */
 static Py_ssize_t
-send_iov_by_method(PyObject *sock, struct iovec *iov, int n)
+send_iov_by_method(PyObject *sock, struct iovec *iov, int n, int gather)
 {
+#if PY_VERSION_HEX >= 0x030C0000
+    if (gather) {
+        return sendmsg_by_method(sock, iov, n);
+    }
+#else
+    (void)gather;
+#endif
     Py_ssize_t total = 0;
     for (int i = 0; i < n; i++) {
         PyObject *piece = PyBytes_FromStringAndSize(iov[i].iov_base, (Py_ssize_t)iov[i].iov_len);
@@ -200,12 +246,13 @@ send_iov_by_method(PyObject *sock, struct iovec *iov, int n)
 
 /* sendmsg() over up to MAX_IOV iovecs (send() for one: the kernel then has
  * no message header and vector to copy in, ~1.5% of a 1 KiB echo round
- * trip); returns bytes sent, 0 for EAGAIN, or -1 with OSError set. */
+ * trip); returns bytes sent, 0 for EAGAIN, or -1 with OSError set.  `gather`
+ * says a flush or writelines() is sending, for a socket's own methods. */
 static Py_ssize_t
-send_iov(StreamObj *s, struct iovec *iov, int n)
+send_iov(StreamObj *s, struct iovec *iov, int n, int gather)
 {
     if (s->via_methods) {
-        return send_iov_by_method(s->base.sock, iov, n);
+        return send_iov_by_method(s->base.sock, iov, n, gather);
     }
     int fd = s->base.fd;
     struct msghdr msg = {0};
@@ -271,7 +318,7 @@ write_after_lost(StreamObj *s)
 /* Writes the pieces (views[i] of objs[i]): sends what the kernel takes now
  * if nothing is queued, queues the rest, watches for writability. */
 static int
-write_pieces(StreamObj *s, PyObject **objs, Py_buffer *views, Py_ssize_t n)
+write_pieces(StreamObj *s, PyObject **objs, Py_buffer *views, Py_ssize_t n, int gather)
 {
     TransportObj *t = &s->base;
     Py_ssize_t first = 0, offset = 0;
@@ -293,7 +340,7 @@ write_pieces(StreamObj *s, PyObject **objs, Py_buffer *views, Py_ssize_t n)
             if (k == 0) {
                 return 0;
             }
-            Py_ssize_t sent = send_iov(s, iov, k);
+            Py_ssize_t sent = send_iov(s, iov, k, gather);
             if (sent < 0) {
                 return cio_transport_fatal_error(t, "Fatal write error on socket transport");
             }
@@ -343,7 +390,7 @@ Stream_write(StreamObj *s, PyObject *data)
         rc = write_after_lost(s);
     }
     else {
-        rc = write_pieces(s, &data, &view, 1);
+        rc = write_pieces(s, &data, &view, 1, 0);
     }
     PyBuffer_Release(&view);
     if (rc < 0) {
@@ -378,7 +425,7 @@ Stream_writelines(StreamObj *s, PyObject *list_of_data)
         rc = -1;
     }
     if (rc == 0 && total > 0) {
-        rc = s->base.conn_lost ? write_after_lost(s) : write_pieces(s, objs, views, n);
+        rc = s->base.conn_lost ? write_after_lost(s) : write_pieces(s, objs, views, n, 1);
     }
     for (Py_ssize_t i = 0; i < got; i++) {
         PyBuffer_Release(&views[i]);
@@ -414,7 +461,7 @@ write_ready(StreamObj *s)
         iov[k].iov_base = PyBytes_AS_STRING(c->obj) + c->offset;
         iov[k].iov_len = (size_t)(PyBytes_GET_SIZE(c->obj) - c->offset);
     }
-    Py_ssize_t sent = send_iov(s, iov, k);
+    Py_ssize_t sent = send_iov(s, iov, k, 1);
     if (sent < 0) {
         PyObject *exc = cio_err_take();
         cio_transport_watch(t, CIO_WRITE, 0);
@@ -856,7 +903,11 @@ Loop_make_socket_transport(LoopObj *loop, PyObject *args, PyObject *kwds)
         set_protocol(s, protocol) < 0) {
         goto error;
     }
-    static const char *const io_methods[] = {"recv", "recv_into", "send", NULL};
+    static const char *const io_methods[] = {"recv", "recv_into", "send",
+#if PY_VERSION_HEX >= 0x030C0000
+                                             "sendmsg",
+#endif
+                                             NULL};
     int via_methods = cio_socket_overrides(st, sock, io_methods);
     if (via_methods < 0) {
         goto error;
