@@ -31,6 +31,10 @@ except ImportError:  # pragma: no cover - Python without ssl
 logger = logging.getLogger("asyncio")
 
 _HAS_IPV6 = hasattr(socket, "AF_INET6")
+# create_datagram_endpoint(sock=) takes any socket but a stream one (a raw
+# socket, say) from 3.11.8 and 3.12.2 on (CPython gh-114887); before, only
+# SOCK_DGRAM.
+_ANY_NON_STREAM_SOCK = sys.version_info >= (3, 12, 2) or (3, 11, 8) <= sys.version_info < (3, 12)
 _ACCEPT_RETRY_DELAY = 1  # seconds, as asyncio.constants.ACCEPT_RETRY_DELAY
 _SENDFILE_FALLBACK_BUFSIZE = 256 * 1024
 _SSL_HANDSHAKE_TIMEOUT = 60.0
@@ -1095,7 +1099,10 @@ class NetworkMixin:
         """Create a datagram endpoint: (transport, protocol)."""
         r_addr = None
         if sock is not None:
-            if sock.type != socket.SOCK_DGRAM:
+            if _ANY_NON_STREAM_SOCK:
+                if sock.type == socket.SOCK_STREAM:
+                    raise ValueError(f"A datagram socket was expected, got {sock!r}")
+            elif sock.type != socket.SOCK_DGRAM:
                 raise ValueError(f"A UDP Socket was expected, got {sock!r}")
             if (
                 local_addr

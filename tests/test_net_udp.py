@@ -249,6 +249,31 @@ def test_udp_sock(loop):
     run(loop, main())
 
 
+# CPython gh-114887, in 3.11.8 and 3.12.2: create_datagram_endpoint(sock=)
+# takes any socket that is not a stream one; before, only SOCK_DGRAM.
+ANY_NON_STREAM_SOCK = sys.version_info >= (3, 12, 2) or (3, 11, 8) <= sys.version_info < (3, 12)
+
+
+def test_a_non_stream_sock_follows_the_running_python(loop):
+    """A SOCK_SEQPACKET socket (not a stream, not SOCK_DGRAM) brings in
+    datagrams where the running Python takes it, and is refused where not."""
+
+    async def main() -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with theirs:
+            if not ANY_NON_STREAM_SOCK:
+                with ours, pytest.raises(ValueError, match="UDP Socket was expected"):
+                    await endpoint(loop, sock=ours)
+                return
+            t, p = await endpoint(loop, sock=ours)
+            theirs.send(b"one packet")
+            await p.wait(1)
+            assert p.datagrams == [(b"one packet", None)]  # the peer has no name
+            await close_endpoint(t, p)
+
+    run(loop, main())
+
+
 def test_udp_error_received(loop):
     async def main() -> None:
         with unbound_udp_port() as port:
