@@ -18,7 +18,8 @@ needs_eager = pytest.mark.skipif(
     sys.version_info < (3, 12), reason="eager tasks (eager_start=) are new in Python 3.12"
 )
 needs_create_task_kwargs = pytest.mark.skipif(
-    sys.version_info < (3, 13), reason="create_task(**kwargs) is new in Python 3.13"
+    sys.version_info < (3, 13, 3),
+    reason="stock asyncio's create_task(**kwargs) is new in Python 3.13.3 (CPython gh-128308)",
 )
 
 # Stock asyncio's C Task before 3.12.5 dereferences the coroutine it dropped

@@ -252,10 +252,11 @@ def test_connect_error_is_not_kept_referenced(loop, delay):
     """The error create_connection raises is referenced by nothing but the
     caller: no list of the attempts' errors outlives the call (CPython 3.13's
     test_open_connection_happy_eyeball_refcycles)."""
-    if delay is not None and sys.version_info < (3, 13):
+    if delay is not None and sys.version_info < (3, 13, 1):
         pytest.skip(
-            "before 3.13, asyncio.staggered (which both loops race the attempts with) "
-            "keeps the error in a list its own frames hold, a cycle left to the collector"
+            "before 3.13.1 (CPython gh-124858), asyncio.staggered (which both loops race "
+            "the attempts with) keeps the error in a list its own frames hold, a cycle "
+            "left to the collector"
         )
 
     caught: list[OSError] = []
