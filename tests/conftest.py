@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -24,6 +25,14 @@ from casyncio import _casyncio
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SEEDS = SHARED / "seed_examples"
+
+# A shell starts a background job with SIGINT ignored, and Python then leaves
+# it ignored: Ctrl-C tests (ours, and test_runners' in the conformance run)
+# would wait for a KeyboardInterrupt that never comes.  Restore Python's
+# usual handler; the interpreters the tests start then get SIGINT's default
+# disposition back, and install theirs.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 LOOP_KINDS = ["casyncio", "asyncio"]
 # fd tests also run casyncio on each poller backend explicitly.
