@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -178,6 +179,11 @@ def format_problems(report: dict, *, details: bool = True) -> str:
 def _child_main(args: argparse.Namespace) -> int:
     from . import harness
 
+    # Started from a shell's background job, the child ignores SIGINT, and
+    # test_runners' Ctrl-C tests would hang: give it Python's usual handler
+    # (as tests/conftest.py does for pytest).
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     debug_env = bool(os.environ.get("PYTHONASYNCIODEBUG"))
     if debug_env != (args.mode == "debug"):
         print(f"mode {args.mode} but PYTHONASYNCIODEBUG={os.environ.get('PYTHONASYNCIODEBUG')!r}")
