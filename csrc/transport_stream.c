@@ -316,7 +316,8 @@ write_after_lost(StreamObj *s)
 }
 
 /* Writes the pieces (views[i] of objs[i]): sends what the kernel takes now
- * if nothing is queued, queues the rest, watches for writability. */
+ * if nothing is queued, queues the rest, watches for writability.  `gather`:
+ * writelines() is writing (see send_iov()). */
 static int
 write_pieces(StreamObj *s, PyObject **objs, Py_buffer *views, Py_ssize_t n, int gather)
 {

@@ -1566,6 +1566,29 @@ def test_a_socket_subclass_recv_and_send_are_called(loop, buffered):
     run(loop, main())
 
 
+def test_a_socket_subclass_writelines_goes_through_its_methods(loop):
+    """writelines() on an idle connection sends with the socket's own
+    sendmsg() from 3.12 on, and with its send() before, as asyncio does."""
+    echoes: list[EchoProtocol] = []
+
+    async def main() -> None:
+        server = await loop.create_server(lambda: EchoProtocol(loop, echoes), HOST, 0)
+        async with server:
+            sock = TrackedSocket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.connect(server.sockets[0].getsockname())
+            t, p = await loop.create_connection(lambda: Recorder(loop), sock=sock)
+            t.writelines([b"one ", b"two ", b"three"])
+            assert await p.wait_bytes(13) == b"one two three"
+            assert sock.sent == 13
+            wanted = "sendmsg" if sys.version_info >= (3, 12) else "send"
+            assert sock.calls - {"recv"} == {wanted}
+            t.close()
+            await p.lost
+            await echoes[0].lost
+
+    run(loop, main())
+
+
 def test_a_socket_subclass_recv_error_ends_the_connection(loop):
     """What the overridden recv() raises reaches connection_lost(), as a
     failing recv(2) would; a BlockingIOError from it only means "later"."""
