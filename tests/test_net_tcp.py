@@ -1531,6 +1531,26 @@ class EchoProtocol(asyncio.Protocol):
         self.lost.set_result(exc)
 
 
+# From 3.12 on, asyncio sends its buffer and writelines() with sendmsg().
+GATHERED_SEND = "sendmsg" if sys.version_info >= (3, 12) else "send"
+
+
+@contextlib.asynccontextmanager
+async def connected_to_echo(loop: asyncio.AbstractEventLoop, sock: socket.socket, factory: Any):
+    """``sock`` connected to an echo server and a transport made on it:
+    yields (transport, protocol); on leaving, closes the transport and waits
+    until both ends are lost."""
+    echoes: list[EchoProtocol] = []
+    server = await loop.create_server(lambda: EchoProtocol(loop, echoes), HOST, 0)
+    async with server:
+        sock.connect(server.sockets[0].getsockname())
+        t, p = await loop.create_connection(factory, sock=sock)
+        yield t, p
+        t.close()
+        await p.lost
+        await echoes[0].lost
+
+
 @pytest.mark.parametrize("buffered", [False, True], ids=["protocol", "buffered"])
 def test_a_socket_subclass_recv_and_send_are_called(loop, buffered):
     """A big write (queued behind small kernel buffers, so flushed later by
@@ -1538,30 +1558,22 @@ def test_a_socket_subclass_recv_and_send_are_called(loop, buffered):
     methods, byte for byte: write() tries send(); the flush sends with
     send() before 3.12 and with sendmsg() from 3.12 on, as asyncio does."""
     data = payload(300_000, seed=7)
-    echoes: list[EchoProtocol] = []
 
     async def main() -> None:
-        server = await loop.create_server(lambda: EchoProtocol(loop, echoes), HOST, 0)
-        async with server:
-            sock = TrackedSocket(socket.AF_INET, socket.SOCK_STREAM)
-            small_buffers(sock)
-            sock.connect(server.sockets[0].getsockname())
-            factory: Callable[[], Any]
-            if buffered:
-                factory = lambda: Collector(loop, len(data))
-            else:
-                factory = lambda: Recorder(loop)
-            t, p = await loop.create_connection(factory, sock=sock)
+        sock = TrackedSocket(socket.AF_INET, socket.SOCK_STREAM)
+        small_buffers(sock)
+        factory: Callable[[], Any]
+        if buffered:
+            factory = lambda: Collector(loop, len(data))
+        else:
+            factory = lambda: Recorder(loop)
+        async with connected_to_echo(loop, sock, factory) as (t, p):
             t.write(data)
             assert t.get_write_buffer_size() > 0  # the rest is flushed later
             got = await (p.done if buffered else p.wait_bytes(len(data)))
             assert got == data
             assert sock.sent == sock.received == len(data)
-            flush = "sendmsg" if sys.version_info >= (3, 12) else "send"
-            assert sock.calls == {"send", flush, "recv_into" if buffered else "recv"}
-            t.close()
-            await p.lost
-            await echoes[0].lost
+            assert sock.calls == {"send", GATHERED_SEND, "recv_into" if buffered else "recv"}
 
     run(loop, main())
 
@@ -1569,22 +1581,14 @@ def test_a_socket_subclass_recv_and_send_are_called(loop, buffered):
 def test_a_socket_subclass_writelines_goes_through_its_methods(loop):
     """writelines() on an idle connection sends with the socket's own
     sendmsg() from 3.12 on, and with its send() before, as asyncio does."""
-    echoes: list[EchoProtocol] = []
 
     async def main() -> None:
-        server = await loop.create_server(lambda: EchoProtocol(loop, echoes), HOST, 0)
-        async with server:
-            sock = TrackedSocket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.connect(server.sockets[0].getsockname())
-            t, p = await loop.create_connection(lambda: Recorder(loop), sock=sock)
+        sock = TrackedSocket(socket.AF_INET, socket.SOCK_STREAM)
+        async with connected_to_echo(loop, sock, lambda: Recorder(loop)) as (t, p):
             t.writelines([b"one ", b"two ", b"three"])
             assert await p.wait_bytes(13) == b"one two three"
             assert sock.sent == 13
-            wanted = "sendmsg" if sys.version_info >= (3, 12) else "send"
-            assert sock.calls - {"recv"} == {wanted}
-            t.close()
-            await p.lost
-            await echoes[0].lost
+            assert sock.calls - {"recv"} == {GATHERED_SEND}
 
     run(loop, main())
 
@@ -1602,20 +1606,14 @@ def test_a_socket_subclass_recv_error_ends_the_connection(loop):
                 raise BlockingIOError
             raise ConnectionResetError("reset by the test")
 
-    echoes: list[EchoProtocol] = []
-
     async def main() -> None:
-        server = await loop.create_server(lambda: EchoProtocol(loop, echoes), HOST, 0)
-        async with server:
-            sock = FlakySocket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.connect(server.sockets[0].getsockname())
-            t, p = await loop.create_connection(lambda: Recorder(loop), sock=sock)
+        sock = FlakySocket(socket.AF_INET, socket.SOCK_STREAM)
+        async with connected_to_echo(loop, sock, lambda: Recorder(loop)) as (t, p):
             t.write(b"ping")  # the echo makes the socket readable
             exc = await p.lost
             assert isinstance(exc, ConnectionResetError)
             assert str(exc) == "reset by the test"
             assert FlakySocket.attempts >= 2
             assert p.data == b""
-            await echoes[0].lost
 
     run(loop, main())
