@@ -20,7 +20,7 @@ import os
 import socket
 import stat
 import sys
-from asyncio import Server, exceptions, staggered, tasks, trsock
+from asyncio import Server, exceptions, staggered, streams, tasks, trsock
 from typing import Any
 
 try:
@@ -192,6 +192,19 @@ def _set_reuseport(sock) -> None:
         raise ValueError(
             "reuse_port not supported by socket module, SO_REUSEPORT defined but not implemented."
         )
+
+
+def _hand_over_buffered_bytes(protocol: Any, ssl_protocol: Any) -> None:
+    """What the client sent before the server's start_tls() (its
+    ClientHello, say) may already sit in the stream reader's buffer: it goes
+    to the TLS layer instead of being lost, as stock asyncio does from
+    3.14.3 (gh-142352; before, such a handshake hangs there)."""
+    if not isinstance(protocol, streams.StreamReaderProtocol):
+        return
+    reader = getattr(protocol, "_stream_reader", None)
+    if reader is not None and reader._buffer:
+        ssl_protocol._incoming.write(reader._buffer)
+        reader._buffer.clear()
 
 
 class _SendfileFallbackProtocol:
@@ -674,6 +687,8 @@ class NetworkMixin:
         # Pause first, so that no data reaches the TLS protocol before its
         # connection_made().
         transport.pause_reading()
+        if server_side:
+            _hand_over_buffered_bytes(protocol, ssl_protocol)
         transport.set_protocol(ssl_protocol)
         made = self.call_soon(ssl_protocol.connection_made, transport)
         resumed = self.call_soon(transport.resume_reading)

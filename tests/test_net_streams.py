@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 
 import pytest
 from net_helpers import (
@@ -226,3 +227,46 @@ def test_streams_drain_pauses_and_resumes(loop):
             await close_writer(writer)
 
     run(loop, main())
+
+
+def _tls_contexts():
+    """The CPython test suite's own certificate, through its helpers."""
+    try:
+        from test.test_asyncio import utils as test_utils
+    except ImportError:
+        pytest.skip("needs the interpreter's test package (test.test_asyncio)")
+    return test_utils.simple_server_sslcontext(), test_utils.simple_client_sslcontext()
+
+
+def test_server_start_tls_takes_the_bytes_already_read(loop_kind, loop):
+    """The client's TLS hello arrives before the server calls start_tls():
+    it sits in the StreamReader's buffer, and the handshake must use it
+    (CPython gh-142352, fixed in stock asyncio 3.14.3; before, the server
+    waits for a hello that never comes again)."""
+    if loop_kind == "asyncio" and sys.version_info < (3, 14, 3):
+        pytest.skip("stock asyncio hands buffered bytes to TLS from 3.14.3")
+    server_ctx, client_ctx = _tls_contexts()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader._wait_for_data("test")  # the hello is in the buffer now
+        assert reader._buffer
+        await writer.start_tls(server_ctx)
+        assert await reader.readline() == b"ping\n"
+        writer.write(b"pong\n")
+        await writer.drain()
+        await close_writer(writer)
+
+    async def main() -> None:
+        server = await asyncio.start_server(handler, HOST, 0)
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+        await writer.start_tls(client_ctx)
+        writer.write(b"ping\n")
+        assert await reader.readline() == b"pong\n"
+        await close_writer(writer)
+        server.close()
+        await server.wait_closed()
+
+    errors: list[dict] = []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+    run(loop, main())
+    assert errors == []
