@@ -11,14 +11,12 @@ difference is that asyncio's event loop policy makes casyncio loops.
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import importlib.machinery
 import os
 import runpy
 import sys
 import types
-import warnings
 
 USAGE = """\
 usage: python -m casyncio [script.py | -m module] [args...]
@@ -40,13 +38,11 @@ Environment: CASYNCIO_POLLER=poll selects the poll(2) backend instead of epoll.
 
 
 def _use_casyncio() -> None:
-    from ._runner import EventLoopPolicy
+    from ._runner import EventLoopPolicy, set_policy
 
-    with warnings.catch_warnings():
-        # Python 3.14 deprecates policies; the runner still needs one to
-        # reach programs that call asyncio.run() unchanged.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        asyncio.set_event_loop_policy(EventLoopPolicy())
+    # Python 3.14 deprecates policies; the runner still needs one to reach
+    # programs that call asyncio.run() unchanged.
+    set_policy(EventLoopPolicy())
 
 
 def _strip_runner_frames(tb, runner_code):
@@ -82,7 +78,9 @@ def _fresh_main(**attrs: object) -> types.ModuleType:
     """A new __main__ module with what the interpreter's own one has."""
     main = types.ModuleType("__main__")
     main.__builtins__ = builtins
-    main.__annotations__ = {}
+    if sys.version_info < (3, 14):
+        # 3.14 makes a module's __annotations__ on first use (PEP 649).
+        main.__annotations__ = {}
     for name, value in attrs.items():
         setattr(main, name, value)
     sys.modules["__main__"] = main

@@ -36,6 +36,10 @@ logger = logging.getLogger("asyncio")
 # asyncio.constants.DEBUG_STACK_DEPTH
 _DEBUG_STACK_DEPTH = 10
 
+# The callback check asyncio's own loop makes: 3.14 deprecates the public
+# iscoroutinefunction (a warning per call) and keeps this private one.
+_iscoroutinefunction = getattr(coroutines, "_iscoroutinefunction", coroutines.iscoroutinefunction)
+
 
 def _run_until_complete_cb(fut: asyncio.Future) -> None:
     if not fut.cancelled():
@@ -199,7 +203,7 @@ class Loop(
         logger.warning("Executing %s took %.3f seconds", what, seconds)
 
     def _check_callback(self, callback, method: str) -> None:
-        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        if coroutines.iscoroutine(callback) or _iscoroutinefunction(callback):
             raise TypeError(f"coroutines cannot be used with {method}()")
         if not callable(callback):
             raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
@@ -408,7 +412,7 @@ class Loop(
     def add_signal_handler(self, sig, callback, *args) -> None:
         """Run callback(*args) in the loop when signal sig arrives.
         Main thread only (RuntimeError otherwise)."""
-        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        if coroutines.iscoroutine(callback) or _iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
         self._check_signal(sig)
         self._check_closed()

@@ -19,7 +19,12 @@ def new_event_loop(*, poller: str | None = None) -> Loop:
     return Loop(poller=poller)
 
 
-class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+# asyncio's default policy class on POSIX under its private name: Python 3.14
+# deprecates the public asyncio.DefaultEventLoopPolicy (a warning on access).
+_DefaultPolicy = asyncio.unix_events._UnixDefaultEventLoopPolicy
+
+
+class EventLoopPolicy(_DefaultPolicy):
     """asyncio's default policy, making casyncio loops.
 
     ``asyncio.set_event_loop_policy(casyncio.EventLoopPolicy())`` (or
@@ -44,7 +49,14 @@ def install() -> None:
             DeprecationWarning,
             stacklevel=2,
         )
-    asyncio.set_event_loop_policy(EventLoopPolicy())
+    set_policy(EventLoopPolicy())
+
+
+def set_policy(policy: asyncio.events.AbstractEventLoopPolicy | None) -> None:
+    """asyncio.set_event_loop_policy() without Python 3.14's deprecation
+    warning (install() gives its own; the ``-m`` runner needs none)."""
+    setter = getattr(asyncio.events, "_set_event_loop_policy", asyncio.set_event_loop_policy)
+    setter(policy)
 
 
 def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None, **run_kwargs: Any) -> _T:

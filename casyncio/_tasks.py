@@ -1,4 +1,4 @@
-"""Making asyncio.all_tasks() see casyncio's tasks without asyncio's WeakSet.
+"""Making asyncio's task introspection see casyncio's tasks.
 
 asyncio keeps every task in a WeakSet that all_tasks() reads through a
 module global of asyncio.tasks (_all_tasks on 3.11, _scheduled_tasks on
@@ -6,13 +6,18 @@ module global of asyncio.tasks (_all_tasks on 3.11, _scheduled_tasks on
 casyncio's tasks instead sit in a C list of live tasks, and this module puts
 a view in that global which iterates the WeakSet and the C list alike, and
 forwards add()/discard() to the WeakSet.  On a Python whose all_tasks() does
-not read such a global, nothing is replaced and tasks register with asyncio
-the usual way.
+not read such a global (3.14's is C), nothing is replaced and tasks register
+with asyncio the usual way.
+
+On 3.14 it also gives asyncio.graph the record of who awaits a casyncio
+future (install_call_graph).
 """
 
 from __future__ import annotations
 
+import asyncio
 import weakref
+from asyncio import futures
 from asyncio import tasks as _asyncio_tasks
 from collections.abc import Iterator
 
@@ -51,14 +56,33 @@ def install() -> bool:
         current = getattr(_asyncio_tasks, name, None)
         if isinstance(current, AllTasksView):
             return True
-        if (
-            isinstance(current, weakref.WeakSet)
-            and name in _asyncio_tasks.all_tasks.__code__.co_names
-        ):
+        # A Python all_tasks() (3.11-3.13) names the global it reads; 3.14's
+        # is C and keeps its own set, so nothing there can be replaced.
+        code = getattr(_asyncio_tasks.all_tasks, "__code__", None)
+        if isinstance(current, weakref.WeakSet) and code and name in code.co_names:
             setattr(_asyncio_tasks, name, AllTasksView(current))
             return True
     return False
 
 
+def install_call_graph() -> bool:
+    """Python 3.14's asyncio.graph follows futures to their awaiters, which
+    asyncio's gather(), TaskGroup and staggered_race record through
+    asyncio.future_add_to_awaited_by() and future_discard_from_awaited_by().
+    Put casyncio's pair in their place: they keep the record on casyncio's
+    futures and hand any other future to asyncio's own.  False where asyncio
+    has no such functions (before 3.14)."""
+    add = getattr(futures, "future_add_to_awaited_by", None)
+    if add is None:
+        return False
+    if add is not _casyncio.future_add_to_awaited_by:
+        _casyncio._set_awaited_by_fallbacks(add, futures.future_discard_from_awaited_by)
+        for module in (futures, asyncio):
+            module.future_add_to_awaited_by = _casyncio.future_add_to_awaited_by
+            module.future_discard_from_awaited_by = _casyncio.future_discard_from_awaited_by
+    return True
+
+
 if install():
     _casyncio._set_register_tasks(False)
+install_call_graph()

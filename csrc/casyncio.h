@@ -118,6 +118,10 @@ typedef struct {
     PyObject *leave_task;             /* asyncio.tasks._leave_task */
     PyObject *current_tasks;          /* asyncio.tasks._current_tasks, if a dict */
     PyObject *swap_current_task;      /* asyncio.tasks._swap_current_task (3.12+) */
+    PyObject *awaited_by_add;         /* asyncio's future_add_to_awaited_by (3.14) */
+    PyObject *awaited_by_discard;     /* asyncio's future_discard_from_awaited_by (3.14) */
+    PyObject *register_eager_task;    /* asyncio.tasks._register_eager_task (3.12+) */
+    PyObject *unregister_eager_task;  /* asyncio.tasks._unregister_eager_task (3.12+) */
     /* _format_callback_source() takes debug= (3.13.4+, 3.12.11+: callback
      * arguments are shown in debug mode only). */
     int format_callback_debug_kw;
@@ -458,11 +462,13 @@ typedef struct FutureObj {
     PyObject *cancel_message;
     PyObject *cancelled_exc;
     PyObject *weakreflist;
-    PyObject *dict;      /* attributes set from Python (libraries tag tasks), or NULL */
-    unsigned char state; /* cio_fut_state */
+    PyObject *dict;       /* attributes set from Python (libraries tag tasks), or NULL */
+    PyObject *awaited_by; /* for asyncio.graph (3.14): NULL, one waiter, or a set of them */
+    unsigned char state;  /* cio_fut_state */
     char log_tb;
     char blocking;
     char is_task;
+    char awaited_by_is_set;
 } FutureObj;
 
 typedef struct TaskObj {
@@ -502,6 +508,11 @@ PyObject *cio_future_new(cio_state *st, PyObject *loop);
 /* A new Task running coro on loop (name, context may be NULL). */
 PyObject *cio_task_new(cio_state *st, PyObject *coro, PyObject *loop, PyObject *name,
                        PyObject *context);
+
+/* asyncio.graph's record of who awaits a future (0 or -1): tasks, and
+ * asyncio's gather() and TaskGroup through future_add_to_awaited_by(). */
+int cio_future_awaited_by_add(FutureObj *fut, PyObject *waiter);
+int cio_future_awaited_by_discard(FutureObj *fut, PyObject *waiter);
 
 /* Future internals shared with task.c.  Each returns 0 or -1. */
 int cio_future_init(FutureObj *fut, PyObject *loop);

@@ -400,6 +400,7 @@ cio_future_traverse(FutureObj *fut, visitproc visit, void *arg)
     Py_VISIT(fut->cancel_message);
     Py_VISIT(fut->cancelled_exc);
     Py_VISIT(fut->dict);
+    Py_VISIT(fut->awaited_by);
     return 0;
 }
 
@@ -422,8 +423,64 @@ cio_future_clear(FutureObj *fut)
     Py_CLEAR(fut->source_traceback);
     Py_CLEAR(fut->cancel_message);
     Py_CLEAR(fut->cancelled_exc);
+    Py_CLEAR(fut->awaited_by);
+    fut->awaited_by_is_set = 0;
     return 0;
 }
+
+/* ---- who awaits it (asyncio.graph) ---- */
+
+/* One waiter is kept as itself; a second turns the record into a set. */
+int
+cio_future_awaited_by_add(FutureObj *fut, PyObject *waiter)
+{
+    if (fut->awaited_by == NULL) {
+        fut->awaited_by = Py_NewRef(waiter);
+        return 0;
+    }
+    if (!fut->awaited_by_is_set) {
+        PyObject *set = PySet_New(NULL);
+        if (set == NULL || PySet_Add(set, fut->awaited_by) < 0) {
+            Py_XDECREF(set);
+            return -1;
+        }
+        Py_SETREF(fut->awaited_by, set);
+        fut->awaited_by_is_set = 1;
+    }
+    return PySet_Add(fut->awaited_by, waiter);
+}
+
+int
+cio_future_awaited_by_discard(FutureObj *fut, PyObject *waiter)
+{
+    if (fut->awaited_by == NULL) {
+        return 0;
+    }
+    if (!fut->awaited_by_is_set) {
+        if (fut->awaited_by == waiter) {
+            Py_CLEAR(fut->awaited_by);
+        }
+        return 0;
+    }
+    return PySet_Discard(fut->awaited_by, waiter) < 0 ? -1 : 0;
+}
+
+#if PY_VERSION_HEX >= 0x030E0000
+static PyObject *
+Future_get_awaited_by(FutureObj *self, void *Py_UNUSED(closure))
+{
+    if (self->awaited_by == NULL) {
+        Py_RETURN_NONE;
+    }
+    if (self->awaited_by_is_set) {
+        return PyFrozenSet_New(self->awaited_by);
+    }
+    PyObject *one = PyTuple_Pack(1, self->awaited_by);
+    PyObject *set = one ? PyFrozenSet_New(one) : NULL;
+    Py_XDECREF(one);
+    return set;
+}
+#endif
 
 static int
 Future_traverse(FutureObj *self, visitproc visit, void *arg)
@@ -971,6 +1028,9 @@ static PyGetSetDef Future_getset[] = {
     {"_source_traceback", (getter)Future_get_source_traceback, NULL, NULL, NULL},
     {"_log_traceback", (getter)Future_get_log_traceback, (setter)Future_set_log_traceback, NULL,
      NULL},
+#if PY_VERSION_HEX >= 0x030E0000
+    {"_asyncio_awaited_by", (getter)Future_get_awaited_by, NULL, NULL, NULL},
+#endif
     {"_asyncio_future_blocking", (getter)Future_get_blocking, (setter)Future_set_blocking, NULL,
      NULL},
     {"_cancel_message", (getter)Future_get_cancel_message, (setter)Future_set_cancel_message, NULL,

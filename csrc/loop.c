@@ -697,6 +697,33 @@ Loop_create_future(LoopObj *self, PyObject *Py_UNUSED(ignored))
     return cio_future_new(self->st, (PyObject *)self);
 }
 
+#if PY_VERSION_HEX >= 0x030E0000
+/* 3.14: with a task factory set, create_task(coro, **kwargs) is
+ * factory(loop, coro, **kwargs), the keywords as given (name and context
+ * too, even None), and nothing after. */
+static PyObject *
+create_task_by_factory(LoopObj *self, PyObject *const *args, PyObject *kwnames)
+{
+    if (cio_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject **fargs = PyMem_New(PyObject *, 3 + nkw);
+    if (fargs == NULL) {
+        return PyErr_NoMemory();
+    }
+    fargs[0] = NULL;
+    fargs[1] = (PyObject *)self;
+    for (Py_ssize_t i = 0; i <= nkw; i++) {
+        fargs[2 + i] = args[i]; /* the coroutine, then the keywords' values */
+    }
+    PyObject *task = PyObject_Vectorcall(self->task_factory, fargs + 1,
+                                         2 | PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames);
+    PyMem_Free(fargs);
+    return task;
+}
+#endif
+
 #if PY_VERSION_HEX >= 0x030D0000
 /* create_task(coro, *, name, context, **kwargs) with keywords other than
  * name and context (3.13: eager_start=True): they go to the task factory,
@@ -766,6 +793,11 @@ Loop_create_task(LoopObj *self, PyObject *const *args, Py_ssize_t nargs, PyObjec
                      "create_task() takes exactly 1 positional argument (%zd given)", nargs);
         return NULL;
     }
+#if PY_VERSION_HEX >= 0x030E0000
+    if (self->task_factory != NULL) {
+        return create_task_by_factory(self, args, kwnames);
+    }
+#endif
     if (kwnames != NULL) {
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
             PyObject *key = PyTuple_GET_ITEM(kwnames, i);

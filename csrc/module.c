@@ -43,6 +43,37 @@ import_attr(PyObject **field, const char *module, const char *name)
     return 0;
 }
 
+/* 1 if asyncio.current_task() answers from `dict` (3.11-3.13), 0 if not
+ * (3.14 keeps the current task in the thread state and leaves the dict to
+ * its Python fallback), -1 on error.  Asked, not guessed from the version:
+ * a probe key goes in, current_task(probe) must find it, the key comes out. */
+static int
+current_task_reads(PyObject *dict)
+{
+    PyObject *current_task = NULL;
+    if (import_attr(&current_task, "asyncio.tasks", "current_task") < 0) {
+        return -1;
+    }
+    PyObject *probe = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
+    if (probe == NULL || PyDict_SetItem(dict, probe, probe) < 0) {
+        Py_XDECREF(probe);
+        Py_DECREF(current_task);
+        return -1;
+    }
+    PyObject *found = PyObject_CallOneArg(current_task, probe);
+    int reads = found == probe;
+    Py_XDECREF(found);
+    Py_DECREF(current_task);
+    if (found == NULL) {
+        PyErr_Clear(); /* a current_task() that rejects the probe reads no dict */
+    }
+    if (PyDict_DelItem(dict, probe) < 0) {
+        reads = -1;
+    }
+    Py_DECREF(probe);
+    return reads;
+}
+
 int
 cio_state_import_asyncio(cio_state *st)
 {
@@ -50,7 +81,6 @@ cio_state_import_asyncio(cio_state *st)
         return 0;
     }
     if (import_attr(&st->extract_stack, "asyncio.format_helpers", "extract_stack") < 0 ||
-        import_attr(&st->iscoroutinefunction, "asyncio", "iscoroutinefunction") < 0 ||
         import_attr(&st->iscoroutine, "asyncio", "iscoroutine") < 0 ||
         import_attr(&st->isgenerator, "inspect", "isgenerator") < 0 ||
         import_attr(&st->future_repr, "asyncio.base_futures", "_future_repr") < 0 ||
@@ -73,6 +103,15 @@ cio_state_import_asyncio(cio_state *st)
         import_attr(&st->asyncio_Task, "asyncio", "Task") < 0) {
         return -1;
     }
+    /* The check asyncio's call_soon() makes: 3.14 deprecates the public
+     * asyncio.iscoroutinefunction (a warning per call) and keeps the check as
+     * asyncio.coroutines._iscoroutinefunction. */
+    if (import_attr(&st->iscoroutinefunction, "asyncio.coroutines", "_iscoroutinefunction") < 0) {
+        PyErr_Clear();
+        if (import_attr(&st->iscoroutinefunction, "asyncio", "iscoroutinefunction") < 0) {
+            return -1;
+        }
+    }
     /* asyncio.events._get_event_loop (3.10.9+) warns like asyncio's own
      * futures do when there is no loop; older Pythons have get_event_loop. */
     if (import_attr(&st->get_event_loop, "asyncio.events", "_get_event_loop") < 0) {
@@ -89,11 +128,20 @@ cio_state_import_asyncio(cio_state *st)
         PyErr_Clear();
     }
     else if (PyDict_CheckExact(current)) {
-        Py_XSETREF(st->current_tasks, Py_NewRef(current));
+        int reads = current_task_reads(current);
+        if (reads < 0) {
+            Py_DECREF(current);
+            return -1;
+        }
+        if (reads) {
+            Py_XSETREF(st->current_tasks, Py_NewRef(current));
+        }
     }
     Py_XDECREF(current);
 #if PY_VERSION_HEX >= 0x030C0000
-    if (import_attr(&st->swap_current_task, "asyncio.tasks", "_swap_current_task") < 0) {
+    if (import_attr(&st->swap_current_task, "asyncio.tasks", "_swap_current_task") < 0 ||
+        import_attr(&st->register_eager_task, "asyncio.tasks", "_register_eager_task") < 0 ||
+        import_attr(&st->unregister_eager_task, "asyncio.tasks", "_unregister_eager_task") < 0) {
         return -1;
     }
 #endif
@@ -165,7 +213,78 @@ mod_set_register_tasks(PyObject *module, PyObject *flag)
     Py_RETURN_NONE;
 }
 
+/* asyncio.future_add_to_awaited_by() and _discard_from_ (3.14), as
+ * installed by casyncio._tasks: the record is kept on our futures; any
+ * other future goes to asyncio's own function, which keeps it on asyncio's
+ * (and ignores the rest). */
+static PyObject *
+awaited_by_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs, const char *name,
+                int add)
+{
+    cio_state *st = PyModule_GetState(module);
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "%s expected 2 arguments, got %zd", name, nargs);
+        return NULL;
+    }
+    PyObject *fut = args[0], *waiter = args[1];
+    if (!PyObject_TypeCheck(fut, st->FutureType)) {
+        PyObject *fallback = add ? st->awaited_by_add : st->awaited_by_discard;
+        if (fallback == NULL) {
+            Py_RETURN_NONE;
+        }
+        return PyObject_Vectorcall(fallback, args, 2, NULL);
+    }
+    if (cio_state_import_asyncio(st) < 0) {
+        return NULL;
+    }
+    int is_future = PyObject_IsInstance(waiter, st->asyncio_Future);
+    if (is_future < 0) {
+        return NULL;
+    }
+    if (is_future) {
+        int rc = add ? cio_future_awaited_by_add((FutureObj *)fut, waiter)
+                     : cio_future_awaited_by_discard((FutureObj *)fut, waiter);
+        if (rc < 0) {
+            return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+mod_future_add_to_awaited_by(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    return awaited_by_call(module, args, nargs, "future_add_to_awaited_by", 1);
+}
+
+static PyObject *
+mod_future_discard_from_awaited_by(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    return awaited_by_call(module, args, nargs, "future_discard_from_awaited_by", 0);
+}
+
+static PyObject *
+mod_set_awaited_by_fallbacks(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    cio_state *st = PyModule_GetState(module);
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "_set_awaited_by_fallbacks expected 2 arguments, got %zd",
+                     nargs);
+        return NULL;
+    }
+    Py_XSETREF(st->awaited_by_add, Py_NewRef(args[0]));
+    Py_XSETREF(st->awaited_by_discard, Py_NewRef(args[1]));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"future_add_to_awaited_by", (PyCFunction)(void (*)(void))mod_future_add_to_awaited_by,
+     METH_FASTCALL, "future_add_to_awaited_by(fut, waiter, /): record that waiter awaits fut."},
+    {"future_discard_from_awaited_by",
+     (PyCFunction)(void (*)(void))mod_future_discard_from_awaited_by, METH_FASTCALL,
+     "future_discard_from_awaited_by(fut, waiter, /): waiter no longer awaits fut."},
+    {"_set_awaited_by_fallbacks", (PyCFunction)(void (*)(void))mod_set_awaited_by_fallbacks,
+     METH_FASTCALL, "asyncio's own two functions, for futures that are not casyncio's."},
     {"_all_tasks", mod_all_tasks, METH_NOARGS,
      "A list of every live casyncio Task (of every loop)."},
     {"_set_register_tasks", mod_set_register_tasks, METH_O,
@@ -286,6 +405,10 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->leave_task);
     Py_VISIT(st->current_tasks);
     Py_VISIT(st->swap_current_task);
+    Py_VISIT(st->awaited_by_add);
+    Py_VISIT(st->awaited_by_discard);
+    Py_VISIT(st->register_eager_task);
+    Py_VISIT(st->unregister_eager_task);
     Py_VISIT(st->CancelledError);
     Py_VISIT(st->InvalidStateError);
     Py_VISIT(st->asyncio_Future);
@@ -343,6 +466,10 @@ module_clear(PyObject *module)
     Py_CLEAR(st->leave_task);
     Py_CLEAR(st->current_tasks);
     Py_CLEAR(st->swap_current_task);
+    Py_CLEAR(st->awaited_by_add);
+    Py_CLEAR(st->awaited_by_discard);
+    Py_CLEAR(st->register_eager_task);
+    Py_CLEAR(st->unregister_eager_task);
     Py_CLEAR(st->CancelledError);
     Py_CLEAR(st->InvalidStateError);
     Py_CLEAR(st->asyncio_Future);

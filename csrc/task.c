@@ -270,6 +270,13 @@ wait_for_future(TaskObj *task, PyObject *fut, int ours)
     if (rc < 0) {
         return -1;
     }
+#if PY_VERSION_HEX >= 0x030E0000
+    /* asyncio.graph (3.14) follows a future to the tasks awaiting it (our
+     * futures only, as asyncio records it for its own only). */
+    if (ours && cio_future_awaited_by_add((FutureObj *)fut, (PyObject *)task) < 0) {
+        return -1;
+    }
+#endif
     Py_XSETREF(task->fut_waiter, Py_NewRef(fut));
     if (task->must_cancel) {
         int r = cancel_waiter(st, fut, task->fut.cancel_message);
@@ -407,6 +414,13 @@ step(TaskObj *task, PyObject *exc)
         }
         task->must_cancel = 0;
     }
+#if PY_VERSION_HEX >= 0x030E0000
+    if (task->fut_waiter != NULL && cio_future_check_exact(st, task->fut_waiter) &&
+        cio_future_awaited_by_discard((FutureObj *)task->fut_waiter, (PyObject *)task) < 0) {
+        Py_XDECREF(own_exc);
+        return -1;
+    }
+#endif
     Py_CLEAR(task->fut_waiter);
 
     /* Hold what we use after running Python code. */
@@ -657,16 +671,24 @@ cio_task_all(cio_state *st)
 
 /* ---- construction ---- */
 
+/* Tells asyncio about a new task through `registrar` (one of its
+ * _register_task, _register_eager_task, _unregister_eager_task), where
+ * asyncio.all_tasks() cannot see casyncio's list (3.14). */
+static int
+tell_asyncio(TaskObj *task, PyObject *registrar)
+{
+    if (!task->fut.st->register_tasks) {
+        return 0;
+    }
+    PyObject *res = PyObject_CallOneArg(registrar, (PyObject *)task);
+    Py_XDECREF(res);
+    return res ? 0 : -1;
+}
+
 static int
 register_task(TaskObj *task)
 {
-    cio_state *st = task->fut.st;
-    if (!st->register_tasks) {
-        return 0;
-    }
-    PyObject *res = PyObject_CallOneArg(st->register_task, (PyObject *)task);
-    Py_XDECREF(res);
-    return res ? 0 : -1;
+    return tell_asyncio(task, task->fut.st->register_task);
 }
 
 #if PY_VERSION_HEX >= 0x030C0000
@@ -694,10 +716,14 @@ eager_step(TaskObj *task)
     PyObject *loop = Py_NewRef(task->fut.loop);
     Py_INCREF(task);
     link_task(task); /* asyncio.all_tasks() lists it while it runs */
-    int rc = -1;
+    int rc = tell_asyncio(task, st->register_eager_task);
+    if (rc < 0) {
+        goto done;
+    }
+    rc = -1;
     PyObject *prev = swap_current_task(st, loop, Py_None);
     if (prev == NULL) {
-        goto done;
+        goto unregister;
     }
     /* A step that fails is reported as a scheduled one's would be; only
      * SystemExit and KeyboardInterrupt come out of it (-1). */
@@ -714,6 +740,20 @@ eager_step(TaskObj *task)
     Py_XDECREF(mine);
     if (pending != NULL) {
         cio_err_restore(pending);
+    }
+unregister:
+    {
+        /* Out of the eager set whatever happened; the step's error goes on. */
+        PyObject *error = rc < 0 ? cio_err_take() : NULL;
+        if (tell_asyncio(task, st->unregister_eager_task) < 0) {
+            if (error != NULL) {
+                PyErr_WriteUnraisable((PyObject *)task);
+            }
+            rc = -1;
+        }
+        if (error != NULL) {
+            cio_err_restore(error);
+        }
     }
     if (rc == 0) {
         if (task->fut.state != CIO_PENDING) {
