@@ -96,6 +96,11 @@ def test_policy_makes_casyncio_loops():
 def test_policy_get_event_loop():
     policy = casyncio.EventLoopPolicy()
     asyncio.set_event_loop_policy(policy)
+    if sys.version_info >= (3, 14):
+        # 3.14's policies no longer make a loop on get_event_loop().
+        with pytest.raises(RuntimeError, match="no current event loop"):
+            asyncio.get_event_loop()
+        asyncio.set_event_loop(asyncio.new_event_loop())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         lp = asyncio.get_event_loop()
@@ -182,14 +187,33 @@ def test_run_debug_flag(runner):
     assert seen == [True, False]
 
 
+# What asyncio.run() refuses: anything but a coroutine up to 3.13; from 3.14
+# it also takes any awaitable, and refuses the rest with a TypeError.
+if sys.version_info >= (3, 14):
+    NOT_RUNNABLE = (TypeError, "a coroutine or an awaitable is required")
+else:
+    NOT_RUNNABLE = (ValueError, "a coroutine was expected")
+
+
 def test_run_refuses_a_non_coroutine(runner):
     async def main() -> None:
         pass
 
-    with pytest.raises(ValueError, match="a coroutine was expected"):
+    error, message = NOT_RUNNABLE
+    with pytest.raises(error, match=message):
         runner(main)
-    with pytest.raises(ValueError, match="a coroutine was expected"):
+    with pytest.raises(error, match=message):
         runner(42)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 14), reason="asyncio.run() takes awaitables from 3.14")
+def test_run_takes_an_awaitable(runner):
+    class Answer:
+        def __await__(self):
+            yield from asyncio.sleep(0).__await__()
+            return 42
+
+    assert runner(Answer()) == 42
 
 
 def test_run_refuses_to_run_inside_a_running_loop(runner):
@@ -294,7 +318,12 @@ def test_task_factory(loop):
     assert loop.run_until_complete(task) == "ok"
     ctx = contextvars.copy_context()
     assert loop.run_until_complete(loop.create_task(coro(), context=ctx)) == "ok"
-    assert calls == [(loop, {}), (loop, {"context": ctx})]
+    if sys.version_info >= (3, 14):
+        # 3.14 passes create_task()'s keywords to the factory as given.
+        assert calls == [(loop, {"name": "named"}), (loop, {"context": ctx})]
+    else:
+        # Before, the name is set on the task after the factory made it.
+        assert calls == [(loop, {}), (loop, {"context": ctx})]
     # Coroutines run by run_until_complete go through the factory too.
     assert loop.run_until_complete(coro()) == "ok"
     assert len(calls) == 3

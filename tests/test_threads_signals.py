@@ -295,7 +295,9 @@ def test_add_signal_handler_outside_main_thread_raises(restore_signals, loop):
 
 CHILD = textwrap.dedent(
     """
-    import asyncio, os, sys
+    import asyncio, os, sys, warnings
+
+    warnings.filterwarnings("ignore", "'asyncio.set_event_loop_policy'", DeprecationWarning)
 
     mode = sys.argv[1]
     if mode != "stock":
