@@ -68,3 +68,29 @@ def taskgroups(mod: ModuleType) -> None:
             return loop
 
         mod.TestEagerTaskTaskGroup.loop_factory = staticmethod(eager_loop)
+
+
+def event_loop_alias(mod: ModuleType) -> None:
+    """3.14's test_tasks and test_eager_task_factory run a few tests with
+    ``asyncio.run(main(), loop_factory=asyncio.EventLoop)``, which makes a
+    stock loop whatever the policy says.  The module's ``asyncio`` becomes a
+    view of asyncio whose ``EventLoop`` is ``casyncio.Loop``; every other
+    name, read or assigned, is asyncio's own."""
+    import asyncio
+    import types
+
+    import casyncio
+
+    if not hasattr(asyncio, "EventLoop"):  # before 3.13
+        return
+
+    class AsyncioWithCasyncioEventLoop(types.ModuleType):
+        def __getattr__(self, name: str):
+            return getattr(asyncio, name)
+
+        def __setattr__(self, name: str, value) -> None:
+            setattr(asyncio, name, value)
+
+    view = AsyncioWithCasyncioEventLoop("asyncio")
+    view.__dict__["EventLoop"] = casyncio.Loop
+    mod.asyncio = view

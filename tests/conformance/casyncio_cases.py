@@ -225,7 +225,18 @@ def _task_classes(mod: ModuleType, pairings: list[tuple]) -> list[type]:
 
     classes = []
     for name, task_cls, future_cls, mixins, subclass in pairings:
-        namespace = {"Task": task_cls, "Future": future_cls}
+        # 3.14's mixin calls self.current_task and self.all_tasks: asyncio's
+        # Python ones for its Python Task (which keeps to them), as CPython's
+        # own classes pick; asyncio's public ones, which see any task, else.
+        py = task_cls is _PY_TASK and hasattr(asyncio.tasks, "_py_current_task")
+        namespace = {
+            "Task": task_cls,
+            "Future": future_cls,
+            "current_task": staticmethod(
+                asyncio.tasks._py_current_task if py else asyncio.current_task
+            ),
+            "all_tasks": staticmethod(asyncio.tasks._py_all_tasks if py else asyncio.all_tasks),
+        }
         if task_cls is casyncio.Task and future_cls is casyncio.Future and not subclass:
             # The C-implementation tests of CTask_CFuture_Tests (deleting a
             # C-level attribute must raise; __init__ must not leak refs).
@@ -293,3 +304,16 @@ def asyncio_task_cases(mod: ModuleType) -> list[type]:
             ("PyTask_CasyncioFutureSubclass_Tests", _PY_TASK, future, (), True),
         ],
     )
+
+
+# ---- test_graph (3.14) -----------------------------------------------------
+
+
+def graph_cases(mod: ModuleType) -> list[type]:
+    """asyncio.graph's call-graph tests on casyncio's loop, tasks and futures
+    (the module's own classes swap in asyncio's C or Python types)."""
+
+    class CasyncioCallStackTests(mod.CallStackTestBase, unittest.IsolatedAsyncioTestCase):
+        pass
+
+    return [_named(CasyncioCallStackTests, "CasyncioCallStackTests")]

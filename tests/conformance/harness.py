@@ -55,8 +55,14 @@ TEST_TIMEOUT = float(os.environ.get("CASYNCIO_CONFORMANCE_TEST_TIMEOUT", "60"))
 def make_casyncio_the_default(mode: str | None = None) -> None:
     """Make every policy-made loop a casyncio loop until the process ends;
     check that its debug mode is the one ``mode`` asks for."""
-    asyncio.DefaultEventLoopPolicy = casyncio.EventLoopPolicy
-    asyncio.set_event_loop_policy(None)
+    # A reset policy (the suites' tearDownModule sets None) is made from
+    # asyncio.DefaultEventLoopPolicy up to 3.13, and from 3.14 on from
+    # unix_events' private _DefaultEventLoopPolicy (the public name warns).
+    if "DefaultEventLoopPolicy" in vars(asyncio):
+        asyncio.DefaultEventLoopPolicy = casyncio.EventLoopPolicy
+    else:
+        asyncio.unix_events._DefaultEventLoopPolicy = casyncio.EventLoopPolicy
+    getattr(asyncio.events, "_set_event_loop_policy", asyncio.set_event_loop_policy)(None)
     loop = asyncio.new_event_loop()
     try:
         if not isinstance(loop, casyncio.Loop):

@@ -84,8 +84,13 @@ SUITES: list[Suite] = [
     # Mixins parametrized with casyncio's loop and types.
     Suite("test_events", cases=casyncio_cases.event_loop_cases),
     Suite("test_futures", cases=casyncio_cases.future_cases, uses_default_loop=False),
-    Suite("test_tasks", cases=casyncio_cases.task_cases),
-    Suite("test_tasks_asyncio_task", "test_tasks", cases=casyncio_cases.asyncio_task_cases),
+    Suite("test_tasks", cases=casyncio_cases.task_cases, adapt=adapters.event_loop_alias),
+    Suite(
+        "test_tasks_asyncio_task",
+        "test_tasks",
+        cases=casyncio_cases.asyncio_task_cases,
+        adapt=adapters.event_loop_alias,
+    ),
     # Networking: the per-selector class of each module with casyncio loops,
     # or the whole module where its loops come from the policy.
     Suite("test_sock_lowlevel", cases=per_poller("SelectEventLoopTests")),
@@ -99,6 +104,15 @@ SUITES: list[Suite] = [
     Suite("test_sendfile", cases=per_poller("SelectEventLoopTests")),
 ]
 if sys.version_info >= (3, 12):
-    SUITES.append(Suite("test_eager_task_factory", extra=casyncio_cases.eager_task_cases))
+    SUITES.append(
+        Suite(
+            "test_eager_task_factory",
+            extra=casyncio_cases.eager_task_cases,
+            adapt=adapters.event_loop_alias,
+        )
+    )
+
+if sys.version_info >= (3, 14):
+    SUITES.append(Suite("test_graph", cases=casyncio_cases.graph_cases))
 
 BY_NAME: dict[str, Suite] = {s.name: s for s in SUITES}
