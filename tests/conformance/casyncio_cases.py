@@ -218,6 +218,14 @@ _TASKS_MODULE_LOOP_CLASSES = (
 )
 
 
+def _asyncio_function(name: str, python: bool):
+    """asyncio's public function `name`, or with `python` its pure-Python
+    version where asyncio keeps one (tasks._py_<name>; 3.12 has no
+    _py_all_tasks)."""
+    public = getattr(asyncio, name)
+    return getattr(asyncio.tasks, f"_py_{name}", public) if python else public
+
+
 def _task_classes(mod: ModuleType, pairings: list[tuple]) -> list[type]:
     """One class per (class name, Task, Future, extra mixins, subclass tests?)
     pairing, as CPython builds CTask_CFuture_Tests and its siblings."""
@@ -228,14 +236,12 @@ def _task_classes(mod: ModuleType, pairings: list[tuple]) -> list[type]:
         # 3.14's mixin calls self.current_task and self.all_tasks: asyncio's
         # Python ones for its Python Task (which keeps to them), as CPython's
         # own classes pick; asyncio's public ones, which see any task, else.
-        py = task_cls is _PY_TASK and hasattr(asyncio.tasks, "_py_current_task")
+        py = task_cls is _PY_TASK
         namespace = {
             "Task": task_cls,
             "Future": future_cls,
-            "current_task": staticmethod(
-                asyncio.tasks._py_current_task if py else asyncio.current_task
-            ),
-            "all_tasks": staticmethod(asyncio.tasks._py_all_tasks if py else asyncio.all_tasks),
+            "current_task": staticmethod(_asyncio_function("current_task", py)),
+            "all_tasks": staticmethod(_asyncio_function("all_tasks", py)),
         }
         if task_cls is casyncio.Task and future_cls is casyncio.Future and not subclass:
             # The C-implementation tests of CTask_CFuture_Tests (deleting a
