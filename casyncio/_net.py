@@ -35,6 +35,11 @@ _HAS_IPV6 = hasattr(socket, "AF_INET6")
 # socket, say) from 3.11.8 and 3.12.2 on (CPython gh-114887); before, only
 # SOCK_DGRAM.
 _ANY_NON_STREAM_SOCK = sys.version_info >= (3, 12, 2) or (3, 11, 8) <= sys.version_info < (3, 12)
+# sendfile()/sock_sendfile() put the file at `offset` even when it is 0, and
+# leave it at offset + sent even when nothing went, from 3.14.6 on (CPython
+# gh-150107); before, offset 0 meant "from where the file is" for the
+# plain-send fallback, and the position moved only after a send.
+_SENDFILE_ALWAYS_SEEKS = sys.version_info >= (3, 14, 6)
 _ACCEPT_RETRY_DELAY = 1  # seconds, as asyncio.constants.ACCEPT_RETRY_DELAY
 _SENDFILE_FALLBACK_BUFSIZE = 256 * 1024
 _SSL_HANDSHAKE_TIMEOUT = 60.0
@@ -192,6 +197,15 @@ def _set_reuseport(sock) -> None:
         raise ValueError(
             "reuse_port not supported by socket module, SO_REUSEPORT defined but not implemented."
         )
+
+
+def _seek_to_start(file: Any, offset: int) -> None:
+    """Where the plain-send fallbacks of sendfile() start reading."""
+    if _SENDFILE_ALWAYS_SEEKS:
+        if hasattr(file, "seek"):
+            file.seek(offset)
+    elif offset:
+        file.seek(offset)
 
 
 def _hand_over_buffered_bytes(protocol: Any, ssl_protocol: Any) -> None:
@@ -374,12 +388,11 @@ class NetworkMixin:
                 raise ConnectionError("socket is not connected", errno.ENOTCONN) from exc
             raise
         finally:
-            if op.sent > 0:
+            if op.sent > 0 or _SENDFILE_ALWAYS_SEEKS:
                 file.seek(offset + op.sent)
 
     async def _sock_sendfile_fallback(self, sock, file, offset, count):
-        if offset:
-            file.seek(offset)
+        _seek_to_start(file, offset)
         blocksize = min(count, _SENDFILE_FALLBACK_BUFSIZE) if count else _SENDFILE_FALLBACK_BUFSIZE
         buf = bytearray(blocksize)
         total = 0
@@ -1264,8 +1277,7 @@ class NetworkMixin:
             self._transport_fd_restore(fd, owner)
 
     async def _sendfile_fallback(self, transport, file, offset, count):
-        if offset:
-            file.seek(offset)
+        _seek_to_start(file, offset)
         blocksize = min(count, 16384) if count else 16384
         buf = bytearray(blocksize)
         total = 0

@@ -8,6 +8,7 @@ import asyncio
 import io
 import os
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -202,6 +203,37 @@ def test_sock_sendfile_not_a_regular_file(loop, tcp_pair, sendfile_calls, fallba
         with pytest.raises(asyncio.SendfileNotAvailableError):
             run(loop, main())
     assert sendfile_calls() == 0
+
+
+# From 3.14.6 (CPython gh-150107) offset 0 means the file's start on both
+# paths, and the file is left at offset + sent; before, the plain-send
+# fallback read from wherever the file was when offset was 0.
+ALWAYS_SEEKS = sys.version_info >= (3, 14, 6)
+
+
+@pytest.mark.parametrize("fallback_only", [False, True], ids=["sendfile(2)", "plain-send"])
+def test_sock_sendfile_offset_zero_on_a_file_moved_on(loop, tcp_pair, data_file, fallback_only):
+    a, b = tcp_pair
+    data_file.seek(SIZE - 10)
+    if fallback_only:
+        # A file object whose fileno() fails takes the plain-send path.
+        f = io.BufferedReader(io.BytesIO(DATA))
+        f.seek(SIZE - 10)
+    else:
+        f = data_file
+
+    async def main() -> tuple[int, bytes]:
+        reader = asyncio.ensure_future(read_all(loop, b, SIZE))
+        sent = await loop.sock_sendfile(a, f, 0)
+        a.shutdown(socket.SHUT_WR)
+        return sent, await reader
+
+    sent, got = run(loop, main())
+    if fallback_only and not ALWAYS_SEEKS:
+        # The last 10 bytes, and then the file goes to offset + sent.
+        assert (sent, got, f.tell()) == (10, DATA[-10:], 10)
+    else:
+        assert (sent, got, f.tell()) == (SIZE, DATA, SIZE)
 
 
 @pytest.mark.parametrize(
