@@ -468,7 +468,6 @@ typedef struct FutureObj {
     char log_tb;
     char blocking;
     char is_task;
-    char awaited_by_is_set;
 } FutureObj;
 
 typedef struct TaskObj {

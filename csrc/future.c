@@ -424,13 +424,13 @@ cio_future_clear(FutureObj *fut)
     Py_CLEAR(fut->cancel_message);
     Py_CLEAR(fut->cancelled_exc);
     Py_CLEAR(fut->awaited_by);
-    fut->awaited_by_is_set = 0;
     return 0;
 }
 
 /* ---- who awaits it (asyncio.graph) ---- */
 
-/* One waiter is kept as itself; a second turns the record into a set. */
+/* One waiter is kept as itself; a second turns the record into a set
+ * (waiters are futures, so a set is always the record, never a waiter). */
 int
 cio_future_awaited_by_add(FutureObj *fut, PyObject *waiter)
 {
@@ -438,14 +438,13 @@ cio_future_awaited_by_add(FutureObj *fut, PyObject *waiter)
         fut->awaited_by = Py_NewRef(waiter);
         return 0;
     }
-    if (!fut->awaited_by_is_set) {
+    if (!PySet_CheckExact(fut->awaited_by)) {
         PyObject *set = PySet_New(NULL);
         if (set == NULL || PySet_Add(set, fut->awaited_by) < 0) {
             Py_XDECREF(set);
             return -1;
         }
         Py_SETREF(fut->awaited_by, set);
-        fut->awaited_by_is_set = 1;
     }
     return PySet_Add(fut->awaited_by, waiter);
 }
@@ -456,7 +455,7 @@ cio_future_awaited_by_discard(FutureObj *fut, PyObject *waiter)
     if (fut->awaited_by == NULL) {
         return 0;
     }
-    if (!fut->awaited_by_is_set) {
+    if (!PySet_CheckExact(fut->awaited_by)) {
         if (fut->awaited_by == waiter) {
             Py_CLEAR(fut->awaited_by);
         }
@@ -472,7 +471,7 @@ Future_get_awaited_by(FutureObj *self, void *Py_UNUSED(closure))
     if (self->awaited_by == NULL) {
         Py_RETURN_NONE;
     }
-    if (self->awaited_by_is_set) {
+    if (PySet_CheckExact(self->awaited_by)) {
         return PyFrozenSet_New(self->awaited_by);
     }
     PyObject *one = PyTuple_Pack(1, self->awaited_by);

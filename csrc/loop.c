@@ -726,7 +726,8 @@ create_task_by_factory(LoopObj *self, PyObject *const *args, PyObject *kwnames)
 
 #if PY_VERSION_HEX >= 0x030D0000
 /* create_task(coro, *, name, context, **kwargs) with keywords other than
- * name and context (3.13: eager_start=True): they go to the task factory,
+ * name and context (3.13: eager_start=True): they go to the task factory
+ * (3.13 only: 3.14 calls a factory through create_task_by_factory() first),
  * or to casyncio.Task, which rejects those it does not know. */
 static PyObject *
 create_task_kwargs(LoopObj *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
