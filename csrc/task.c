@@ -24,7 +24,8 @@ static int
 enter_task(cio_state *st, PyObject *loop, PyObject *task)
 {
     if (st->current_tasks == NULL) {
-        PyObject *res = PyObject_CallFunctionObjArgs(st->enter_task, loop, task, NULL);
+        PyObject *args[2] = {loop, task};
+        PyObject *res = PyObject_Vectorcall(st->enter_task, args, 2, NULL);
         Py_XDECREF(res);
         return res ? 0 : -1;
     }
@@ -45,7 +46,8 @@ static int
 leave_task(cio_state *st, PyObject *loop, PyObject *task)
 {
     if (st->current_tasks == NULL) {
-        PyObject *res = PyObject_CallFunctionObjArgs(st->leave_task, loop, task, NULL);
+        PyObject *args[2] = {loop, task};
+        PyObject *res = PyObject_Vectorcall(st->leave_task, args, 2, NULL);
         Py_XDECREF(res);
         return res ? 0 : -1;
     }
@@ -68,7 +70,8 @@ static PyObject *
 swap_current_task(cio_state *st, PyObject *loop, PyObject *task)
 {
     if (st->current_tasks == NULL) {
-        return PyObject_CallFunctionObjArgs(st->swap_current_task, loop, task, NULL);
+        PyObject *args[2] = {loop, task};
+        return PyObject_Vectorcall(st->swap_current_task, args, 2, NULL);
     }
     PyObject *prev = PyDict_GetItemWithError(st->current_tasks, loop); /* borrowed */
     if (prev == NULL && PyErr_Occurred()) {
