@@ -406,6 +406,12 @@ int
 cio_transport_connection_lost(TransportObj *t, PyObject *exc)
 {
     int rc = 0;
+    /* Lost, whichever way it came here (a close() that flushed its buffer
+     * comes straight from the write path): from now on writes are counted
+     * and dropped, and abort() has nothing left to do. */
+    if (t->conn_lost == 0) {
+        t->conn_lost = 1;
+    }
     if (t->protocol_connected && t->protocol != NULL) {
         PyObject *arg = exc ? exc : Py_None;
         PyObject *res = PyObject_CallMethodOneArg(t->protocol, t->st->str_connection_lost, arg);

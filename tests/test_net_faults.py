@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import assert_loop_usable
 from net_helpers import (
     HOST,
     Recorder,
     close_transport,
     fd_count,
+    is_casyncio,
     kernel_has_data,
     no_fd_leak,  # noqa: F401  (fixture, applied below)
     payload,
@@ -782,6 +784,39 @@ def test_sock_ops_closed_socket(loop, op):
     with pytest.raises(OSError) as info:
         run(loop, calls[op]())
     assert info.value.errno == errno.EBADF
+
+
+@pytest.mark.parametrize("flushed", [False, True], ids=["closed-empty", "closed-flushing"])
+def test_transport_calls_after_connection_lost_are_no_ops(loop, request, flushed):
+    """After connection_lost(), write(), writelines() and abort() do nothing,
+    whether close() found the buffer empty or had to flush it first.  (The
+    second once crashed casyncio: abort() scheduled on a loop already gone.)"""
+    if flushed and not is_casyncio(loop):
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                raises=AttributeError,
+                reason="stock asyncio, after a close() that flushed its buffer, has no "
+                "loop left for write()/abort() to use ('NoneType' has no 'call_soon')",
+            )
+        )
+
+    async def main() -> None:
+        async with tcp_connection(loop, small_bufs=True) as c:
+            t = c.client_t
+            if flushed:
+                t.write(payload(1 << 20))
+                assert t.get_write_buffer_size() > 0
+            t.close()
+            await c.client_p.lost
+            t.abort()
+            t.write(b"dropped")
+            t.writelines([b"dropped"])
+            t.close()
+            assert t.is_closing() and t.get_write_buffer_size() == 0
+
+    run(loop, main())
+    assert_loop_usable(loop)
 
 
 def test_transport_write_wrong_types(loop):
