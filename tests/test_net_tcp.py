@@ -501,6 +501,34 @@ def test_write_empty_is_a_no_op(loop):
     run(loop, main())
 
 
+def test_writelines_queued_with_empty_pieces_still_drains(loop, request):
+    """Empty pieces queued behind data that could not go at once are no
+    write to wait for: the buffer drains and close() completes."""
+    if not is_casyncio(loop) and sys.version_info < (3, 15):
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="stock asyncio before 3.15 queues the empty piece and never "
+                "drains it, so close() never ends the connection (gh-155888)",
+            )
+        )
+    big = payload(1 << 20)
+
+    async def main() -> None:
+        async with tcp_connection(loop, small_bufs=True) as c:
+            c.client_t.writelines([big, b""])
+            assert c.client_t.get_write_buffer_size() > 0
+            c.client_t.writelines([b"", b"end", b""])
+            c.client_t.close()
+            try:
+                await asyncio.wait_for(c.client_p.lost, 5.0)
+            finally:
+                c.client_t.abort()  # a stuck close() would never end the connection
+            assert await c.server_p.wait_bytes(len(big) + 3) == big + b"end"
+
+    run(loop, main())
+
+
 def test_writelines_small_pieces_nothing_buffered(loop):
     pieces = [b"alpha", bytearray(b"beta"), memoryview(b"gamma"), b"", b"delta" * 100]
 
