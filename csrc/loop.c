@@ -287,7 +287,10 @@ collect_due_timers(LoopObj *self)
     if (cio_loop_now(self, &end) < 0) {
         return -1;
     }
-    end += self->clock_resolution;
+    /* Due: within the clock's resolution, or the float's own step where
+     * that is coarser (a large clock, as a replaced loop.time() may give),
+     * so that a timer due now is never left for the next tick (gh-145703). */
+    end += fmax(self->clock_resolution, nextafter(end, INFINITY) - end);
     cio_heap_node *node;
     while (cio_heap_len(&self->timers) > 0 && cio_heap_peek_when(&self->timers) < end) {
         node = cio_heap_pop(&self->timers);
