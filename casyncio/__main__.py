@@ -81,6 +81,9 @@ def _fresh_main(**attrs: object) -> types.ModuleType:
     if sys.version_info < (3, 14):
         # 3.14 makes a module's __annotations__ on first use (PEP 649).
         main.__annotations__ = {}
+    if sys.version_info >= (3, 15):
+        # 3.15 sets no __cached__ on modules (gh-65961).
+        attrs.pop("__cached__", None)
     for name, value in attrs.items():
         setattr(main, name, value)
     sys.modules["__main__"] = main

@@ -15,6 +15,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import platform
 import re
 import socket
 import subprocess
@@ -98,7 +99,7 @@ def test_ratios_and_checks(tiny_run: tuple[dict[str, Any], str, Path]) -> None:
     assert data["checks_total"] == len(data["checks"]) > 0
     for key in ("cpu", "cores", "python", "date", "git_commit"):
         assert key in data["machine"]
-    assert data["loops"]["asyncio"]["version"] == ".".join(map(str, sys.version_info[:3]))
+    assert data["loops"]["asyncio"]["version"] == platform.python_version()
 
 
 def test_table_printed(tiny_run: tuple[dict[str, Any], str, Path]) -> None:

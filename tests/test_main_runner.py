@@ -64,7 +64,7 @@ facts = {
     "top_level_names": _top_level_names,
     "doc": __doc__,
     "package": __package__,
-    "cached": __cached__,
+    "cached": globals().get("__cached__", "<none>"),  # none from 3.15
     "spec": None if __spec__ is None else [__spec__.name, __spec__.origin],
     "loader": type(__loader__).__name__,
     "builtins": type(__builtins__).__name__,
