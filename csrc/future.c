@@ -320,6 +320,13 @@ int
 cio_future_init(FutureObj *fut, PyObject *loop)
 {
     cio_state *st = fut->st;
+#if PY_VERSION_HEX >= 0x030F0000
+    /* From 3.15 a future is initialized once (gh-142615). */
+    if (fut->loop != NULL) {
+        PyErr_Format(PyExc_RuntimeError, "%T object is already initialized", fut);
+        return -1;
+    }
+#endif
     /* __init__ may be called again on a used future: start afresh. */
     cio_future_clear(fut);
     fut->state = CIO_PENDING;

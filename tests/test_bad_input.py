@@ -327,6 +327,7 @@ def test_task_init_failing_on_its_name_keeps_no_references():
     # A name whose str() raises fails Task.__init__; calling __init__ again
     # and again must not leak what the earlier calls took (CPython's
     # test_proper_refcounts, gh-126083, checks the same of asyncio.Task).
+    # From 3.15 the calls after the first are refused (gh-142615).
     class Break:
         def __str__(self) -> str:
             raise RuntimeError("break")
@@ -337,14 +338,48 @@ def test_task_init_failing_on_its_name_keeps_no_references():
     try:
         c = coro_func()
         task = casyncio.Task.__new__(casyncio.Task)
-        for _ in range(5):
-            with pytest.raises(RuntimeError, match="break"):
+        for i in range(5):
+            refused = i > 0 and sys.version_info >= (3, 15)
+            with pytest.raises(RuntimeError, match="already initialized" if refused else "break"):
                 task.__init__(c, loop=loop, context=ctx, name=Break())
         c.close()
         del task
     finally:
         loop.close()
     assert sys.getrefcount(ctx) == before
+
+
+SECOND_INIT = pytest.mark.skipif(
+    sys.version_info < (3, 15), reason="before 3.15, __init__ may be called again (gh-142615)"
+)
+
+
+@SECOND_INIT
+def test_future_second_init_is_refused():
+    loop = casyncio.new_event_loop()
+    try:
+        fut = loop.create_future()
+        fut.set_result(1)
+        with pytest.raises(RuntimeError, match="Future object is already initialized"):
+            fut.__init__(loop=loop)
+        assert fut.result() == 1
+    finally:
+        loop.close()
+
+
+@SECOND_INIT
+def test_task_second_init_is_refused():
+    loop = casyncio.new_event_loop()
+    try:
+        task = casyncio.Task(coro_func(), loop=loop, name="first")
+        other = coro_func()
+        with pytest.raises(RuntimeError, match="Task object is already initialized"):
+            task.__init__(other, loop=loop, name="second")
+        other.close()
+        assert task.get_name() == "first"
+        loop.run_until_complete(task)
+    finally:
+        loop.close()
 
 
 class LyingSocket(socket.socket):
