@@ -12,6 +12,7 @@ selector event loop; the code is our own.
 from __future__ import annotations
 
 import collections.abc
+import contextvars
 import errno
 import io
 import itertools
@@ -40,6 +41,13 @@ _ANY_NON_STREAM_SOCK = sys.version_info >= (3, 12, 2) or (3, 11, 8) <= sys.versi
 # gh-150107); before, offset 0 meant "from where the file is" for the
 # plain-send fallback, and the position moved only after a send.
 _SENDFILE_ALWAYS_SEEKS = sys.version_info >= (3, 14, 6)
+# From 3.15 on (CPython gh-140947), a stream transport runs all its events in
+# one context: a copy of the server's (taken when the server was made) for
+# each accepted connection, a copy of the caller's for create_connection()
+# and friends.  Before, each reader and writer copied the one current when
+# it was set up.  3.15 also closes the socket when no transport could be
+# made of it (gh-153133).
+_TRANSPORT_HAS_CONTEXT = sys.version_info >= (3, 15)
 _ACCEPT_RETRY_DELAY = 1  # seconds, as asyncio.constants.ACCEPT_RETRY_DELAY
 _SENDFILE_FALLBACK_BUFSIZE = 256 * 1024
 _SSL_HANDSHAKE_TIMEOUT = 60.0
@@ -607,24 +615,33 @@ class NetworkMixin:
         server_side=False,
         ssl_handshake_timeout=None,
         ssl_shutdown_timeout=None,
+        context=None,
     ):
-        sock.setblocking(False)
-        protocol = protocol_factory()
-        waiter = self.create_future()
-        if ssl:
-            sslcontext = None if isinstance(ssl, bool) else ssl
-            transport = self._make_ssl_transport(
-                sock,
-                protocol,
-                sslcontext,
-                waiter,
-                server_side=server_side,
-                server_hostname=server_hostname,
-                ssl_handshake_timeout=ssl_handshake_timeout,
-                ssl_shutdown_timeout=ssl_shutdown_timeout,
-            )
-        else:
-            transport = self._make_socket_transport(sock, protocol, waiter)
+        try:
+            sock.setblocking(False)
+            if context is None and _TRANSPORT_HAS_CONTEXT:
+                context = contextvars.copy_context()
+            protocol = protocol_factory()
+            waiter = self.create_future()
+            if ssl:
+                sslcontext = None if isinstance(ssl, bool) else ssl
+                transport = self._make_ssl_transport(
+                    sock,
+                    protocol,
+                    sslcontext,
+                    waiter,
+                    server_side=server_side,
+                    server_hostname=server_hostname,
+                    ssl_handshake_timeout=ssl_handshake_timeout,
+                    ssl_shutdown_timeout=ssl_shutdown_timeout,
+                    context=context,
+                )
+            else:
+                transport = self._make_socket_transport(sock, protocol, waiter, context=context)
+        except BaseException:
+            if _TRANSPORT_HAS_CONTEXT:
+                sock.close()
+            raise
         try:
             await waiter
         except BaseException:
@@ -645,6 +662,7 @@ class NetworkMixin:
         server=None,
         ssl_handshake_timeout=None,
         ssl_shutdown_timeout=None,
+        context=None,
     ):
         # TLS is asyncio's own SSLProtocol, a BufferedProtocol, over our C
         # transport.
@@ -660,7 +678,9 @@ class NetworkMixin:
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
-        self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
+        self._make_socket_transport(
+            rawsock, ssl_protocol, extra=extra, server=server, context=context
+        )
         return ssl_protocol._app_transport
 
     async def start_tls(
@@ -982,8 +1002,10 @@ class NetworkMixin:
         backlog=100,
         ssl_handshake_timeout=_SSL_HANDSHAKE_TIMEOUT,
         ssl_shutdown_timeout=None,
+        context=None,
     ):
-        # asyncio.Server calls this for each listening socket.
+        # asyncio.Server calls this for each listening socket (from 3.15 with
+        # the context it was made in).
         self.add_reader(
             sock.fileno(),
             self._accept_connection,
@@ -994,6 +1016,7 @@ class NetworkMixin:
             backlog,
             ssl_handshake_timeout,
             ssl_shutdown_timeout,
+            context,
         )
 
     def _stop_serving(self, sock) -> None:
@@ -1009,6 +1032,7 @@ class NetworkMixin:
         backlog=100,
         ssl_handshake_timeout=_SSL_HANDSHAKE_TIMEOUT,
         ssl_shutdown_timeout=None,
+        context=None,
     ) -> None:
         # Several connections may be waiting: accept up to a backlog's worth
         # per readiness event.
@@ -1042,10 +1066,13 @@ class NetworkMixin:
                         backlog,
                         ssl_handshake_timeout,
                         ssl_shutdown_timeout,
+                        context,
                     )
                     return
                 raise  # the loop reports it and goes on
             else:
+                # Each connection gets its own copy of the server's context.
+                conn_context = None if context is None else context.copy()
                 self.create_task(
                     self._accept_connection2(
                         protocol_factory,
@@ -1055,7 +1082,9 @@ class NetworkMixin:
                         server,
                         ssl_handshake_timeout,
                         ssl_shutdown_timeout,
-                    )
+                        context=conn_context,
+                    ),
+                    context=conn_context,
                 )
 
     async def _accept_connection2(
@@ -1067,6 +1096,7 @@ class NetworkMixin:
         server=None,
         ssl_handshake_timeout=_SSL_HANDSHAKE_TIMEOUT,
         ssl_shutdown_timeout=None,
+        context=None,
     ) -> None:
         protocol = transport = None
         try:
@@ -1083,10 +1113,11 @@ class NetworkMixin:
                     server=server,
                     ssl_handshake_timeout=ssl_handshake_timeout,
                     ssl_shutdown_timeout=ssl_shutdown_timeout,
+                    context=context,
                 )
             else:
                 transport = self._make_socket_transport(
-                    conn, protocol, waiter=waiter, extra=extra, server=server
+                    conn, protocol, waiter=waiter, extra=extra, server=server, context=context
                 )
             try:
                 await waiter

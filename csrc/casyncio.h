@@ -553,9 +553,9 @@ int cio_sockops_init(PyObject *module, cio_state *st);
 extern PyMethodDef cio_stream_loop_methods[];
 extern PyMethodDef cio_dgram_loop_methods[];
 extern PyMethodDef cio_sockops_loop_methods[];
-/* Schedules callable(*args) on the loop through a Handle.  args may be
- * NULL.  Returns 0 or -1. */
-int cio_loop_call_soon(LoopObj *loop, PyObject *callable, PyObject *args);
+/* Schedules callable(*args) on the loop through a Handle running in context
+ * (NULL: a copy of the current one).  args may be NULL.  Returns 0 or -1. */
+int cio_loop_call_soon(LoopObj *loop, PyObject *callable, PyObject *args, PyObject *context);
 /* The loop's shared read buffer (CIO_READ_BUFFER_SIZE bytes), or NULL with
  * MemoryError. */
 char *cio_loop_read_buffer(LoopObj *loop);

@@ -8,12 +8,12 @@
 #define DEFAULT_HIGH_WATER (64 * 1024)
 
 int
-cio_loop_call_soon(LoopObj *loop, PyObject *callable, PyObject *args)
+cio_loop_call_soon(LoopObj *loop, PyObject *callable, PyObject *args, PyObject *context)
 {
     if (cio_loop_check_closed(loop) < 0) {
         return -1;
     }
-    HandleObj *h = cio_handle_new(loop->st, callable, args, (PyObject *)loop, NULL);
+    HandleObj *h = cio_handle_new(loop->st, callable, args, (PyObject *)loop, context);
     if (h == NULL) {
         return -1;
     }
@@ -63,7 +63,7 @@ call_soon_method(TransportObj *t, PyObject *name, PyObject *arg)
         return -1;
     }
     PyObject *args = arg ? PyTuple_Pack(1, arg) : NULL;
-    int rc = (arg && args == NULL) ? -1 : cio_loop_call_soon(t->loop, meth, args);
+    int rc = (arg && args == NULL) ? -1 : cio_loop_call_soon(t->loop, meth, args, t->context);
     Py_XDECREF(args);
     Py_DECREF(meth);
     return rc;
@@ -190,7 +190,7 @@ cio_transport_start(TransportObj *t, PyObject *waiter)
      * reaches a protocol before it knows its transport), then the waiter. */
     PyObject *made = PyObject_GetAttr(t->protocol, t->st->str_connection_made);
     PyObject *args = made ? PyTuple_Pack(1, (PyObject *)t) : NULL;
-    int rc = args ? cio_loop_call_soon(t->loop, made, args) : -1;
+    int rc = args ? cio_loop_call_soon(t->loop, made, args, t->context) : -1;
     Py_XDECREF(made);
     Py_XDECREF(args);
     if (rc < 0 || call_soon_method(t, t->st->str_start_reading, NULL) < 0) {
@@ -198,7 +198,9 @@ cio_transport_start(TransportObj *t, PyObject *waiter)
     }
     if (waiter != NULL && waiter != Py_None) {
         args = PyTuple_Pack(2, waiter, Py_None);
-        rc = args ? cio_loop_call_soon(t->loop, t->st->set_result_unless_cancelled, args) : -1;
+        rc = args
+                 ? cio_loop_call_soon(t->loop, t->st->set_result_unless_cancelled, args, t->context)
+                 : -1;
         Py_XDECREF(args);
         return rc;
     }
@@ -224,7 +226,7 @@ cio_transport_watch(TransportObj *t, int which, int on)
     PyObject *old;
     uint16_t old_tag;
     if (on) {
-        PyObject *ctx = PyContext_CopyCurrent();
+        PyObject *ctx = t->context ? Py_NewRef(t->context) : PyContext_CopyCurrent();
         if (ctx == NULL) {
             return -1;
         }
@@ -638,6 +640,7 @@ cio_transport_traverse(TransportObj *t, visitproc visit, void *arg)
     Py_VISIT(t->dict);
     Py_VISIT(t->ctx[CIO_READ]);
     Py_VISIT(t->ctx[CIO_WRITE]);
+    Py_VISIT(t->context);
     return 0;
 }
 
@@ -653,6 +656,7 @@ cio_transport_clear(TransportObj *t)
     Py_CLEAR(t->dict);
     Py_CLEAR(t->ctx[CIO_READ]);
     Py_CLEAR(t->ctx[CIO_WRITE]);
+    Py_CLEAR(t->context);
     return 0;
 }
 

@@ -33,6 +33,9 @@ typedef struct {
      * the one current when watching for them began, as asyncio's
      * add_reader()/add_writer() Handles copy theirs; NULL before that. */
     PyObject *ctx[2];
+    /* The one context every event of the transport runs in, when it was
+     * given one (3.15's stream transports, gh-140947), else NULL. */
+    PyObject *context;
     Py_ssize_t high_water;
     Py_ssize_t low_water;
     int fd;

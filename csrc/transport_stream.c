@@ -879,14 +879,22 @@ Stream_dealloc(StreamObj *s)
 }
 
 /* loop._make_socket_transport(sock, protocol, waiter=None, *, extra=None,
- * server=None), as asyncio's selector loop spells it. */
+ * server=None, context=None), as asyncio's selector loop spells it.  Given
+ * a context (3.15's asyncio gives one), every event of the transport runs
+ * in it. */
 static PyObject *
 Loop_make_socket_transport(LoopObj *loop, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"sock", "protocol", "waiter", "extra", "server", NULL};
+    static char *kwlist[] = {"sock", "protocol", "waiter", "extra", "server", "context", NULL};
     PyObject *sock, *protocol, *waiter = Py_None, *extra = Py_None, *server = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O$OO:_make_socket_transport", kwlist, &sock,
-                                     &protocol, &waiter, &extra, &server)) {
+    PyObject *context = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O$OOO:_make_socket_transport", kwlist, &sock,
+                                     &protocol, &waiter, &extra, &server, &context)) {
+        return NULL;
+    }
+    if (context != Py_None && !PyContext_CheckExact(context)) {
+        PyErr_Format(PyExc_TypeError, "context must be a contextvars.Context, not %.200s",
+                     Py_TYPE(context)->tp_name);
         return NULL;
     }
     cio_state *st = loop->st;
@@ -900,6 +908,9 @@ Loop_make_socket_transport(LoopObj *loop, PyObject *args, PyObject *kwds)
     s->base.tag = CIO_W_STREAM;
     s->base.ops = &stream_ops;
     s->base.fd = -1;
+    if (context != Py_None) {
+        s->base.context = Py_NewRef(context);
+    }
     if (cio_transport_setup(&s->base, st, loop, sock, protocol, extra, server) < 0 ||
         set_protocol(s, protocol) < 0) {
         goto error;
@@ -1004,6 +1015,7 @@ cio_transport_init_types(PyObject *module, cio_state *st)
 PyMethodDef cio_stream_loop_methods[] = {
     {"_make_socket_transport", (PyCFunction)(void (*)(void))Loop_make_socket_transport,
      METH_VARARGS | METH_KEYWORDS,
-     "_make_socket_transport(sock, protocol, waiter=None, *, extra=None, server=None)"},
+     "_make_socket_transport(sock, protocol, waiter=None, *, extra=None, server=None, "
+     "context=None)"},
     {NULL, NULL},
 };

@@ -1115,7 +1115,8 @@ class ContextRecorder(asyncio.Protocol):
 def test_protocol_callbacks_run_in_the_context_they_were_set_up_in(loop):
     """As asyncio's add_reader()/add_writer() Handles: reading events run in
     (a copy of) the context that made the transport, writing events in the
-    one that wrote when the buffer filled."""
+    one that wrote when the buffer filled.  From 3.15 (gh-140947) every
+    event runs in the transport's one context, a copy of its maker's."""
     a, b = socket.socketpair()
 
     async def fill_buffer(transport: Any) -> None:
@@ -1145,10 +1146,56 @@ def test_protocol_callbacks_run_in_the_context_they_were_set_up_in(loop):
     assert seen == {
         "made": "creator",
         "data": "creator",
-        "resume": "writer",
+        "resume": "creator" if sys.version_info >= (3, 15) else "writer",
         "eof": "creator",
         "lost": "creator",
     }
+
+
+def test_server_connections_run_in_copies_of_the_server_context(loop):
+    """Each accepted connection starts from the context the server was made
+    in, whatever was set after.  From 3.15 (gh-140947) all of a connection's
+    events share one copy of it, so what connection_made() sets,
+    data_received() sees; before, each callback ran in a copy of its own."""
+
+    class Setter(ContextRecorder):
+        number = 0
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            Setter.number += 1
+            cvar.set(f"connection {Setter.number}")
+
+    async def main() -> list[dict[str, str]]:
+        protocols: list[Setter] = []
+
+        def factory() -> Setter:
+            protocols.append(Setter(loop))
+            return protocols[-1]
+
+        cvar.set("server made")
+        server = await loop.create_server(factory, HOST, 0)
+        cvar.set("after the server")
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            for _ in range(2):
+                _r, w = await asyncio.open_connection(HOST, port)
+                w.write(b"x")
+                await wait_for_condition(loop, lambda: "data" in protocols[-1].seen)
+                w.close()
+                await w.wait_closed()
+                await protocols[-1].lost
+        assert cvar.get() == "after the server"
+        return [p.seen for p in protocols]
+
+    seen = run(loop, main())
+    if sys.version_info >= (3, 15):
+        later = ["connection 1", "connection 2"]
+    else:
+        later = ["server made", "server made"]
+    assert [(s["made"], s["data"], s["lost"]) for s in seen] == [
+        ("server made", value, value) for value in later
+    ]
 
 
 @pytest.mark.loop_errors

@@ -115,4 +115,7 @@ if sys.version_info >= (3, 12):
 if sys.version_info >= (3, 14):
     SUITES.append(Suite("test_graph", cases=casyncio_cases.graph_cases))
 
+if sys.version_info >= (3, 15):
+    SUITES.append(Suite("test_server_context"))
+
 BY_NAME: dict[str, Suite] = {s.name: s for s in SUITES}
