@@ -3,7 +3,9 @@
 Keys are ``<suite>.<Class>.<test_method>`` (shell-style wildcards allowed),
 as printed by ``python -m tests.conformance --list``.  A value is the reason,
 or ``Only(mode, reason)`` for an entry that applies in one mode
-(``"normal"`` or ``"debug"``, i.e. PYTHONASYNCIODEBUG=1) only.
+(``"normal"`` or ``"debug"``, i.e. PYTHONASYNCIODEBUG=1) only, or
+``Backported(reason)`` for a test that CPython added in a micro release, so
+that an earlier micro release of the same Python has nothing to match.
 
 EXCLUDED: tests that check a private detail of stock asyncio's own
 implementation (``loop._selector``, ``loop._ready``, patching
@@ -13,7 +15,8 @@ implemented yet are excluded by the rule in harness.NeedsRule, not here.)
 
 EXPECTED_FAILURES: known casyncio bugs, to be fixed.  They run as
 ``unittest.expectedFailure``; one that passes fails the run, so that the
-entry gets removed.  An entry that matches no test also fails the run.
+entry gets removed.  An entry that matches no test also fails the run
+(but for a ``Backported`` one).
 """
 
 from __future__ import annotations
@@ -32,7 +35,12 @@ class Only:
             object.__setattr__(self, "modes", (self.modes,))
 
 
-EXCLUDED: dict[str, str | Only] = {
+@dataclass(frozen=True)
+class Backported:
+    reason: str
+
+
+EXCLUDED: dict[str, str | Only | Backported] = {
     "test_events.Casyncio*EventLoopTests.test_timeout_rounding": (
         "counts iterations by replacing loop._run_once on the instance, which only "
         "BaseEventLoop.run_forever looks up (casyncio's C run loop does not call "
@@ -46,7 +54,27 @@ EXCLUDED: dict[str, str | Only] = {
         "binding 1.2.3.4:80 and ::2:80 'succeeds'.  casyncio's create_server is its "
         "own code: the patch does not reach it and the real bind fails (EADDRNOTAVAIL)."
     ),
+    "test_ssl.TestSSL.test_remote_shutdown_receives_trailing_data_on_slow_socket": Backported(
+        "swaps the socket inside stock's _SelectorSocketTransport (its _sock) for a wrapper "
+        "whose send() takes half, once the transport's _read_ready_cb is None, to reach a "
+        "branch of stock's own write path (gh-115514).  casyncio's transport has neither "
+        "attribute and makes the send() call in C.  The same shutdown with trailing data "
+        "runs in test_remote_shutdown_receives_trailing_data, which passes."
+    ),
 }
+
+if sys.version_info < (3, 14):  # child watchers were removed in 3.14
+    EXCLUDED.update(
+        {
+            "test_subprocess.GenericWatcherTests.test_create_subprocess_fails_with_inactive_watcher": (
+                "sets a mock child watcher that says it is inactive and expects "
+                "create_subprocess_exec() to refuse to start.  casyncio does not use "
+                "asyncio's child watchers (deprecated in 3.12, gone in 3.14): it waits for "
+                "its children through a pidfd on the loop, so a watcher set by the program "
+                "is not consulted.  The subprocess tests of the same module pass."
+            ),
+        }
+    )
 
 if sys.version_info >= (3, 13):
     EXCLUDED.update(
@@ -90,6 +118,14 @@ if sys.version_info >= (3, 14):
                 "differs is that cancel()/cancelled() from another thread do not wait "
                 "for a callback already running (README, known gaps).  The assertion "
                 "fails in a helper thread, which then never stops the loop."
+            ),
+            "test_free_threading.Test*PyFreeThreading.test_all_tasks_from_other_thread_"
+            "includes_eager_tasks": Backported(
+                "swaps asyncio.all_tasks for its Python fallback (_py_all_tasks), which "
+                "lists only tasks in asyncio's Python registry; a casyncio task enters "
+                "3.14's C registry (as stock's own C Task does), so the fallback does not "
+                "list it.  The same test with asyncio's C all_tasks (Test*CFreeThreading) "
+                "passes on casyncio."
             ),
             "test_graph.CasyncioCallStackTests.test_stack_future": (
                 "awaits a stock asyncio.Future() from two tasks and expects both in its "

@@ -102,6 +102,13 @@ SUITES: list[Suite] = [
         cases=per_poller("BufferedProtocolSelectorTests", loop_method="new_loop"),
     ),
     Suite("test_sendfile", cases=per_poller("SelectEventLoopTests")),
+    Suite("test_ssl"),
+    Suite(
+        "test_sslproto",
+        cases=per_poller("SelectorStartTLSTests", loop_method="new_loop"),
+    ),
+    Suite("test_subprocess"),
+    Suite("test_transports", uses_default_loop=False),  # abstract transport classes, no loop
 ]
 if sys.version_info >= (3, 12):
     SUITES.append(
@@ -112,8 +119,12 @@ if sys.version_info >= (3, 12):
         )
     )
 
+if sys.version_info >= (3, 13):
+    SUITES.append(Suite("test_staggered"))
+
 if sys.version_info >= (3, 14):
     SUITES.append(Suite("test_graph", cases=casyncio_cases.graph_cases))
+    SUITES.append(Suite("test_free_threading"))
 
 if sys.version_info >= (3, 15):
     SUITES.append(Suite("test_server_context"))

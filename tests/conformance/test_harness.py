@@ -72,6 +72,17 @@ def test_stale_entry_fails_the_run(tmp_path):
     ]
 
 
+def test_backported_entry_may_match_nothing(tmp_path):
+    # An entry for a test that only later micro releases have: on this one
+    # nothing matches it, and that is no problem; matching, it excludes.
+    report = run_harness(
+        tmp_path, "ef.EXCLUDED['test_context.NoSuchClass.test_x'] = ef.Backported('later')"
+    )
+    assert report["problems"] == []
+    report = run_harness(tmp_path, f"ef.EXCLUDED[{PASSING!r}] = ef.Backported('here')")
+    assert report["excluded"] == {PASSING: "here"}
+
+
 def test_excluded_test_does_not_run_and_nothing_left_fails(tmp_path):
     report = run_harness(tmp_path, "ef.EXCLUDED['test_context.*'] = 'demo'")
     assert report["counts"]["excluded"] == 1
