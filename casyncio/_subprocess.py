@@ -16,11 +16,17 @@ import collections
 import logging
 import os
 import subprocess
+import sys
 import threading
 import warnings
 from typing import Any
 
 logger = logging.getLogger("asyncio")
+
+# From 3.15 on (CPython gh-119710), wait() returns once the process has
+# exited, even while a pipe stays open (a grandchild holding it); before, it
+# waited for the pipes to close too.
+_WAIT_ENDS_AT_EXIT = sys.version_info >= (3, 15)
 
 
 def _returncode_of(status: int) -> int:
@@ -57,10 +63,19 @@ def _reap(proc: subprocess.Popen) -> int:
 
 
 def _watch_with_thread(loop, proc: subprocess.Popen, callback) -> None:
+    # The thread waits without reaping (WNOWAIT): the pid stays the child's
+    # until the loop reaps it and publishes the exit in one step, so a
+    # signal sent in between cannot reach a process that took the pid over
+    # (as stock's threaded watcher from 3.15, gh-127049).
     def wait() -> None:
-        code = _reap(proc)
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(callback, code)
+        try:
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            pass  # reaped by someone else: _reap() finds the code in proc
+        try:
+            loop.call_soon_threadsafe(lambda: callback(_reap(proc)))
+        except RuntimeError:  # the loop is closed: reap it here
+            _reap(proc)
 
     threading.Thread(target=wait, name=f"casyncio-waitpid-{proc.pid}", daemon=True).start()
 
@@ -123,10 +138,11 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         self._proc: subprocess.Popen | None = None
         self._pid: int | None = None
         self._returncode: int | None = None
-        self._exit_waiters: list = []
+        self._exit_waiters: set | None = set()
         # Calls made before the pipes are connected are replayed after.
         self._pending_calls: collections.deque | None = collections.deque()
         self._pipes: dict[int, _PipeProtocol | None] = {}
+        self._pipes_connected = False
         self._finished = False
         for fd, spec in ((0, stdin), (1, stdout), (2, stderr)):
             if spec == subprocess.PIPE:
@@ -245,9 +261,18 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
+            # The pipes connected before the failure (or cancellation) and
+            # the raw ones are closed: nothing else would (as 3.15).
+            for proto in self._pipes.values():
+                if proto is not None:
+                    proto.pipe.close()
+            for raw in (proc.stdin, proc.stdout, proc.stderr):
+                if raw is not None:
+                    raw.close()
             if waiter is not None and not waiter.cancelled():
                 waiter.set_exception(exc)
         else:
+            self._pipes_connected = True
             if waiter is not None and not waiter.cancelled():
                 waiter.set_result(None)
 
@@ -271,6 +296,10 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         if self._proc.returncode is None:
             self._proc.returncode = returncode
         self._call(self._protocol.process_exited)
+        if _WAIT_ENDS_AT_EXIT or not self._pipes_connected:
+            # Pipes that never got connected (a failed or cancelled start)
+            # will never close: wait() cannot wait for them (as 3.14).
+            self._wake_exit_waiters()
         self._try_finish()
 
     async def _wait(self):
@@ -278,8 +307,20 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         if self._returncode is not None:
             return self._returncode
         waiter = self._loop.create_future()
-        self._exit_waiters.append(waiter)
-        return await waiter
+        self._exit_waiters.add(waiter)
+        try:
+            return await waiter
+        finally:
+            if self._exit_waiters is not None:
+                self._exit_waiters.discard(waiter)
+
+    def _wake_exit_waiters(self) -> None:
+        if self._exit_waiters is None:
+            return
+        for waiter in self._exit_waiters:
+            if not waiter.done():
+                waiter.set_result(self._returncode)
+        self._exit_waiters = None
 
     def _try_finish(self) -> None:
         if self._returncode is None or self._finished:
@@ -292,11 +333,8 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         try:
             self._protocol.connection_lost(exc)
         finally:
-            # As asyncio (3.11): wait() returns once the pipes are closed too.
-            for waiter in self._exit_waiters:
-                if not waiter.cancelled():
-                    waiter.set_result(self._returncode)
-            self._exit_waiters = None
+            # Before 3.15, wait() returns once the pipes are closed too.
+            self._wake_exit_waiters()
             self._loop = None
             self._proc = None
             self._protocol = None

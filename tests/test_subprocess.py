@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -225,3 +227,122 @@ def test_read_pipe_reads_at_most_max_size(loop):
 def test_exec_rejects_bad_arguments(loop, kwargs, message):
     with pytest.raises(ValueError, match=message):
         run(loop, loop.subprocess_exec(asyncio.SubprocessProtocol, sys.executable, **kwargs))
+
+
+@pytest.mark.parametrize("failing", ["connect_read_pipe", "connect_write_pipe"])
+def test_start_failing_while_connecting_pipes_kills_the_child(loop, loop_kind, request, failing):
+    """When connecting the child's pipes fails (here: is cancelled), the
+    start raises at once: the child is killed and waited for, and its pipes
+    are closed.  (Stock asyncio waited for pipes that never connected, for
+    ever, before 3.14, and left unconnected ones open before 3.15.)"""
+    if loop_kind == "asyncio" and sys.version_info < (3, 14):
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                raises=TimeoutError,
+                reason="stock asyncio before 3.14 waits for the unconnected pipes to close",
+            )
+        )
+    started: list[subprocess.Popen] = []
+
+    async def cancelled(*args, **kwargs):
+        raise asyncio.CancelledError
+
+    async def main():
+        setattr(loop, failing, cancelled)
+        real_popen = subprocess.Popen
+
+        def popen(*args, **kwargs):
+            started.append(real_popen(*args, **kwargs))
+            return started[-1]
+
+        subprocess.Popen = popen
+        try:
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(
+                    asyncio.create_subprocess_exec(
+                        sys.executable,
+                        "-c",
+                        "import time; time.sleep(60)",
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                    ),
+                    5.0,
+                )
+        finally:
+            subprocess.Popen = real_popen
+
+    try:
+        run(loop, main())
+    finally:
+        for proc in started:
+            proc.kill()
+            proc.wait()
+    [proc] = started
+    assert proc.returncode == -signal.SIGKILL
+    if loop_kind == "casyncio" or sys.version_info >= (3, 15):
+        # Stock closes the pipes it never connected from 3.15 on; casyncio
+        # does on every version.
+        assert proc.stdin.closed and proc.stdout.closed
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 15),
+    reason="before 3.15 (gh-119710), wait() also waits for the pipes to close, as stock does",
+)
+def test_wait_returns_at_exit_while_a_grandchild_holds_the_pipe(loop):
+    grandchild = (
+        "import subprocess, sys; subprocess.run([sys.executable, '-c', "
+        "\"import sys; sys.stdout.write('ready'); sys.stdout.flush(); sys.stdin.read()\"])"
+    )
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", grandchild, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        waiting = asyncio.ensure_future(proc.wait())
+        assert await proc.stdout.readexactly(5) == b"ready"
+        proc.kill()
+        code = await asyncio.wait_for(waiting, 10.0)
+        proc.stdin.close()  # the grandchild exits at its stdin's end
+        await proc.stdout.read()
+        return code
+
+    assert run(loop, main()) == -signal.SIGKILL
+
+
+def test_without_pidfd_the_exit_is_reaped_and_published_together(loop, loop_kind, monkeypatch):
+    """Where pidfd_open() is missing a thread waits for the child, without
+    reaping it: until the loop publishes the exit, the pid is still the
+    child's (a zombie), so a signal sent meanwhile cannot reach another
+    process that took the pid over (CPython gh-127049)."""
+    if loop_kind == "asyncio":
+        pytest.skip("casyncio's own fallback; stock picks its child watcher by other means")
+
+    def no_pidfd(pid, flags=0):
+        raise OSError(38, "pidfd_open not here")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+
+    def block_until_the_thread_is_done(pid: int) -> None:
+        # Blocks the loop on purpose: the child exits and the waiting thread
+        # ends, having only queued the publication of the exit.
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        for _ in range(500):
+            if not [t for t in threading.enumerate() if t.name.endswith(f"-{pid}")]:
+                return
+            time.sleep(0.01)
+        pytest.fail("the waiting thread did not end")
+
+    def assert_not_reaped(pid: int) -> None:
+        # waitid() raises ChildProcessError for a pid no longer our child's.
+        assert os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+        block_until_the_thread_is_done(proc.pid)
+        assert proc.returncode is None
+        assert_not_reaped(proc.pid)
+        return await proc.wait()
+
+    assert run(loop, main()) == 0

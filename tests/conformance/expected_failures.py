@@ -119,6 +119,19 @@ if sys.version_info >= (3, 14):
                 "for a callback already running (README, known gaps).  The assertion "
                 "fails in a helper thread, which then never stops the loop."
             ),
+            "test_subprocess.Subprocess*WatcherTests.test_watcher_implementation": (
+                "asserts the class of stock's private loop._watcher (3.14's internal "
+                "pidfd or thread child watcher).  casyncio's loop has no watcher object: "
+                "it watches each child's pidfd itself (a thread where pidfd_open() is "
+                "missing); the subprocess tests of both classes pass."
+            ),
+            "test_subprocess.SubprocessThreadedWatcherTests."
+            "test_pid_not_reaped_before_exit_published": Backported(
+                "takes the thread of stock's private loop._watcher._threads to check that "
+                "its threaded watcher waits without reaping (gh-127049).  casyncio has no "
+                "watcher object; its own fallback thread (used where pidfd_open() is "
+                "missing) waits the same way: tests/test_subprocess.py checks it."
+            ),
             "test_free_threading.Test*PyFreeThreading.test_all_tasks_from_other_thread_"
             "includes_eager_tasks": Backported(
                 "swaps asyncio.all_tasks for its Python fallback (_py_all_tasks), which "
