@@ -23,10 +23,11 @@ from typing import Any
 
 logger = logging.getLogger("asyncio")
 
-# From 3.15 on (CPython gh-119710), wait() returns once the process has
-# exited, even while a pipe stays open (a grandchild holding it); before, it
-# waited for the pipes to close too.
-_WAIT_ENDS_AT_EXIT = sys.version_info >= (3, 15)
+# From 3.14.7 on (CPython gh-119710, in 3.15 and backported), wait() returns
+# once the process has exited, even while a pipe stays open (a grandchild
+# holding it); before, it waited for the pipes to close too.  (3.14.5 has
+# the old behaviour; 3.14.6 was not checked.)
+_WAIT_ENDS_AT_EXIT = sys.version_info >= (3, 14, 7)
 
 
 def _returncode_of(status: int) -> int:
@@ -66,7 +67,7 @@ def _watch_with_thread(loop, proc: subprocess.Popen, callback) -> None:
     # The thread waits without reaping (WNOWAIT): the pid stays the child's
     # until the loop reaps it and publishes the exit in one step, so a
     # signal sent in between cannot reach a process that took the pid over
-    # (as stock's threaded watcher from 3.15, gh-127049).
+    # (as stock's threaded watcher from 3.14.7 and 3.15, gh-127049).
     def wait() -> None:
         try:
             os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
@@ -262,7 +263,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
             raise
         except BaseException as exc:
             # The pipes connected before the failure (or cancellation) and
-            # the raw ones are closed: nothing else would (as 3.15).
+            # the raw ones are closed: nothing else would (as 3.14.7 and 3.15).
             for proto in self._pipes.values():
                 if proto is not None:
                     proto.pipe.close()
@@ -333,7 +334,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         try:
             self._protocol.connection_lost(exc)
         finally:
-            # Before 3.15, wait() returns once the pipes are closed too.
+            # Before 3.14.7, wait() returns once the pipes are closed too.
             self._wake_exit_waiters()
             self._loop = None
             self._proc = None

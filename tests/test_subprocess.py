@@ -234,7 +234,7 @@ def test_start_failing_while_connecting_pipes_kills_the_child(loop, loop_kind, r
     """When connecting the child's pipes fails (here: is cancelled), the
     start raises at once: the child is killed and waited for, and its pipes
     are closed.  (Stock asyncio waited for pipes that never connected, for
-    ever, before 3.14, and left unconnected ones open before 3.15.)"""
+    ever, before 3.14, and left unconnected ones open before 3.14.7.)"""
     if loop_kind == "asyncio" and sys.version_info < (3, 14):
         request.applymarker(
             pytest.mark.xfail(
@@ -280,15 +280,15 @@ def test_start_failing_while_connecting_pipes_kills_the_child(loop, loop_kind, r
             proc.wait()
     [proc] = started
     assert proc.returncode == -signal.SIGKILL
-    if loop_kind == "casyncio" or sys.version_info >= (3, 15):
-        # Stock closes the pipes it never connected from 3.15 on; casyncio
+    if loop_kind == "casyncio" or sys.version_info >= (3, 14, 7):
+        # Stock closes the pipes it never connected from 3.14.7 on; casyncio
         # does on every version.
         assert proc.stdin.closed and proc.stdout.closed
 
 
 @pytest.mark.skipif(
-    sys.version_info < (3, 15),
-    reason="before 3.15 (gh-119710), wait() also waits for the pipes to close, as stock does",
+    sys.version_info < (3, 14, 7),
+    reason="before 3.14.7 (gh-119710), wait() also waits for the pipes to close, as stock does",
 )
 def test_wait_returns_at_exit_while_a_grandchild_holds_the_pipe(loop):
     grandchild = (
