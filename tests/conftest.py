@@ -62,8 +62,10 @@ def loop_kind(request) -> str:
 
 def _forget_captured_records(item) -> None:
     """Log records captured for the report keep their exc_info, whose
-    traceback keeps the test's frames (and its loop) alive: drop them once
-    the test ran (the report's log text is kept separately)."""
+    traceback keeps the test's frames (and its loop) alive, and their args
+    (asyncio's debug-mode warnings pass the transport, which keeps its loop):
+    once the test ran, drop both, the message formatted first (the report's
+    log text is kept separately)."""
     try:
         from _pytest.logging import caplog_records_key
     except ImportError:  # pragma: no cover - pytest internals moved
@@ -71,6 +73,8 @@ def _forget_captured_records(item) -> None:
     for records in item.stash.get(caplog_records_key, {}).values():
         for record in records:
             record.exc_info = None
+            if record.args:
+                record.msg, record.args = record.getMessage(), None
 
 
 def _forget_last_failure() -> None:
