@@ -800,6 +800,15 @@ def test_transport_calls_after_connection_lost_are_no_ops(loop, request, flushed
                 "loop left for write()/abort() to use ('NoneType' has no 'call_soon')",
             )
         )
+    elif not is_casyncio(loop) and (3, 12) <= sys.version_info < (3, 14):
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                raises=TypeError,
+                reason="stock asyncio 3.12-3.13's writelines() after the connection is lost "
+                "calls its write method, cleared by then (fixed in 3.14, gh-136234)",
+            )
+        )
 
     async def main() -> None:
         async with tcp_connection(loop, small_bufs=True) as c:
