@@ -553,6 +553,9 @@ int cio_sockops_init(PyObject *module, cio_state *st);
 extern PyMethodDef cio_stream_loop_methods[];
 extern PyMethodDef cio_dgram_loop_methods[];
 extern PyMethodDef cio_sockops_loop_methods[];
+/* TypeError unless context is a contextvars.Context (what call_soon() and
+ * friends take as context=).  Returns 0 or -1. */
+int cio_check_context(PyObject *context);
 /* Schedules callable(*args) on the loop through a Handle running in context
  * (NULL: a copy of the current one).  args may be NULL.  Returns 0 or -1. */
 int cio_loop_call_soon(LoopObj *loop, PyObject *callable, PyObject *args, PyObject *context);

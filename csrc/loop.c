@@ -398,6 +398,17 @@ cio_check_callback(cio_state *st, PyObject *callback, const char *method, int de
     return 0;
 }
 
+int
+cio_check_context(PyObject *context)
+{
+    if (!PyContext_CheckExact(context)) {
+        PyErr_Format(PyExc_TypeError, "context must be a contextvars.Context, not %.200s",
+                     Py_TYPE(context)->tp_name);
+        return -1;
+    }
+    return 0;
+}
+
 static int
 check_thread(LoopObj *self)
 {
@@ -439,9 +450,7 @@ parse_call_args(cio_state *st, const char *fname, PyObject *const *args, Py_ssiz
     if (*context == Py_None) {
         *context = NULL;
     }
-    if (*context != NULL && !PyContext_CheckExact(*context)) {
-        PyErr_Format(PyExc_TypeError, "context must be a contextvars.Context, not %.200s",
-                     Py_TYPE(*context)->tp_name);
+    if (*context != NULL && cio_check_context(*context) < 0) {
         return -1;
     }
     if (nargs > nfixed) {

@@ -892,9 +892,7 @@ Loop_make_socket_transport(LoopObj *loop, PyObject *args, PyObject *kwds)
                                      &protocol, &waiter, &extra, &server, &context)) {
         return NULL;
     }
-    if (context != Py_None && !PyContext_CheckExact(context)) {
-        PyErr_Format(PyExc_TypeError, "context must be a contextvars.Context, not %.200s",
-                     Py_TYPE(context)->tp_name);
+    if (context != Py_None && cio_check_context(context) < 0) {
         return NULL;
     }
     cio_state *st = loop->st;
