@@ -24,6 +24,8 @@ import sys
 from asyncio import Server, exceptions, staggered, streams, tasks, trsock
 from typing import Any
 
+from ._versions import since
+
 try:
     import ssl as _ssl
 except ImportError:  # pragma: no cover - Python without ssl
@@ -35,12 +37,12 @@ _HAS_IPV6 = hasattr(socket, "AF_INET6")
 # create_datagram_endpoint(sock=) takes any socket but a stream one (a raw
 # socket, say) from 3.11.8 and 3.12.2 on (CPython gh-114887); before, only
 # SOCK_DGRAM.
-_ANY_NON_STREAM_SOCK = sys.version_info >= (3, 12, 2) or (3, 11, 8) <= sys.version_info < (3, 12)
+_ANY_NON_STREAM_SOCK = since((3, 11, 8), (3, 12, 2))
 # sendfile()/sock_sendfile() put the file at `offset` even when it is 0, and
-# leave it at offset + sent even when nothing went, from 3.14.6 on (CPython
-# gh-150107); before, offset 0 meant "from where the file is" for the
-# plain-send fallback, and the position moved only after a send.
-_SENDFILE_ALWAYS_SEEKS = sys.version_info >= (3, 14, 6)
+# leave it at offset + sent even when nothing went, from 3.14.6 and 3.13.14
+# on (CPython gh-150107); before, offset 0 meant "from where the file is" for
+# the plain-send fallback, and the position moved only after a send.
+_SENDFILE_ALWAYS_SEEKS = since((3, 13, 14), (3, 14, 6))
 # From 3.15 on (CPython gh-140947), a stream transport runs all its events in
 # one context: a copy of the server's (taken when the server was made) for
 # each accepted connection, a copy of the caller's for create_connection()

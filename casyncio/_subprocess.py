@@ -16,18 +16,19 @@ import collections
 import logging
 import os
 import subprocess
-import sys
 import threading
 import warnings
 from typing import Any
 
+from ._versions import since
+
 logger = logging.getLogger("asyncio")
 
-# From 3.14.7 on (CPython gh-119710, in 3.15 and backported), wait() returns
-# once the process has exited, even while a pipe stays open (a grandchild
-# holding it); before, it waited for the pipes to close too.  (3.14.5 has
-# the old behaviour; 3.14.6 was not checked.)
-_WAIT_ENDS_AT_EXIT = sys.version_info >= (3, 14, 7)
+# From 3.14.7 and 3.13.15 on (CPython gh-119710, in 3.15 and backported),
+# wait() returns once the process has exited, even while a pipe stays open (a
+# grandchild holding it); before, it waited for the pipes to close too.
+# (3.14.5 has the old behaviour; 3.14.6 was not checked.)
+_WAIT_ENDS_AT_EXIT = since((3, 13, 15), (3, 14, 7))
 
 
 def _returncode_of(status: int) -> int:

@@ -41,6 +41,8 @@ from net_helpers import (
     wait_for_condition,
 )
 
+from casyncio._versions import since
+
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
 LINGER_RST = b"\x01\0\0\0\0\0\0\0"  # struct linger {l_onoff=1, l_linger=0}
@@ -800,13 +802,15 @@ def test_transport_calls_after_connection_lost_are_no_ops(loop, request, flushed
                 "loop left for write()/abort() to use ('NoneType' has no 'call_soon')",
             )
         )
-    elif not is_casyncio(loop) and (3, 12) <= sys.version_info < (3, 14):
+    elif (
+        not is_casyncio(loop) and (3, 12) <= sys.version_info and not since((3, 13, 10), (3, 14, 0))
+    ):
         request.applymarker(
             pytest.mark.xfail(
                 strict=True,
                 raises=TypeError,
-                reason="stock asyncio 3.12-3.13's writelines() after the connection is lost "
-                "calls its write method, cleared by then (fixed in 3.14, gh-136234)",
+                reason="stock asyncio 3.12-3.13.9's writelines() after the connection is lost "
+                "calls its write method, cleared by then (fixed in 3.14 and 3.13.10, gh-136234)",
             )
         )
 

@@ -8,7 +8,6 @@ import asyncio
 import io
 import os
 import socket
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from net_helpers import (
 
 import casyncio
 from casyncio import _casyncio
+from casyncio._versions import since
 
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
@@ -205,10 +205,10 @@ def test_sock_sendfile_not_a_regular_file(loop, tcp_pair, sendfile_calls, fallba
     assert sendfile_calls() == 0
 
 
-# From 3.14.6 (CPython gh-150107) offset 0 means the file's start on both
-# paths, and the file is left at offset + sent; before, the plain-send
-# fallback read from wherever the file was when offset was 0.
-ALWAYS_SEEKS = sys.version_info >= (3, 14, 6)
+# From 3.14.6 and 3.13.14 (CPython gh-150107) offset 0 means the file's start
+# on both paths, and the file is left at offset + sent; before, the
+# plain-send fallback read from wherever the file was when offset was 0.
+ALWAYS_SEEKS = since((3, 13, 14), (3, 14, 6))
 
 
 @pytest.mark.parametrize("fallback_only", [False, True], ids=["sendfile(2)", "plain-send"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sys
 
 import pytest
 from net_helpers import (
@@ -16,6 +15,8 @@ from net_helpers import (
     run,
     small_buffers,
 )
+
+from casyncio._versions import since
 
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
@@ -241,10 +242,10 @@ def _tls_contexts():
 def test_server_start_tls_takes_the_bytes_already_read(loop_kind, loop):
     """The client's TLS hello arrives before the server calls start_tls():
     it sits in the StreamReader's buffer, and the handshake must use it
-    (CPython gh-142352, fixed in stock asyncio 3.14.3; before, the server
-    waits for a hello that never comes again)."""
-    if loop_kind == "asyncio" and sys.version_info < (3, 14, 3):
-        pytest.skip("stock asyncio hands buffered bytes to TLS from 3.14.3")
+    (CPython gh-142352, fixed in stock asyncio 3.14.3 and 3.13.13; before,
+    the server waits for a hello that never comes again)."""
+    if loop_kind == "asyncio" and not since((3, 13, 13), (3, 14, 3)):
+        pytest.skip("stock asyncio hands buffered bytes to TLS from 3.14.3 and 3.13.13")
     server_ctx, client_ctx = _tls_contexts()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from casyncio._versions import since
+
 
 def run(loop, coro):
     return loop.run_until_complete(asyncio.wait_for(coro, 30))
@@ -234,13 +236,15 @@ def test_start_failing_while_connecting_pipes_kills_the_child(loop, loop_kind, r
     """When connecting the child's pipes fails (here: is cancelled), the
     start raises at once: the child is killed and waited for, and its pipes
     are closed.  (Stock asyncio waited for pipes that never connected, for
-    ever, before 3.14, and left unconnected ones open before 3.14.7.)"""
-    if loop_kind == "asyncio" and sys.version_info < (3, 14):
+    ever, before 3.14 and 3.13.10, and left unconnected ones open before
+    3.14.7.)"""
+    if loop_kind == "asyncio" and not since((3, 13, 10), (3, 14, 0)):
         request.applymarker(
             pytest.mark.xfail(
                 strict=True,
                 raises=TimeoutError,
-                reason="stock asyncio before 3.14 waits for the unconnected pipes to close",
+                reason="stock asyncio before 3.14 and 3.13.10 waits for the unconnected pipes "
+                "to close (gh-103847)",
             )
         )
     started: list[subprocess.Popen] = []
@@ -287,8 +291,9 @@ def test_start_failing_while_connecting_pipes_kills_the_child(loop, loop_kind, r
 
 
 @pytest.mark.skipif(
-    sys.version_info < (3, 14, 7),
-    reason="before 3.14.7 (gh-119710), wait() also waits for the pipes to close, as stock does",
+    not since((3, 13, 15), (3, 14, 7)),
+    reason="before 3.14.7 and 3.13.15 (gh-119710), wait() also waits for the pipes to "
+    "close, as stock does",
 )
 def test_wait_returns_at_exit_while_a_grandchild_holds_the_pipe(loop):
     grandchild = (
