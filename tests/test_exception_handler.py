@@ -428,7 +428,13 @@ def test_slow_data_received_warning_names_the_transport(loop, caplog):
 
     with caplog.at_level(logging.WARNING, logger="asyncio"):
         loop.run_until_complete(main())
-    slow = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Executing")]
+    # Only the read is slow on purpose; on a loaded machine a step of main()
+    # may pass the 10 ms mark too, and is reported as itself.
+    slow = [
+        r.getMessage()
+        for r in caplog.records
+        if r.getMessage().startswith("Executing") and "main()" not in r.getMessage()
+    ]
     assert len(slow) == 1, slow
     assert re.search(r"_read_ready\(\)|<read ready: <SocketTransport fd=\d+ ", slow[0]), slow[0]
     assert re.search(r"took \d+\.\d{3} seconds$", slow[0]), slow[0]
