@@ -585,10 +585,24 @@ check_init(FutureObj *fut)
     return 0;
 }
 
+/* result() and exception() of a future never initialised: asyncio's
+ * InvalidStateError, where its other methods raise RuntimeError. */
+static int
+check_init_for_outcome(FutureObj *fut)
+{
+    if (fut->loop == NULL) {
+        PyErr_SetString(fut->st->InvalidStateError, "Future object is not initialized.");
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 Future_result(FutureObj *self, PyObject *Py_UNUSED(ignored))
 {
-    /* An uninitialised future counts as pending here, as asyncio's. */
+    if (check_init_for_outcome(self) < 0) {
+        return NULL;
+    }
     if (self->state == CIO_PENDING) {
         PyErr_SetString(self->st->InvalidStateError, "Result is not ready.");
         return NULL;
@@ -604,6 +618,9 @@ Future_result(FutureObj *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Future_exception(FutureObj *self, PyObject *Py_UNUSED(ignored))
 {
+    if (check_init_for_outcome(self) < 0) {
+        return NULL;
+    }
     if (self->state == CIO_CANCELLED) {
         PyObject *exc = cio_future_make_cancelled_error(self);
         if (exc != NULL) {
@@ -700,7 +717,8 @@ Future_add_done_callback(FutureObj *self, PyObject *const *args, Py_ssize_t narg
             ctx = args[nargs + i];
         }
     }
-    if (check_init(self) < 0) {
+    if (self->loop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "uninitialized Future object");
         return NULL;
     }
     if (ctx == Py_None) {
@@ -862,8 +880,8 @@ static PyObject *
 Future_get_state(FutureObj *self, void *Py_UNUSED(closure))
 {
     cio_state *st = self->st;
-    if (self->loop == NULL) {
-        Py_RETURN_NONE;
+    if (check_init(self) < 0) {
+        return NULL;
     }
     PyObject *names[] = {st->str_PENDING, st->str_CANCELLED, st->str_FINISHED};
     return Py_NewRef(names[self->state]);
@@ -872,18 +890,27 @@ Future_get_state(FutureObj *self, void *Py_UNUSED(closure))
 static PyObject *
 Future_get_result_attr(FutureObj *self, void *Py_UNUSED(closure))
 {
+    if (check_init(self) < 0) {
+        return NULL;
+    }
     return Py_NewRef(self->result ? self->result : Py_None);
 }
 
 static PyObject *
 Future_get_exception_attr(FutureObj *self, void *Py_UNUSED(closure))
 {
+    if (check_init(self) < 0) {
+        return NULL;
+    }
     return Py_NewRef(self->exception ? self->exception : Py_None);
 }
 
 static PyObject *
 Future_get_callbacks(FutureObj *self, void *Py_UNUSED(closure))
 {
+    if (check_init(self) < 0) {
+        return NULL;
+    }
     Py_ssize_t n = callback_count(self);
     if (n == 0) {
         Py_RETURN_NONE;
@@ -923,6 +950,9 @@ Future_get_source_traceback(FutureObj *self, void *Py_UNUSED(closure))
 static PyObject *
 Future_get_log_traceback(FutureObj *self, void *Py_UNUSED(closure))
 {
+    if (check_init(self) < 0) {
+        return NULL;
+    }
     return PyBool_FromLong(self->log_tb);
 }
 

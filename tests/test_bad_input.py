@@ -439,3 +439,39 @@ def test_socket_subclass_methods_returning_nonsense_end_the_connection():
     finally:
         b.close()
         loop.close()
+
+
+# A Future or Task whose __init__ never ran (a subclass that forgot to call
+# it, or __new__ alone): each use raises what stock asyncio's raises.
+UNINITIALIZED_USES: dict[str, Callable[[Any], object]] = {
+    "repr": repr,
+    "_state": lambda f: f._state,
+    "_result": lambda f: f._result,
+    "_exception": lambda f: f._exception,
+    "_callbacks": lambda f: f._callbacks,
+    "_log_traceback": lambda f: f._log_traceback,
+    "result": lambda f: f.result(),
+    "exception": lambda f: f.exception(),
+    "add_done_callback": lambda f: f.add_done_callback(print),
+    "remove_done_callback": lambda f: f.remove_done_callback(print),
+    "get_loop": lambda f: f.get_loop(),
+    "set_result": lambda f: f.set_result(1),
+    "set_exception": lambda f: f.set_exception(ValueError()),
+    "await": lambda f: next(iter(f.__await__())),
+    "done": lambda f: f.done(),
+    "cancelled": lambda f: f.cancelled(),
+}
+
+
+@pytest.mark.parametrize("kind", ["Future", "Task"])
+@pytest.mark.parametrize("use", sorted(UNINITIALIZED_USES))
+def test_uninitialized_future_raises_as_stock(kind, use):
+    def outcome(cls: type) -> tuple[type, str] | None:
+        obj = cls.__new__(cls)
+        try:
+            UNINITIALIZED_USES[use](obj)
+        except Exception as exc:  # noqa: BLE001 (whatever it raises is compared)
+            return type(exc), str(exc)
+        return None
+
+    assert outcome(getattr(casyncio, kind)) == outcome(getattr(asyncio, kind))
