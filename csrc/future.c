@@ -167,11 +167,31 @@ schedule_callbacks(FutureObj *fut)
 
 /* ---- state changes ---- */
 
+#define NOT_INITIALIZED "Future object is not initialized."
+
+/* 0 if fut was initialised; else -1 with exc_type(message) raised: asyncio
+ * raises RuntimeError from most uses of such a future, InvalidStateError
+ * from result() and exception(). */
+static int
+check_init_as(FutureObj *fut, PyObject *exc_type, const char *message)
+{
+    if (fut->loop == NULL) {
+        PyErr_SetString(exc_type, message);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+check_init(FutureObj *fut)
+{
+    return check_init_as(fut, PyExc_RuntimeError, NOT_INITIALIZED);
+}
+
 static int
 check_pending(FutureObj *fut)
 {
-    if (fut->loop == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Future object is not initialized.");
+    if (check_init(fut) < 0) {
         return -1;
     }
     if (fut->state != CIO_PENDING) {
@@ -575,32 +595,10 @@ Future_dealloc(FutureObj *self)
 
 /* ---- Python methods ---- */
 
-static int
-check_init(FutureObj *fut)
-{
-    if (fut->loop == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Future object is not initialized.");
-        return -1;
-    }
-    return 0;
-}
-
-/* result() and exception() of a future never initialised: asyncio's
- * InvalidStateError, where its other methods raise RuntimeError. */
-static int
-check_init_for_outcome(FutureObj *fut)
-{
-    if (fut->loop == NULL) {
-        PyErr_SetString(fut->st->InvalidStateError, "Future object is not initialized.");
-        return -1;
-    }
-    return 0;
-}
-
 static PyObject *
 Future_result(FutureObj *self, PyObject *Py_UNUSED(ignored))
 {
-    if (check_init_for_outcome(self) < 0) {
+    if (check_init_as(self, self->st->InvalidStateError, NOT_INITIALIZED) < 0) {
         return NULL;
     }
     if (self->state == CIO_PENDING) {
@@ -618,7 +616,7 @@ Future_result(FutureObj *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Future_exception(FutureObj *self, PyObject *Py_UNUSED(ignored))
 {
-    if (check_init_for_outcome(self) < 0) {
+    if (check_init_as(self, self->st->InvalidStateError, NOT_INITIALIZED) < 0) {
         return NULL;
     }
     if (self->state == CIO_CANCELLED) {
@@ -717,8 +715,7 @@ Future_add_done_callback(FutureObj *self, PyObject *const *args, Py_ssize_t narg
             ctx = args[nargs + i];
         }
     }
-    if (self->loop == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "uninitialized Future object");
+    if (check_init_as(self, PyExc_RuntimeError, "uninitialized Future object") < 0) {
         return NULL;
     }
     if (ctx == Py_None) {
