@@ -5,9 +5,11 @@ module global of asyncio.tasks (_all_tasks on 3.11, _scheduled_tasks on
 3.12-3.13).  Joining it costs each task a Python call and a weakref;
 casyncio's tasks instead sit in a C list of live tasks, and this module puts
 a view in that global which iterates the WeakSet and the C list alike, and
-forwards add()/discard() to the WeakSet.  On a Python whose all_tasks() does
-not read such a global (3.14's is C), nothing is replaced and tasks register
-with asyncio the usual way.
+forwards add()/discard() to the WeakSet.  3.14's all_tasks() is C and reads
+a WeakSet of its own (for tasks that are not asyncio's) that no global names:
+there that WeakSet is found among the _asyncio module's references and made a
+TasksWeakSet, which iterates casyncio's list too.  Where neither can be done,
+tasks register with asyncio the usual way.
 
 On 3.14 it also gives asyncio.graph the record of who awaits a casyncio
 future (install_call_graph).
@@ -16,6 +18,7 @@ future (install_call_graph).
 from __future__ import annotations
 
 import asyncio
+import gc
 import weakref
 from asyncio import futures
 from asyncio import tasks as _asyncio_tasks
@@ -49,9 +52,43 @@ class AllTasksView:
         return f"<casyncio all-tasks view of {self._weakset!r}>"
 
 
+class TasksWeakSet(weakref.WeakSet):
+    """The class _asyncio's WeakSet of foreign tasks takes on (3.14+): the same
+    set, plus every live casyncio Task when iterated, counted or asked."""
+
+    def __iter__(self) -> Iterator:
+        return iter([*super().__iter__(), *_casyncio._all_tasks()])
+
+    def __len__(self) -> int:
+        return super().__len__() + len(_casyncio._all_tasks())
+
+    def __contains__(self, task) -> bool:
+        return super().__contains__(task) or task in _casyncio._all_tasks()
+
+
+def install_in_c_asyncio() -> bool:
+    """3.14's C all_tasks() lists the tasks it knows of in C and, for any other
+    task type, those in a WeakSet in its module state, which it iterates.  Give
+    that set the class TasksWeakSet; True if all_tasks() now sees casyncio
+    tasks.  The set is the one WeakSet among the module's references (its
+    garbage-collector traversal); if there is not exactly one, False."""
+    try:
+        import _asyncio
+    except ImportError:
+        return False
+    if _asyncio_tasks.all_tasks is not getattr(_asyncio, "all_tasks", None):
+        return False
+    sets = [o for o in gc.get_referents(_asyncio) if isinstance(o, weakref.WeakSet)]
+    if len(sets) != 1:
+        return False
+    if type(sets[0]) is weakref.WeakSet:
+        sets[0].__class__ = TasksWeakSet
+    return isinstance(sets[0], TasksWeakSet)
+
+
 def install() -> bool:
-    """Put the view in place; True if all_tasks() now sees casyncio tasks
-    without per-task registration."""
+    """Put the view (or, on 3.14+, TasksWeakSet) in place; True if
+    all_tasks() now sees casyncio tasks without per-task registration."""
     for name in ("_all_tasks", "_scheduled_tasks"):
         current = getattr(_asyncio_tasks, name, None)
         if isinstance(current, AllTasksView):
@@ -62,7 +99,7 @@ def install() -> bool:
         if isinstance(current, weakref.WeakSet) and code and name in code.co_names:
             setattr(_asyncio_tasks, name, AllTasksView(current))
             return True
-    return False
+    return install_in_c_asyncio()
 
 
 def install_call_graph() -> bool:

@@ -618,9 +618,10 @@ task_wakeup_meth(PyObject *self, PyObject *fut)
  * WeakSet, and joining it costs a Python call and a weakref per task; so
  * instead each task links itself into a list here at creation and unlinks at
  * deallocation, and casyncio/_tasks.py shows asyncio.all_tasks() that list
- * next to the WeakSet.  Where it cannot (a Python whose all_tasks() does not
- * read the WeakSet through a module global), register_tasks stays on and
- * tasks are registered with asyncio as well. */
+ * next to asyncio's own (up to 3.13 through the module global all_tasks()
+ * reads, from 3.14 through the WeakSet its C all_tasks() iterates).  Where
+ * it cannot, register_tasks stays on and tasks are registered with asyncio
+ * as well. */
 
 static void
 link_task(TaskObj *task)
@@ -676,7 +677,7 @@ cio_task_all(cio_state *st)
 
 /* Tells asyncio about a new task through `registrar` (one of its
  * _register_task, _register_eager_task, _unregister_eager_task), where
- * asyncio.all_tasks() cannot see casyncio's list (3.14). */
+ * asyncio.all_tasks() cannot see casyncio's list (see casyncio/_tasks.py). */
 static int
 tell_asyncio(TaskObj *task, PyObject *registrar)
 {
