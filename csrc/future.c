@@ -1153,12 +1153,13 @@ FutureIter_iternext(FutureIterObj *it)
     case PYGEN_NEXT:
         return result;
     case PYGEN_RETURN:
-        /* Raise StopIteration(result).  Build the instance ourselves: handed
+        /* An iterator at its end returns NULL, and StopIteration is optional:
+         * without one, the value of the `await` is None.  From 3.12 the
+         * interpreter's `await` calls this slot (3.11's called am_send), so
+         * raising only for another value saves an exception per await of a
+         * future whose result is None.  Build the instance ourselves: handed
          * a tuple, PyErr_SetObject would take it for the arguments. */
-        if (result == Py_None) {
-            PyErr_SetNone(PyExc_StopIteration);
-        }
-        else {
+        if (result != Py_None) {
             PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, result);
             if (stop != NULL) {
                 PyErr_SetObject(PyExc_StopIteration, stop);
@@ -1175,8 +1176,13 @@ FutureIter_iternext(FutureIterObj *it)
 static PyObject *
 FutureIter_send(FutureIterObj *it, PyObject *arg)
 {
-    /* Futures ignore what is sent in, like asyncio's. */
-    return FutureIter_iternext(it);
+    /* Futures ignore what is sent in, like asyncio's.  A method, unlike the
+     * slot, must raise StopIteration at the end. */
+    PyObject *res = FutureIter_iternext(it);
+    if (res == NULL && !PyErr_Occurred()) {
+        PyErr_SetNone(PyExc_StopIteration);
+    }
+    return res;
 }
 
 static PyObject *

@@ -135,3 +135,40 @@ def test_a_stopiteration_set_on_a_future_follows_the_running_python(loop, exc):
             fut.set_exception(exc)
         assert not fut.done()
         fut.cancel()
+
+
+RESULTS = [None, 0, "x", (1, 2), StopIteration("inner")]
+
+
+@pytest.mark.parametrize("result", RESULTS, ids=repr)
+def test_the_iterator_of_a_done_future_ends_with_its_result(loop, result):
+    """However a done future's iterator is driven, it ends with the result:
+    as the value of `await` and `yield from`, and as StopIteration's value
+    from next(), __next__() and send() (casyncio's raises none inside
+    `await` when the result is None, which the interpreter reads as None)."""
+
+    def done() -> asyncio.Future:
+        fut = loop.create_future()
+        fut.set_result(result)
+        return fut
+
+    def take_stop(step) -> object:
+        with pytest.raises(StopIteration) as info:
+            step()
+        return info.value.value
+
+    assert take_stop(lambda: next(done().__await__())) is result
+    assert take_stop(done().__await__().__next__) is result
+    assert take_stop(lambda: done().__await__().send(None)) is result
+    assert list(done().__await__()) == []
+
+    def delegate():
+        return (yield from done().__await__())
+
+    gen = delegate()
+    assert take_stop(lambda: gen.send(None)) is result
+
+    async def awaiter() -> object:
+        return await done()
+
+    assert loop.run_until_complete(awaiter()) is result
