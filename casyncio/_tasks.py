@@ -82,7 +82,10 @@ def install_in_c_asyncio() -> bool:
     if len(sets) != 1:
         return False
     if type(sets[0]) is weakref.WeakSet:
-        sets[0].__class__ = TasksWeakSet
+        try:
+            sets[0].__class__ = TasksWeakSet
+        except TypeError:  # a WeakSet whose class cannot be assigned
+            return False
     return isinstance(sets[0], TasksWeakSet)
 
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import subprocess
+import sys
+import textwrap
 import threading
 import weakref
 
@@ -131,3 +134,35 @@ def test_a_freed_task_leaves_the_list(loop):
         assert asyncio.all_tasks() == {asyncio.current_task()}
 
     loop.run_until_complete(main())
+
+
+def test_tasks_register_one_by_one_where_no_task_set_can_be_reached():
+    """Where casyncio finds no task set to extend (here asyncio.all_tasks() is
+    wrapped before casyncio is imported), each task joins asyncio's own."""
+    code = textwrap.dedent(
+        """
+        import asyncio
+
+        original = asyncio.tasks.all_tasks
+
+        def all_tasks(loop=None):
+            return original(loop)
+
+        asyncio.tasks.all_tasks = asyncio.all_tasks = all_tasks
+
+        import casyncio
+        from casyncio import _tasks
+
+        async def main():
+            task = asyncio.create_task(asyncio.sleep(1))
+            seen = asyncio.all_tasks()
+            task.cancel()
+            return seen == {asyncio.current_task(), task}
+
+        print(_tasks.install(), casyncio.run(main()))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.split() == ["False", "True"]
