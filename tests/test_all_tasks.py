@@ -1,8 +1,9 @@
 """asyncio.all_tasks() sees every pending task of the loop it is asked about.
 
 casyncio's tasks do not register with asyncio one by one: they sit in a C
-list that casyncio/_tasks.py shows asyncio's all_tasks() (through a module
-global up to 3.13, through the WeakSet 3.14's C all_tasks() iterates).
+list that casyncio/_tasks.py shows asyncio's all_tasks() (by giving the
+WeakSet it reads, a module global up to 3.13 and a set in _asyncio on 3.14,
+a subclass that adds the list).
 These tests hold on every version, on both loops, whichever way is taken.
 """
 
@@ -134,6 +135,15 @@ def test_a_freed_task_leaves_the_list(loop):
         assert asyncio.all_tasks() == {asyncio.current_task()}
 
     loop.run_until_complete(main())
+
+
+def test_on_the_supported_pythons_the_task_set_itself_lists_casyncio_tasks():
+    """The fast path holds on 3.11 to 3.15: asyncio's task set is a
+    TasksWeakSet, so no casyncio task registers with asyncio by itself."""
+    from casyncio import _tasks
+
+    assert _tasks.install()
+    assert isinstance(_tasks.task_set(), _tasks.TasksWeakSet)
 
 
 def test_tasks_register_one_by_one_where_no_task_set_can_be_reached(tmp_path):
