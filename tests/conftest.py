@@ -14,7 +14,9 @@ import asyncio
 import gc
 import os
 import signal
+import subprocess
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -216,3 +218,26 @@ def _no_event_loop_policy_leak():
 
 def poller_name() -> str:
     return os.environ.get("CASYNCIO_POLLER") or "epoll"
+
+
+def run_python(
+    code: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> str:
+    """Run `python -c code args` in a fresh interpreter and return what it
+    printed; the test fails with the interpreter's stderr if it exits with an
+    error.  It runs in an empty directory: `python -c` puts its working
+    directory on sys.path, and the checkout's casyncio/ (which holds no built
+    extension when casyncio is installed rather than editable) would shadow
+    the installed package."""
+    with tempfile.TemporaryDirectory() as cwd:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args],
+            env=env,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=cwd,
+        )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout

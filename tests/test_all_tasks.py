@@ -12,13 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import subprocess
-import sys
 import textwrap
 import threading
 import weakref
 
-from conftest import make_loop
+from conftest import make_loop, run_python
 
 
 async def _forever() -> None:
@@ -146,7 +144,7 @@ def test_on_the_supported_pythons_the_task_set_itself_lists_casyncio_tasks():
     assert isinstance(_tasks.task_set(), _tasks.TasksWeakSet)
 
 
-def test_tasks_register_one_by_one_where_no_task_set_can_be_reached(tmp_path):
+def test_tasks_register_one_by_one_where_no_task_set_can_be_reached():
     """Where casyncio finds no task set to extend (here asyncio.all_tasks() is
     wrapped before casyncio is imported), each task joins asyncio's own."""
     code = textwrap.dedent(
@@ -172,14 +170,4 @@ def test_tasks_register_one_by_one_where_no_task_set_can_be_reached(tmp_path):
         print(_tasks.install(), casyncio.run(main()))
         """
     )
-    # Run away from the checkout, whose casyncio/ has no extension built in
-    # it when casyncio is installed rather than editable.
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert out.stdout.split() == ["False", "True"]
+    assert run_python(code).split() == ["False", "True"]

@@ -9,13 +9,12 @@ import gc
 import logging
 import re
 import socket
-import subprocess
 import sys
 import time
 from asyncio import format_helpers
 
 import pytest
-from conftest import assert_loop_usable, run_briefly
+from conftest import assert_loop_usable, run_briefly, run_python
 
 
 class Boom(Exception):
@@ -465,22 +464,11 @@ def test_coroutine_origin_tracking_in_debug_mode(loop):
     assert sys.get_coroutine_origin_tracking_depth() == outside
 
 
-def test_pythonasynciodebug_env_enables_debug(monkeypatch, loop_kind, tmp_path):
+def test_pythonasynciodebug_env_enables_debug(monkeypatch, loop_kind):
     monkeypatch.setenv("PYTHONASYNCIODEBUG", "1")
     code = (
         "import asyncio, casyncio\n"
         "lp = casyncio.new_event_loop() if KIND == 'casyncio' else asyncio.SelectorEventLoop()\n"
         "print(lp.get_debug()); lp.close()\n"
     ).replace("KIND", repr(loop_kind))
-    # cwd away from the repository, whose casyncio/ would shadow the
-    # installed package for `python -c`.
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "True"
+    assert run_python(code).strip() == "True"

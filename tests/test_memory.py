@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+from conftest import run_python
 
 CHILD = r"""
 import asyncio, gc, json, os, sys
@@ -66,19 +65,9 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _run_child(source: str, args: list[int], tmp_path, env=None) -> dict:
+def _run_child(source: str, args: list[int], env=None) -> dict:
     """Run `source` in a fresh interpreter; return the JSON it prints."""
-    proc = subprocess.run(
-        [sys.executable, "-c", source, *map(str, args)],
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return json.loads(run_python(source, *map(str, args), env=env, timeout=600))
 
 
 UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
@@ -89,8 +78,8 @@ UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
     reason="RSS says nothing under AddressSanitizer: its quarantine keeps freed memory "
     "mapped (the object-count leak test below still runs)",
 )
-def test_a_million_task_lifecycles_leave_memory_flat(tmp_path):
-    result = _run_child(CHILD, [1_000_000, 100_000], tmp_path, env=_child_env())
+def test_a_million_task_lifecycles_leave_memory_flat():
+    result = _run_child(CHILD, [1_000_000, 100_000], env=_child_env())
     growth = result["after_kib"] - result["before_kib"]
     # Flat: a leak of even 8 bytes per lifecycle would add ~7800 KiB.
     assert growth < 2048, result
@@ -99,12 +88,12 @@ def test_a_million_task_lifecycles_leave_memory_flat(tmp_path):
 
 
 @pytest.mark.skipif(UNDER_ASAN, reason="RSS says nothing under AddressSanitizer")
-def test_the_memory_check_catches_a_leak(tmp_path):
+def test_the_memory_check_catches_a_leak():
     """The same measurement, with a deliberate leak of one small object per
     lifecycle, must fail the bound used above (so the test can fail)."""
     leaky = CHILD.replace("    return await fut", "    LEAK.append(object())\n    return await fut")
     leaky = leaky.replace("import casyncio\n", "import casyncio\nLEAK = []\n")
-    result = _run_child(leaky, [300_000, 10_000], tmp_path, env=_child_env())
+    result = _run_child(leaky, [300_000, 10_000], env=_child_env())
     assert result["after_kib"] - result["before_kib"] >= 2048, result
 
 
@@ -216,23 +205,23 @@ print(json.dumps({"growths": growths, "rounds": rounds}))
 """
 
 
-def test_workload_mix_leaks_no_python_objects(tmp_path):
+def test_workload_mix_leaks_no_python_objects():
     """Timers, cancellation, failures, sock_* ops (one abandoned), TCP and
     UDP transports, streams and servers, over and over: once warm, the number
     of live GC-tracked objects does not grow (a leaked container per round
     would add `rounds` to every interval)."""
-    result = _run_child(MIX, [50], tmp_path)
+    result = _run_child(MIX, [50])
     assert min(result["growths"]) < result["rounds"] // 5, result
 
 
-def test_the_object_count_check_catches_a_leak(tmp_path):
+def test_the_object_count_check_catches_a_leak():
     """The workload-mix measurement with one leaked container per round must
     exceed the bound the real test uses."""
     leaky = MIX.replace(
         "async def round_():\n", "LEAK = []\n\nasync def round_():\n    LEAK.append([])\n"
     )
     assert "LEAK.append" in leaky
-    result = _run_child(leaky, [50], tmp_path)
+    result = _run_child(leaky, [50])
     assert min(result["growths"]) >= result["rounds"] // 5, result
 
 
@@ -275,22 +264,14 @@ def _has_mallinfo2() -> bool:
 
 @pytest.mark.skipif(UNDER_ASAN, reason="AddressSanitizer replaces glibc's malloc")
 @pytest.mark.skipif(not _has_mallinfo2(), reason="needs glibc's malloc (mallinfo2, glibc 2.33+)")
-def test_big_messages_are_recycled_from_the_heap(tmp_path):
+def test_big_messages_are_recycled_from_the_heap():
     """Bytes objects of up to 1 MiB (what a transport hands data_received()
     for big messages) come from glibc's heap once a loop has read, rather than
     being mapped afresh and faulted in page by page each time."""
     size = 900 * 1024
 
     def mapped(first: str) -> bool:
-        proc = subprocess.run(
-            [sys.executable, "-c", BIG_BLOCKS, first, str(size)],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=tmp_path,
-        )
-        return json.loads(proc.stdout)["mapped"]
+        return json.loads(run_python(BIG_BLOCKS, first, str(size)))["mapped"]
 
     # Without a loop's read, glibc still maps such a block (else this
     # process's malloc is tuned already, and the test shows nothing).

@@ -15,15 +15,13 @@ import io
 import json
 import os
 import socket
-import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import assert_loop_usable
+from conftest import assert_loop_usable, run_python
 from net_helpers import (
     HOST,
     Recorder,
@@ -458,16 +456,7 @@ def test_emfile_while_accepting_pauses_and_retries(loop_kind):
     """Run in a child process (its RLIMIT_NOFILE is lowered): the accept
     loop hits EMFILE, reports it, stops watching the listening socket for a
     second (instead of spinning on it), then accepts everything waiting."""
-    proc = subprocess.run(
-        [sys.executable, "-c", EMFILE_CHILD, loop_kind],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).parent,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(run_python(EMFILE_CHILD, loop_kind).strip().splitlines()[-1])
     contexts = result["contexts"]
     # Stock asyncio's accept loop goes on calling accept() after EMFILE, up
     # to `backlog` (100) times in the same callback (101 from 3.14),
