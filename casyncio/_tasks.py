@@ -27,16 +27,27 @@ from . import _casyncio
 
 class TasksWeakSet(weakref.WeakSet):
     """The class asyncio's task WeakSet takes on: the same set, plus every
-    live casyncio Task when iterated, counted or asked."""
+    live casyncio Task when iterated, counted or asked.  Only the set that
+    install() gave this class adds them: a copy of it (copy(), union() and the
+    like make one of the same class) has them as members already."""
 
     def __iter__(self) -> Iterator:
+        if self is not _installed:
+            return super().__iter__()
         return iter([*super().__iter__(), *_casyncio._all_tasks()])
 
     def __len__(self) -> int:
+        if self is not _installed:
+            return super().__len__()
         return super().__len__() + len(_casyncio._all_tasks())
 
     def __contains__(self, task) -> bool:
-        return super().__contains__(task) or task in _casyncio._all_tasks()
+        if super().__contains__(task):
+            return True
+        return self is _installed and task in _casyncio._all_tasks()
+
+
+_installed: TasksWeakSet | None = None
 
 
 def task_set() -> weakref.WeakSet | None:
@@ -69,12 +80,17 @@ def install() -> bool:
     found = task_set()
     if found is None:
         return False
-    if type(found) is weakref.WeakSet:
-        try:
-            found.__class__ = TasksWeakSet
-        except TypeError:  # a WeakSet whose class cannot be assigned
-            return False
-    return isinstance(found, TasksWeakSet)
+    global _installed
+    if found is _installed:
+        return True
+    if type(found) is not weakref.WeakSet:
+        return False
+    try:
+        found.__class__ = TasksWeakSet
+    except TypeError:  # a WeakSet whose class cannot be assigned
+        return False
+    _installed = found
+    return True
 
 
 def install_call_graph() -> bool:

@@ -144,6 +144,29 @@ def test_on_the_supported_pythons_the_task_set_itself_lists_casyncio_tasks():
     assert isinstance(_tasks.task_set(), _tasks.TasksWeakSet)
 
 
+def test_a_copy_of_the_task_set_lists_each_task_once(loop):
+    """copy(), union() and the like make a set of the same class, holding
+    casyncio's tasks as members: it must not add them a second time.  (3.14's
+    stock Tasks are listed in C, in no WeakSet, so none holds them.)"""
+    from casyncio import _tasks
+
+    async def main() -> None:
+        task = asyncio.create_task(_forever())
+        task_set = _tasks.task_set()
+        assert task_set is not None
+        listed = task in task_set
+        assert listed or type(task) is asyncio.Task
+        for copy in (task_set.copy(), task_set.union([]), task_set - set()):
+            members = list(copy)
+            assert (task in copy) == listed
+            assert members.count(task) == int(listed)
+            assert len(copy) == len(members) == len(set(members))
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    loop.run_until_complete(main())
+
+
 def test_tasks_register_one_by_one_where_no_task_set_can_be_reached():
     """Where casyncio finds no task set to extend (here asyncio.all_tasks() is
     wrapped before casyncio is imported), each task joins asyncio's own."""
