@@ -12,6 +12,7 @@ on stock asyncio.  This module adds what they have in common:
 - ``tcp_connection``: an async context manager that makes a server and one
   connection to it, with a Recorder at each end, and tears both down.
 - ``run``: run_until_complete with a time limit, so a hang fails fast.
+- ``assert_same_bytes``: compare payloads with a short report on a mismatch.
 """
 
 from __future__ import annotations
@@ -125,6 +126,24 @@ def payload(size: int, seed: int = 0) -> bytes:
     """Deterministic pseudo-random bytes: corruption or reordering of
     chunks shows up in a comparison."""
     return random.Random(seed).randbytes(size)
+
+
+def assert_same_bytes(got: bytes | bytearray, expected: bytes) -> None:
+    """``assert got == expected`` for payloads: on a mismatch, say the lengths
+    and the first offset where they part.  (A plain assert of two long byte
+    strings makes pytest diff their reprs in full when CI is set in the
+    environment: minutes for a megabyte, which an expected failure on stock
+    asyncio pays on every run.)"""
+    if got == expected:
+        return
+    at = next(
+        (i for i, (a, b) in enumerate(zip(got, expected)) if a != b),
+        min(len(got), len(expected)),
+    )
+    raise AssertionError(
+        f"got {len(got)} bytes, expected {len(expected)}; they part at offset {at}: "
+        f"{bytes(got[at : at + 16])!r}... != {expected[at : at + 16]!r}..."
+    )
 
 
 class Recorder(asyncio.Protocol):

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import run_briefly
-from net_helpers import no_fd_leak, run  # noqa: F401  (fixture, applied below)
+from net_helpers import assert_same_bytes, no_fd_leak, run  # noqa: F401  (fixture, applied below)
 
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
@@ -84,7 +84,7 @@ def test_task_scheduled_before_datagram_sees_it(fd_loop):
     for sender, receiver, addr, payload in ((tr1, proto2, addr2, b"a"), (tr2, proto1, addr1, b"b")):
         sender.sendto(payload, addr)
         # Not run(): its wait_for() would add a task step in between.
-        assert fd_loop.run_until_complete(receiver.wait()) == payload
+        assert_same_bytes(fd_loop.run_until_complete(receiver.wait()), payload)
     tr1.close()
     tr2.close()
     run_briefly(fd_loop)

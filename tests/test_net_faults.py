@@ -25,6 +25,7 @@ from conftest import assert_loop_usable, run_python
 from net_helpers import (
     HOST,
     Recorder,
+    assert_same_bytes,
     close_transport,
     fd_count,
     is_casyncio,
@@ -526,7 +527,7 @@ def test_server_closed_while_clients_connected_keeps_drained_data(loop):
         for task in clients:
             data, reply = await task
             assert reply[:32] == hashlib.sha256(data).digest()
-            assert reply[32:] == payload(size, seed=data[0])
+            assert_same_bytes(reply[32:], payload(size, seed=data[0]))
         await closed
         assert handlers_done == n_clients
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 from net_helpers import (
     HOST,
+    assert_same_bytes,
     is_casyncio,
     needs_ipv6,
     no_fd_leak,  # noqa: F401  (fixture, applied below)
@@ -112,7 +113,7 @@ def test_sock_recv_large_n(loop, pair):
         await send
         return bytes(got)
 
-    assert run(loop, main()) == data
+    assert_same_bytes(run(loop, main()), data)
 
 
 def test_sock_recv_empty_at_eof(loop, pair):
@@ -211,7 +212,7 @@ def test_sock_sendall_more_than_the_kernel_takes(loop, pair):
         await send
         return bytes(got)
 
-    assert run(loop, main()) == data
+    assert_same_bytes(run(loop, main()), data)
 
 
 def test_sock_sendall_to_a_closed_peer(loop, pair):

@@ -10,6 +10,7 @@ import socket
 import pytest
 from net_helpers import (
     HOST,
+    assert_same_bytes,
     no_fd_leak,  # noqa: F401  (fixture, applied below)
     payload,
     run,
@@ -81,7 +82,7 @@ def test_streams_big_payload(loop):
             writer.write_eof()
             size = int.from_bytes(await reader.readexactly(8), "big")
             assert size == len(data)
-            assert await reader.readexactly(size) == data[::-1]
+            assert_same_bytes(await reader.readexactly(size), data[::-1])
             assert await reader.read() == b""
             await close_writer(writer)
 

@@ -22,6 +22,7 @@ import pytest
 from net_helpers import (
     HOST,
     Recorder,
+    assert_same_bytes,
     close_transport,
     is_casyncio,
     kernel_has_data,
@@ -419,7 +420,7 @@ def test_big_reads_come_in_chunks_of_at_most_256_kib(loop):
             c.client_t.write(data)
             await asyncio.sleep(0.05)  # let the kernel queue what it takes
             c.server_t.resume_reading()
-            assert await c.server_p.wait_bytes(len(data)) == data
+            assert_same_bytes(await c.server_p.wait_bytes(len(data)), data)
 
     run(loop, main())
     assert max(chunks) <= 256 * 1024
@@ -438,7 +439,7 @@ def test_big_write_buffers_only_the_remainder(loop):
             assert 0 < buffered < len(data)
             assert kernel_has_data(c.server_t.get_extra_info("socket"))
             c.server_t.resume_reading()
-            assert await c.server_p.wait_bytes(len(data)) == data
+            assert_same_bytes(await c.server_p.wait_bytes(len(data)), data)
             await wait_for_condition(loop, lambda: c.client_t.get_write_buffer_size() == 0)
 
     run(loop, main())
@@ -453,7 +454,7 @@ def test_writes_keep_their_order_while_buffered(loop):
                 c.client_t.write(piece)
                 c.client_t.writelines([piece[:10], bytearray(piece[10:20])])
             expected = b"".join(p + p[:20] for p in pieces)
-            assert await c.server_p.wait_bytes(len(expected)) == expected
+            assert_same_bytes(await c.server_p.wait_bytes(len(expected)), expected)
 
     run(loop, main())
 
@@ -473,7 +474,7 @@ def test_buffered_bytearray_is_copied(loop, request):
             mutable[:] = b"B" * 1000
             c.server_t.resume_reading()
             got = await c.server_p.wait_bytes(len(filler) + 2000)
-            assert got == filler + b"A" * 2000
+            assert_same_bytes(got, filler + b"A" * 2000)
 
     run(loop, main())
 
@@ -525,7 +526,7 @@ def test_writelines_queued_with_empty_pieces_still_drains(loop, request):
             finally:
                 if not c.client_p.lost.done():
                     c.client_t.abort()  # a stuck close() would never end the connection
-            assert await c.server_p.wait_bytes(len(big) + 3) == big + b"end"
+            assert_same_bytes(await c.server_p.wait_bytes(len(big) + 3), big + b"end")
 
     run(loop, main())
 
@@ -538,7 +539,7 @@ def test_writelines_small_pieces_nothing_buffered(loop):
             c.client_t.writelines(pieces)
             assert c.client_t.get_write_buffer_size() == 0
             expected = b"".join(bytes(p) for p in pieces)
-            assert await c.server_p.wait_bytes(len(expected)) == expected
+            assert_same_bytes(await c.server_p.wait_bytes(len(expected)), expected)
 
     run(loop, main())
 
@@ -552,7 +553,7 @@ def test_writelines_many_pieces_in_order(loop):
             c.client_t.writelines(pieces)
             c.client_t.writelines(iter(pieces[:3]))  # any iterable
             expected = b"".join(pieces) + b"".join(pieces[:3])
-            assert await c.server_p.wait_bytes(len(expected)) == expected
+            assert_same_bytes(await c.server_p.wait_bytes(len(expected)), expected)
 
     run(loop, main())
 
@@ -616,7 +617,7 @@ def test_write_eof_waits_for_the_buffer(loop):
             c.client_t.write_eof()
             c.server_t.resume_reading()
             await c.server_p.eof
-            assert bytes(c.server_p.data) == data
+            assert_same_bytes(c.server_p.data, data)
 
     run(loop, main())
 
@@ -762,7 +763,7 @@ def test_pause_and_resume_writing(loop):
             c.server_t.resume_reading()
             await c.client_p.resumed_event
             assert c.client_t.get_write_buffer_size() <= 16 * 1024
-            assert await c.server_p.wait_bytes(len(data) + 9) == b"small" + data + b"more"
+            assert_same_bytes(await c.server_p.wait_bytes(len(data) + 9), b"small" + data + b"more")
             assert (c.client_p.pauses, c.client_p.resumes) == (1, 1)
             assert c.client_p.events == ["made", "pause", "resume"]
 
@@ -832,7 +833,7 @@ def test_close_flushes_the_buffer_first(loop):
             assert not c.client_p.lost.done()  # still flushing
             c.server_t.resume_reading()
             await c.server_p.eof
-            assert bytes(c.server_p.data) == data
+            assert_same_bytes(c.server_p.data, data)
             assert await c.client_p.lost is None
             assert c.client_p.events.count("lost") == 1
 
@@ -988,7 +989,7 @@ def test_buffered_protocol_receives_everything(loop):
             t.write_eof()
             [bp] = protos
             await bp.eof
-            assert bytes(bp.data) == data
+            assert_same_bytes(bp.data, data)
             assert bp.events == ["made", "data", "eof"]
             assert await bp.lost is None
             assert bp.hints == {-1}
@@ -1647,7 +1648,7 @@ def test_a_socket_subclass_recv_and_send_are_called(loop, buffered):
             t.write(data)
             assert t.get_write_buffer_size() > 0  # the rest is flushed later
             got = await (p.done if buffered else p.wait_bytes(len(data)))
-            assert got == data
+            assert_same_bytes(got, data)
             assert sock.sent == sock.received == len(data)
             assert sock.calls == {"send", GATHERED_SEND, "recv_into" if buffered else "recv"}
 

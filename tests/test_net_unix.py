@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from net_helpers import (
     Recorder,
+    assert_same_bytes,
     close_transport,
     no_fd_leak,  # noqa: F401  (fixture, applied below)
     payload,
@@ -74,7 +75,7 @@ def test_unix_path_like_and_large_transfer(loop, tmp_path):
             t.write_eof()
             await wait_for_condition(loop, lambda: len(accepted) == 1)
             await accepted[0].eof
-            assert bytes(accepted[0].data) == data
+            assert_same_bytes(accepted[0].data, data)
             await close_transport(t, p)
 
     run(loop, main())
