@@ -18,6 +18,12 @@ from conftest import make_loop
 import casyncio
 from casyncio import _casyncio
 
+# These tests call asyncio's policy functions as programs do.  Python 3.14
+# deprecates them (to be removed in 3.16): asyncio's warning, not casyncio's.
+pytestmark = pytest.mark.filterwarnings(
+    r"ignore:'asyncio\.[gs]et_event_loop_policy' is deprecated:DeprecationWarning"
+)
+
 
 class Boom(Exception):
     pass
