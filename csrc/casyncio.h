@@ -312,7 +312,9 @@ typedef struct {
     double slow_callback_duration;
     PyObject *current_handle; /* debug mode only */
     PyObject *task_factory;
-    char *rbuf; /* read buffer shared by the transports */
+    char *rbuf;              /* read buffer shared by the transports */
+    unsigned char *big_recv; /* by fd: its last sock_recv() was big (sockops.c) */
+    int big_recv_cap;
     PyObject *dict;
     PyObject *weakreflist;
 } LoopObj;
@@ -547,6 +549,10 @@ void cio_task_unlink(TaskObj *task);
 /* ---- networking (transport*.c, sockops.c) ---- */
 
 #define CIO_READ_BUFFER_SIZE (256 * 1024)
+/* A read this big is copied out of the loop's buffer no more: the next read
+ * on that fd asks FIONREAD how much is queued and reads it straight into its
+ * bytes object (transport_stream.c, sockops.c). */
+#define CIO_BIG_READ (32 * 1024)
 
 int cio_transport_init_types(PyObject *module, cio_state *st);
 int cio_sockops_init(PyObject *module, cio_state *st);

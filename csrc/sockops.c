@@ -22,6 +22,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <string.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 
@@ -89,6 +91,90 @@ os_error(void)
     return errno == EINTR ? 0 : cio_os_error_unless_eagain();
 }
 
+/* Whether the last sock_recv() on fd was a big read (CIO_BIG_READ). */
+static int
+last_recv_was_big(LoopObj *loop, int fd)
+{
+    return fd < loop->big_recv_cap && loop->big_recv[fd];
+}
+
+/* Records whether a sock_recv() on fd was big.  Only a hint: if the table
+ * cannot grow, the fd's reads go through the loop's buffer, as small ones do.
+ * An fd closed and reused keeps the old flag, which costs its first read one
+ * FIONREAD call at most. */
+static void
+note_recv_size(LoopObj *loop, int fd, int big)
+{
+    if (fd >= loop->big_recv_cap) {
+        if (!big) {
+            return;
+        }
+        int cap = loop->big_recv_cap < 64 ? 64 : loop->big_recv_cap;
+        while (cap <= fd) {
+            cap *= 2;
+        }
+        unsigned char *flags = PyMem_RawRealloc(loop->big_recv, (size_t)cap);
+        if (flags == NULL) {
+            return;
+        }
+        memset(flags + loop->big_recv_cap, 0, (size_t)(cap - loop->big_recv_cap));
+        loop->big_recv = flags;
+        loop->big_recv_cap = cap;
+    }
+    loop->big_recv[fd] = (unsigned char)big;
+}
+
+/* sock_recv(sock, n) for n up to the loop's buffer.  Like a stream
+ * transport's read (read_ready() in transport_stream.c), it reads into the
+ * loop's buffer and copies what came into a bytes object of its size; after
+ * a big read on the fd, it asks FIONREAD how much is queued and reads that
+ * (n at most) straight into its bytes object, saving the copy.  Returns 1
+ * with *result set, 0 would block, -1 failed. */
+static int
+recv_bytes(SockOpObj *op, PyObject **result)
+{
+    LoopObj *loop = op->loop;
+    ssize_t r;
+    int avail = 0;
+    if (last_recv_was_big(loop, op->fd) && ioctl(op->fd, FIONREAD, &avail) == 0 && avail > 0) {
+        Py_ssize_t want = avail < op->n ? avail : op->n;
+        PyObject *data = PyBytes_FromStringAndSize(NULL, want);
+        if (data == NULL) {
+            return -1;
+        }
+        r = recv(op->fd, PyBytes_AS_STRING(data), (size_t)want, MSG_DONTWAIT);
+        if (r < 0) {
+            int err = errno;
+            Py_DECREF(data);
+            errno = err;
+            return os_error();
+        }
+        if (r != want) { /* not what FIONREAD said was there: keep what came */
+            Py_SETREF(data, PyBytes_FromStringAndSize(PyBytes_AS_STRING(data), r));
+            if (data == NULL) {
+                return -1;
+            }
+        }
+        *result = data;
+    }
+    else {
+        char *buf = cio_loop_read_buffer(loop);
+        if (buf == NULL) {
+            return -1;
+        }
+        r = recv(op->fd, buf, (size_t)op->n, MSG_DONTWAIT);
+        if (r < 0) {
+            return os_error();
+        }
+        *result = PyBytes_FromStringAndSize(buf, r);
+        if (*result == NULL) {
+            return -1;
+        }
+    }
+    note_recv_size(loop, op->fd, r >= CIO_BIG_READ);
+    return 1;
+}
+
 /* Tries the operation once.  Returns 1 done (*result set), 0 would block,
  * -1 failed (exception set). */
 static int
@@ -96,21 +182,11 @@ attempt(SockOpObj *op, PyObject **result)
 {
     *result = NULL;
     switch (op->kind) {
-    case OP_RECV: {
+    case OP_RECV:
         if (op->n > CIO_READ_BUFFER_SIZE) {
             return call_method(result, op->sock, "recv", "(ni)", op->n, MSG_DONTWAIT);
         }
-        char *buf = cio_loop_read_buffer(op->loop);
-        if (buf == NULL) {
-            return -1;
-        }
-        ssize_t r = recv(op->fd, buf, (size_t)op->n, MSG_DONTWAIT);
-        if (r < 0) {
-            return os_error();
-        }
-        *result = PyBytes_FromStringAndSize(buf, r);
-        return *result ? 1 : -1;
-    }
+        return recv_bytes(op, result);
     case OP_RECV_INTO: {
         ssize_t r = recv(op->fd, op->view.buf, (size_t)op->view.len, MSG_DONTWAIT);
         if (r < 0) {

@@ -727,7 +727,7 @@ read_ready(StreamObj *s)
     if (n == 0) {
         return on_eof(s);
     }
-    s->big_reads = n >= 32 * 1024;
+    s->big_reads = n >= CIO_BIG_READ;
     /* Hold the protocol: it may swap itself out inside data_received(). */
     PyObject *args[] = {Py_NewRef(t->protocol), data};
     PyObject *res = PyObject_VectorcallMethod(t->st->str_data_received, args,

@@ -116,6 +116,26 @@ def test_sock_recv_large_n(loop, pair):
     assert_same_bytes(run(loop, main()), data)
 
 
+def test_sock_recv_after_a_big_read_still_takes_at_most_n(loop, pair):
+    # After a read of 32 KiB or more, casyncio reads the socket's next one
+    # straight into a bytes object sized by what the kernel has queued: n
+    # still caps it, and a small read after it goes back to the usual path.
+    a, b = pair
+    data = payload(100_000, seed=3)
+    assert b.send(data) == len(data)
+
+    async def main() -> list[bytes]:
+        return [
+            await loop.sock_recv(a, 50_000),
+            await loop.sock_recv(a, 1000),
+            await loop.sock_recv(a, 1 << 20),
+        ]
+
+    chunks = run(loop, main())
+    assert [len(c) for c in chunks] == [50_000, 1000, 49_000]
+    assert_same_bytes(b"".join(chunks), data)
+
+
 def test_sock_recv_empty_at_eof(loop, pair):
     a, b = pair
     b.shutdown(socket.SHUT_WR)
