@@ -568,6 +568,15 @@ int cio_loop_call_soon(LoopObj *loop, PyObject *callable, PyObject *args, PyObje
 /* The loop's shared read buffer (CIO_READ_BUFFER_SIZE bytes), or NULL with
  * MemoryError. */
 char *cio_loop_read_buffer(LoopObj *loop);
+/* Reads once from fd, at most max (<= CIO_READ_BUFFER_SIZE) bytes, into a
+ * new bytes object *data: through the loop's buffer and a copy of what came,
+ * or, when `sized`, straight into an object of the size the kernel says is
+ * queued (FIONREAD: one more system call, which pays for itself once reads
+ * are big; with nothing reported it reads through the buffer).  EINTR is
+ * retried.  Returns the count read (0 at EOF, *data then b""), -2 if it would
+ * block, or -1 with an exception set (OSError, MemoryError); *data is NULL
+ * on both. */
+Py_ssize_t cio_recv_bytes(LoopObj *loop, int fd, Py_ssize_t max, int sized, PyObject **data);
 
 /* ---- helpers (module.c) ---- */
 

@@ -23,7 +23,6 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 
@@ -124,54 +123,19 @@ note_recv_size(LoopObj *loop, int fd, int big)
     loop->big_recv[fd] = (unsigned char)big;
 }
 
-/* sock_recv(sock, n) for n up to the loop's buffer.  Like a stream
- * transport's read (read_ready() in transport_stream.c), it reads into the
- * loop's buffer and copies what came into a bytes object of its size; after
- * a big read on the fd, it asks FIONREAD how much is queued and reads that
- * (n at most) straight into its bytes object, saving the copy.  Returns 1
- * with *result set, 0 would block, -1 failed. */
+/* sock_recv(sock, n) for n up to the loop's buffer, read as a stream
+ * transport reads (cio_recv_bytes()): after a big read on the fd, straight
+ * into its bytes object.  Returns 1 with *result set, 0 would block, -1
+ * failed. */
 static int
 recv_bytes(SockOpObj *op, PyObject **result)
 {
-    LoopObj *loop = op->loop;
-    ssize_t r;
-    int avail = 0;
-    if (last_recv_was_big(loop, op->fd) && ioctl(op->fd, FIONREAD, &avail) == 0 && avail > 0) {
-        Py_ssize_t want = avail < op->n ? avail : op->n;
-        PyObject *data = PyBytes_FromStringAndSize(NULL, want);
-        if (data == NULL) {
-            return -1;
-        }
-        r = recv(op->fd, PyBytes_AS_STRING(data), (size_t)want, MSG_DONTWAIT);
-        if (r < 0) {
-            int err = errno;
-            Py_DECREF(data);
-            errno = err;
-            return os_error();
-        }
-        if (r != want) { /* not what FIONREAD said was there: keep what came */
-            Py_SETREF(data, PyBytes_FromStringAndSize(PyBytes_AS_STRING(data), r));
-            if (data == NULL) {
-                return -1;
-            }
-        }
-        *result = data;
+    int big = last_recv_was_big(op->loop, op->fd);
+    Py_ssize_t n = cio_recv_bytes(op->loop, op->fd, op->n, big, result);
+    if (n < 0) {
+        return n == -2 ? 0 : -1;
     }
-    else {
-        char *buf = cio_loop_read_buffer(loop);
-        if (buf == NULL) {
-            return -1;
-        }
-        r = recv(op->fd, buf, (size_t)op->n, MSG_DONTWAIT);
-        if (r < 0) {
-            return os_error();
-        }
-        *result = PyBytes_FromStringAndSize(buf, r);
-        if (*result == NULL) {
-            return -1;
-        }
-    }
-    note_recv_size(loop, op->fd, r >= CIO_BIG_READ);
+    note_recv_size(op->loop, op->fd, n >= CIO_BIG_READ);
     return 1;
 }
 

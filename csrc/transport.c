@@ -4,6 +4,9 @@
  * transport.h for the lifecycle. */
 #include "transport.h"
 
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
 /* asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES */
 #define DEFAULT_HIGH_WATER (64 * 1024)
 
@@ -52,6 +55,43 @@ cio_loop_read_buffer(LoopObj *loop)
         }
     }
     return loop->rbuf;
+}
+
+Py_ssize_t
+cio_recv_bytes(LoopObj *loop, int fd, Py_ssize_t max, int sized, PyObject **data)
+{
+    *data = NULL;
+    int avail = 0;
+    char *into;
+    Py_ssize_t want = max;
+    if (sized && ioctl(fd, FIONREAD, &avail) == 0 && avail > 0) {
+        want = avail < max ? avail : max;
+        *data = PyBytes_FromStringAndSize(NULL, want);
+        into = *data ? PyBytes_AS_STRING(*data) : NULL;
+    }
+    else {
+        into = cio_loop_read_buffer(loop);
+    }
+    if (into == NULL) {
+        return -1;
+    }
+    ssize_t n;
+    do {
+        n = recv(fd, into, (size_t)want, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        int err = errno;
+        Py_CLEAR(*data);
+        errno = err;
+        return cio_os_error_unless_eagain() == 0 ? -2 : -1;
+    }
+    if (*data == NULL) {
+        *data = PyBytes_FromStringAndSize(into, n);
+    }
+    else if (n != want) { /* not what FIONREAD said was there: keep what came */
+        Py_SETREF(*data, PyBytes_FromStringAndSize(into, n));
+    }
+    return *data ? n : -1;
 }
 
 /* Calls a method of the transport's own through call_soon (cold paths). */

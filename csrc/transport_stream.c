@@ -14,8 +14,6 @@
  * queue is not empty; wsize is the number of unsent bytes in the queue. */
 #include "transport.h"
 
-#include <sys/ioctl.h>
-
 #include <errno.h>
 #include <limits.h>
 #include <sys/socket.h>
@@ -677,47 +675,13 @@ read_ready(StreamObj *s)
     if (s->buffered) {
         return read_ready_buffered(s);
     }
-    /* Reads go into the loop's buffer and are copied into a bytes object of
-     * their size.  After a big read (32 KiB or more), the next one asks the
-     * kernel how much is queued (FIONREAD, one more system call) and reads
-     * that straight into its bytes object: for 100 KiB messages the copy
-     * cost more than the call (echo_protocol_100k +7%). */
+    /* After a big read (32 KiB or more) the next one goes straight into its
+     * bytes object, sized by FIONREAD: for 100 KiB messages the copy out of
+     * the loop's buffer cost more than the call (echo_protocol_100k +7%). */
     PyObject *data = NULL;
-    Py_ssize_t n;
-    int avail = 0;
-    if (s->via_methods) {
-        n = recv_by_method(t->sock, &data);
-    }
-    else if (s->big_reads && ioctl(t->fd, FIONREAD, &avail) == 0 && avail > 0) {
-        if (avail > CIO_READ_BUFFER_SIZE) {
-            avail = CIO_READ_BUFFER_SIZE;
-        }
-        data = PyBytes_FromStringAndSize(NULL, avail);
-        if (data == NULL) {
-            return -1;
-        }
-        n = recv_once(t->fd, PyBytes_AS_STRING(data), (size_t)avail);
-        if (n != avail) { /* not what FIONREAD said was there: keep what came */
-            PyObject *part = n > 0 ? PyBytes_FromStringAndSize(PyBytes_AS_STRING(data), n) : NULL;
-            Py_SETREF(data, part);
-            if (n > 0 && data == NULL) {
-                return -1;
-            }
-        }
-    }
-    else {
-        char *buf = cio_loop_read_buffer(t->loop);
-        if (buf == NULL) {
-            return -1;
-        }
-        n = recv_once(t->fd, buf, CIO_READ_BUFFER_SIZE);
-        if (n > 0) {
-            data = PyBytes_FromStringAndSize(buf, n);
-            if (data == NULL) {
-                return -1;
-            }
-        }
-    }
+    Py_ssize_t n = s->via_methods
+                       ? recv_by_method(t->sock, &data)
+                       : cio_recv_bytes(t->loop, t->fd, CIO_READ_BUFFER_SIZE, s->big_reads, &data);
     if (n == -2) {
         return 0;
     }
@@ -725,6 +689,7 @@ read_ready(StreamObj *s)
         return cio_transport_fatal_error(t, "Fatal read error on socket transport");
     }
     if (n == 0) {
+        Py_XDECREF(data);
         return on_eof(s);
     }
     s->big_reads = n >= CIO_BIG_READ;

@@ -427,6 +427,27 @@ def test_big_reads_come_in_chunks_of_at_most_256_kib(loop):
     assert sum(size > 32 * 1024 for size in chunks) >= 2, chunks
 
 
+def test_eof_after_big_reads_follows_all_the_data(loop):
+    """The peer's EOF right after big reads (on casyncio, the read after a
+    big one asks how much is queued, and finds nothing) ends the data:
+    eof_received() once, after every byte, then connection_lost(None)."""
+    data = payload(1_000_000, seed=10)
+
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            c.server_t.pause_reading()
+            c.client_t.write(data)
+            c.client_t.write_eof()
+            await asyncio.sleep(0.05)  # let the kernel queue data and EOF
+            c.server_t.resume_reading()
+            await c.server_p.lost
+            assert_same_bytes(bytes(c.server_p.data), data)
+            assert c.server_p.events == ["made", "data", "eof", "lost"]
+            assert c.server_p.lost.result() is None
+
+    run(loop, main())
+
+
 def test_big_write_buffers_only_the_remainder(loop):
     data = payload(4_000_000, seed=1)
 
