@@ -601,7 +601,8 @@ cio_err_would_block(void)
 
 /* After a non-blocking system call failed: 0 if it only would have blocked
  * (EAGAIN), else -1 with OSError set from errno.  EINTR is the caller's
- * business (the transports retry at once, sock_*() operations wait). */
+ * business (reads into bytes objects and the transports retry at once, the
+ * other sock_*() operations wait). */
 static inline int
 cio_os_error_unless_eagain(void)
 {
