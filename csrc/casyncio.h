@@ -312,9 +312,7 @@ typedef struct {
     double slow_callback_duration;
     PyObject *current_handle; /* debug mode only */
     PyObject *task_factory;
-    char *rbuf;              /* read buffer shared by the transports */
-    unsigned char *big_recv; /* by fd: its last sock_recv() was big (sockops.c) */
-    int big_recv_cap;
+    char *rbuf; /* read buffer shared by the transports */
     PyObject *dict;
     PyObject *weakreflist;
 } LoopObj;

@@ -1120,7 +1120,6 @@ Loop_dealloc(LoopObj *self)
     cio_fdtable_fini(&self->fds);
     PyMem_Free(self->fired);
     PyMem_RawFree(self->rbuf);
-    PyMem_RawFree(self->big_recv);
     self->st->live.loops--;
     tp->tp_free(self);
     Py_DECREF(tp);

@@ -22,7 +22,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
-#include <string.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 
@@ -94,33 +93,22 @@ os_error(void)
 static int
 last_recv_was_big(LoopObj *loop, int fd)
 {
-    return fd < loop->big_recv_cap && loop->big_recv[fd];
+    cio_fd_entry *e = cio_fdtable_get(&loop->fds, fd);
+    return e != NULL && e->big_read;
 }
 
-/* Records whether a sock_recv() on fd was big.  Only a hint: if the table
- * cannot grow, the fd's reads go through the loop's buffer, as small ones do.
- * An fd closed and reused keeps the old flag, which costs its first read one
- * FIONREAD call at most. */
+/* Records in the loop's fd table whether a sock_recv() on fd was big.  Only a
+ * hint: if the table cannot grow, the fd's reads go through the loop's
+ * buffer, as small ones do.  An fd closed and reused keeps the old flag,
+ * which costs its first read one FIONREAD call at most. */
 static void
 note_recv_size(LoopObj *loop, int fd, int big)
 {
-    if (fd >= loop->big_recv_cap) {
-        if (!big) {
-            return;
-        }
-        int cap = loop->big_recv_cap < 64 ? 64 : loop->big_recv_cap;
-        while (cap <= fd) {
-            cap *= 2;
-        }
-        unsigned char *flags = PyMem_RawRealloc(loop->big_recv, (size_t)cap);
-        if (flags == NULL) {
-            return;
-        }
-        memset(flags + loop->big_recv_cap, 0, (size_t)(cap - loop->big_recv_cap));
-        loop->big_recv = flags;
-        loop->big_recv_cap = cap;
+    cio_fd_entry *e = cio_fdtable_get(&loop->fds, fd);
+    if (e == NULL && (!big || cio_fdtable_ensure(&loop->fds, fd, &e) < 0)) {
+        return;
     }
-    loop->big_recv[fd] = (unsigned char)big;
+    e->big_read = (uint8_t)big;
 }
 
 /* sock_recv(sock, n) for n up to the loop's buffer, read as a stream

@@ -20,6 +20,7 @@ typedef struct {
     uint32_t events;     /* CIO_POLL_* mask registered with the poller */
     uint16_t reader_tag; /* the layer above's label for reader, */
     uint16_t writer_tag; /* and for writer */
+    uint8_t big_read;    /* the layer above's note: the fd's last read was big */
 } cio_fd_entry;
 
 typedef struct {
