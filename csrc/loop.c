@@ -272,6 +272,10 @@ poll_io(LoopObj *self, int timeout_ms)
         return -1;
     }
     if (n > 0) {
+        /* Decided now, not before the poll: a thread (call_soon_threadsafe)
+         * or a signal handler may have queued a callback meanwhile, and
+         * that callback was queued before these events. */
+        self->io_inline = cio_ring_len(&self->ready) == 0;
         return cio_loop_dispatch_fd_events(self, n);
     }
     return 0;
@@ -322,7 +326,6 @@ run_once(LoopObj *self)
     else {
         timeout_ms = -1;
     }
-    self->io_inline = cio_ring_len(&self->ready) == 0;
     if (poll_io(self, timeout_ms) < 0 || collect_due_timers(self) < 0) {
         return -1;
     }

@@ -450,7 +450,7 @@ run_watcher(LoopObj *self, PyObject *w, uint16_t tag, int which)
 
 /* Hands one direction of a fired fd to its watcher.  An add_reader/writer
  * Handle is queued, as asyncio does.  A transport or sock_*() operation
- * runs right here when nothing was queued before the poll (io_inline), as
+ * runs right here when nothing is queued as the poll returns (io_inline), as
  * libuv does: a task woken by data_received() then writes its reply in this
  * iteration's batch, before the next poll, which sees the peer's answer at
  * once -- on an echo round trip that is one loop iteration (and one

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import socket
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -56,6 +60,41 @@ def test_callback_queued_before_data_runs_first(fd_loop):
 
         fd_loop.call_soon(send_and_schedule)
         run_briefly(fd_loop, 3)
+        assert order == ["callback", "data b'x'"]
+
+
+def test_callback_from_a_thread_during_the_poll_runs_before_the_data(fd_loop):
+    """A thread queues a callback while the loop sleeps in its poller, and that
+    poll reports data too: the callback was queued first, so it runs first.
+    The thread makes the data readable without letting go of the GIL, so the
+    loop cannot handle it before the callback is queued."""
+    write = ctypes.PyDLL(None).write  # PyDLL: called with the GIL held
+    write.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)
+    write.restype = ctypes.c_ssize_t
+    order: list[str] = []
+    queued = fd_loop.create_future()
+
+    def callback() -> None:
+        order.append("callback")
+        queued.set_result(None)
+
+    with recorded_connection(fd_loop, order) as (_, b):
+
+        def from_thread() -> None:
+            time.sleep(0.05)  # the loop is in its poller by now
+            assert write(b.fileno(), b"x", 1) == 1
+            fd_loop.call_soon_threadsafe(callback)
+
+        thread = threading.Thread(target=from_thread)
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(1.0)  # the thread keeps the GIL from write to call
+        try:
+            thread.start()
+            run(fd_loop, queued)
+        finally:
+            thread.join()
+            sys.setswitchinterval(switch_interval)
+        run_briefly(fd_loop, 2)
         assert order == ["callback", "data b'x'"]
 
 
