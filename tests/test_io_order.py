@@ -88,12 +88,17 @@ def test_callback_from_a_thread_during_the_poll_runs_before_the_data(fd_loop):
         thread = threading.Thread(target=from_thread)
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(1.0)  # the thread keeps the GIL from write to call
+        # Debug mode's source traceback for the callback stats every frame's
+        # file, letting go of the GIL between the write and the call.
+        debug = fd_loop.get_debug()
+        fd_loop.set_debug(False)
         try:
             thread.start()
             run(fd_loop, queued)
         finally:
             thread.join()
             sys.setswitchinterval(switch_interval)
+            fd_loop.set_debug(debug)
         run_briefly(fd_loop, 2)
         assert order == ["callback", "data b'x'"]
 
