@@ -273,8 +273,8 @@ poll_io(LoopObj *self, int timeout_ms)
     }
     if (n > 0) {
         /* Decided now, not before the poll: a thread (call_soon_threadsafe)
-         * or a signal handler may have queued a callback meanwhile, and
-         * that callback was queued before these events. */
+         * or a Python-level signal.signal() handler may have queued a
+         * callback meanwhile, and that callback came before these events. */
         self->io_inline = cio_ring_len(&self->ready) == 0;
         return cio_loop_dispatch_fd_events(self, n);
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import socket
 import sys
 import threading
@@ -72,6 +73,7 @@ def test_callback_from_a_thread_during_the_poll_runs_before_the_data(fd_loop):
     write.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)
     write.restype = ctypes.c_ssize_t
     order: list[str] = []
+    written: list[int] = []
     queued = fd_loop.create_future()
 
     def callback() -> None:
@@ -82,14 +84,17 @@ def test_callback_from_a_thread_during_the_poll_runs_before_the_data(fd_loop):
 
         def from_thread() -> None:
             time.sleep(0.05)  # the loop is in its poller by now
-            assert write(b.fileno(), b"x", 1) == 1
+            written.append(write(b.fileno(), b"x", 1))
             fd_loop.call_soon_threadsafe(callback)
 
         thread = threading.Thread(target=from_thread)
         switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(1.0)  # the thread keeps the GIL from write to call
-        # Debug mode's source traceback for the callback stats every frame's
-        # file, letting go of the GIL between the write and the call.
+        # Nothing may let go of the GIL between the write and the call: not
+        # the switch interval, not a collection running finalizers, and not
+        # debug mode's source traceback for the callback (it stats files).
+        sys.setswitchinterval(1.0)
+        gc.collect()
+        gc.disable()
         debug = fd_loop.get_debug()
         fd_loop.set_debug(False)
         try:
@@ -98,8 +103,10 @@ def test_callback_from_a_thread_during_the_poll_runs_before_the_data(fd_loop):
         finally:
             thread.join()
             sys.setswitchinterval(switch_interval)
+            gc.enable()
             fd_loop.set_debug(debug)
         run_briefly(fd_loop, 2)
+        assert written == [1]
         assert order == ["callback", "data b'x'"]
 
 

@@ -249,8 +249,8 @@ FILE = os.path.join(DIR, "file")
 with open(FILE, "wb") as f:
     f.write(b"s" * 100_000)
 
-def free_port():
-    with socket.socket() as s:
+def free_port(kind=socket.SOCK_STREAM):
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -317,15 +317,16 @@ async def resets():
     await server.wait_closed()
 
 async def timeouts():
-    writers = []
-    server = await asyncio.start_server(lambda r, w: writers.append(w), "127.0.0.1", 0)
+    accepted = asyncio.get_running_loop().create_future()
+    server = await asyncio.start_server(lambda r, w: accepted.set_result(w), "127.0.0.1", 0)
     reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+    server_writer = await accepted  # else wait_closed() (3.12+) waits for it
     try:
         async with asyncio.timeout(0.001):
             await reader.read(10)
     except TimeoutError:
         pass
-    for w in (writer, *writers):
+    for w in (writer, server_writer):
         w.close()
     server.close()
     await server.wait_closed()
@@ -410,8 +411,10 @@ async def callbacks():
     loop.remove_signal_handler(signal.SIGUSR1)
     await loop.run_in_executor(None, sum, [1, 2])
     fut = loop.create_future()
-    threading.Thread(target=loop.call_soon_threadsafe, args=(fut.set_result, 2)).start()
+    thread = threading.Thread(target=loop.call_soon_threadsafe, args=(fut.set_result, 2))
+    thread.start()
     await fut
+    thread.join()
     loop.call_soon(lambda: 1 / 0)
     loop.call_later(0, lambda: {}["key"])
     a, b = socket.socketpair()
@@ -427,7 +430,7 @@ async def callbacks():
 async def datagram_refused():
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(
-        asyncio.DatagramProtocol, remote_addr=("127.0.0.1", free_port()))
+        asyncio.DatagramProtocol, remote_addr=("127.0.0.1", free_port(socket.SOCK_DGRAM)))
     for _ in range(3):
         transport.sendto(b"d")  # ICMP port unreachable: error_received()
         await asyncio.sleep(0)
@@ -444,8 +447,8 @@ ROUND = (quiet, refused, resets, timeouts, tls, unix_sendfile, cancelled_ops,
 def test_error_paths_leak_no_python_objects():
     """What goes wrong, over and over (see ERROR_PATHS), leaves no
     GC-tracked object behind: exceptions, transports, futures, tracebacks.
-    (With the exception of the transports' fatal-error path leaked, which
-    the workload mix above does not reach, this grows by 27 per round.)"""
+    (Had the transports' fatal-error path leaked its exception, a path the
+    workload mix above does not reach, this would grow by 27 per round.)"""
     result = _run_child(ERROR_PATHS + COUNT_GROWTH, [50])
     assert min(result["growths"]) < result["rounds"] // 5, result
 
