@@ -477,10 +477,6 @@ typedef struct TaskObj {
     PyObject *context;
     PyObject *name; /* NULL until asked for: then "Task-<number>" */
     PyObject *fut_waiter;
-    /* Bound step and wakeup methods, for other loops (or debug mode) and
-     * foreign futures: made when first needed, dropped when the task ends. */
-    PyObject *step_meth;
-    PyObject *wakeup_meth;
     unsigned long long number;
     int num_cancels_requested;
     char must_cancel;

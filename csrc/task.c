@@ -102,23 +102,20 @@ static PyMethodDef step_def = {"task_step", (PyCFunction)(void (*)(void))task_st
                                METH_FASTCALL, NULL};
 static PyMethodDef wakeup_def = {"task_wakeup", (PyCFunction)task_wakeup_meth, METH_O, NULL};
 
-/* The task's bound method for `def` (a new reference), made once. */
+/* A bound method of the task for `def` (a new reference).  A fresh one each
+ * time, as asyncio's C Task makes them: one kept on the task would hold the
+ * task in a cycle, so a pending task dropped with its loop would wait for
+ * the cycle collector before "Task was destroyed but it is pending!". */
 static PyObject *
-bound_method(TaskObj *task, PyObject **slot, PyMethodDef *def)
+bound_method(TaskObj *task, PyMethodDef *def)
 {
-    if (*slot == NULL) {
-        *slot = PyCFunction_NewEx(def, (PyObject *)task, NULL);
-        if (*slot == NULL) {
-            return NULL;
-        }
-    }
-    return Py_NewRef(*slot);
+    return PyCFunction_NewEx(def, (PyObject *)task, NULL);
 }
 
 PyObject *
 cio_task_wakeup_method(TaskObj *task)
 {
-    return bound_method(task, &task->wakeup_meth, &wakeup_def);
+    return bound_method(task, &wakeup_def);
 }
 
 /* Schedules the next step (exc: what to throw in, or NULL). */
@@ -142,7 +139,7 @@ call_step_soon(TaskObj *task, PyObject *exc)
         return 0;
     }
     /* loop.call_soon(step[, exc], context=task_context) */
-    PyObject *meth = bound_method(task, &task->step_meth, &step_def);
+    PyObject *meth = bound_method(task, &step_def);
     if (meth == NULL) {
         return -1;
     }
@@ -485,11 +482,6 @@ step(TaskObj *task, PyObject *exc)
         rc = handle_yield(task, result);
     }
 
-    if (task->fut.state != CIO_PENDING) {
-        /* Done: the bound methods would only keep a cycle through it. */
-        Py_CLEAR(task->step_meth);
-        Py_CLEAR(task->wakeup_meth);
-    }
     PyObject *pending = rc < 0 ? cio_err_take() : NULL;
     if (leave_task(st, loop, (PyObject *)task) < 0) {
         if (pending != NULL) {
@@ -892,8 +884,6 @@ Task_traverse(TaskObj *self, visitproc visit, void *arg)
     Py_VISIT(self->context);
     Py_VISIT(self->name);
     Py_VISIT(self->fut_waiter);
-    Py_VISIT(self->step_meth);
-    Py_VISIT(self->wakeup_meth);
     return cio_future_traverse(&self->fut, visit, arg);
 }
 
@@ -904,8 +894,6 @@ Task_clear(TaskObj *self)
     Py_CLEAR(self->context);
     Py_CLEAR(self->name);
     Py_CLEAR(self->fut_waiter);
-    Py_CLEAR(self->step_meth);
-    Py_CLEAR(self->wakeup_meth);
     Py_CLEAR(self->fut.dict);
     return cio_future_clear(&self->fut);
 }

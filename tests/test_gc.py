@@ -15,6 +15,8 @@ import gc
 import warnings
 import weakref
 
+import pytest
+
 import casyncio
 from casyncio import _casyncio
 
@@ -133,11 +135,46 @@ def test_cycle_through_a_fired_timers_context_is_collected():
         loop.close()
 
 
+@pytest.mark.loop_errors
+@pytest.mark.parametrize("debug", [False, True], ids=["nodebug", "debug"])
+@pytest.mark.parametrize("foreign", [False, True], ids=["own", "foreign"])
+def test_pending_task_dropped_with_its_loop_is_destroyed_at_once(loop, debug, foreign):
+    """A task whose next step is queued when the loop closes is freed then,
+    with the collector off, as on stock asyncio: the bound methods a step
+    goes through in debug mode (and the wakeup method a future of asyncio's
+    own type gets) must not hold the task in a cycle."""
+    loop.set_debug(debug)
+
+    async def spins() -> None:
+        if foreign:
+            fut = asyncio.Future(loop=loop)  # asyncio's type, not casyncio's
+            loop.call_soon(fut.set_result, None)
+            await fut
+        while True:
+            await asyncio.sleep(0)
+
+    gc.disable()
+    try:
+        task = loop.create_task(spins())
+        for _ in range(3):
+            loop.run_until_complete(asyncio.sleep(0))
+        probe = weakref.ref(task)
+        del task
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # never awaited
+            loop.close()
+        messages = [c["message"] for c in loop.handler_calls]
+        assert messages == ["Task was destroyed but it is pending!"]
+        loop.handler_calls.clear()  # its context holds the task
+        assert probe() is None
+    finally:
+        gc.enable()
+
+
 def test_finished_task_that_awaited_a_foreign_future_in_debug_mode_needs_no_collector():
     """A task that went through bound step/wakeup methods (debug mode, a
-    future of asyncio's own type) drops them when it ends: with the
-    collector off, releasing the last reference frees it, as on stock
-    asyncio."""
+    future of asyncio's own type) keeps none of them: with the collector
+    off, releasing the last reference frees it, as on stock asyncio."""
     loop = casyncio.new_event_loop()
     loop.set_debug(True)
     gc.disable()
