@@ -13,43 +13,65 @@
 #include "casyncio.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 int cio_stream_io(PyObject *transport, int which);
 int cio_dgram_io(PyObject *transport, int which);
 int cio_sockop_io(PyObject *op, int which);
 
-int
-cio_fileobj_to_fd(cio_state *st, PyObject *obj)
+/* int(obj.fileno()), or obj itself if it is an int (a new reference);
+ * ValueError for an object without a usable fileno(), as asyncio's
+ * _ensure_fd_no_transport() gives before it looks at anything else. */
+static PyObject *
+fileobj_number(cio_state *st, PyObject *obj)
 {
-    long fd;
     if (PyLong_Check(obj)) {
-        fd = PyLong_AsLong(obj);
-        if (fd == -1 && PyErr_Occurred()) {
-            return -1;
-        }
+        return Py_NewRef(obj);
     }
-    else {
-        PyObject *res = PyObject_CallMethodNoArgs(obj, st->str_fileno);
-        if (res != NULL) {
-            fd = PyLong_AsLong(res);
-            Py_DECREF(res);
-        }
-        if (res == NULL || (fd == -1 && PyErr_Occurred())) {
-            if (PyErr_ExceptionMatches(PyExc_AttributeError) ||
-                PyErr_ExceptionMatches(PyExc_TypeError) ||
-                PyErr_ExceptionMatches(PyExc_ValueError)) {
-                PyErr_Clear();
-                PyErr_Format(PyExc_ValueError, "Invalid file object: %R", obj);
-            }
-            return -1;
-        }
+    PyObject *res = PyObject_CallMethodNoArgs(obj, st->str_fileno);
+    PyObject *num = res != NULL ? PyNumber_Long(res) : NULL;
+    Py_XDECREF(res);
+    if (num == NULL &&
+        (PyErr_ExceptionMatches(PyExc_AttributeError) || PyErr_ExceptionMatches(PyExc_TypeError) ||
+         PyErr_ExceptionMatches(PyExc_ValueError))) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "Invalid file object: %R", obj);
     }
-    if (fd < 0 || fd > INT_MAX) {
-        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", fd);
+    return num;
+}
+
+/* The fd an int names, as the selector takes it: ValueError if negative,
+ * OverflowError (as from epoll's register()) beyond a C int. */
+static int
+number_to_fd(PyObject *num)
+{
+    int overflow;
+    long fd = PyLong_AsLongAndOverflow(num, &overflow);
+    if (fd == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow > 0 || fd > INT_MAX) {
+        PyErr_Format(PyExc_OverflowError, "file descriptor %S is greater than maximum", num);
+        return -1;
+    }
+    if (overflow < 0 || fd < 0) {
+        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %S", num);
         return -1;
     }
     return (int)fd;
+}
+
+int
+cio_fileobj_to_fd(cio_state *st, PyObject *obj)
+{
+    PyObject *num = fileobj_number(st, obj);
+    if (num == NULL) {
+        return -1;
+    }
+    int fd = number_to_fd(num);
+    Py_DECREF(num);
+    return fd;
 }
 
 static uint32_t
@@ -111,6 +133,12 @@ cio_loop_watch(LoopObj *self, int fd, int which, PyObject *obj, uint16_t tag, Py
     cio_fd_entry *e;
     *old = NULL;
     *old_tag = CIO_W_NONE;
+    if (fd >= self->fds.cap && fcntl(fd, F_GETFD) < 0) {
+        /* Not open: say so (as the poller would), before growing the table
+         * to an fd number that may be far beyond any open one. */
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
     if (cio_fdtable_ensure(&self->fds, fd, &e) < 0) {
         PyErr_NoMemory();
         return -1;
@@ -220,10 +248,14 @@ add_handle(LoopObj *self, int which, const char *fname, PyObject *const *args, P
         PyErr_Format(PyExc_TypeError, "%s() missing required arguments 'fd' and 'callback'", fname);
         return NULL;
     }
-    if (cio_loop_check_closed(self) < 0) {
+    /* asyncio's order: the file object, whether the loop is closed, then
+     * the fd's number. */
+    PyObject *num = fileobj_number(self->st, args[0]);
+    if (num == NULL) {
         return NULL;
     }
-    int fd = cio_fileobj_to_fd(self->st, args[0]);
+    int fd = cio_loop_check_closed(self) < 0 ? -1 : number_to_fd(num);
+    Py_DECREF(num);
     if (fd < 0 || cio_loop_ensure_fd_no_transport(self, fd) < 0) {
         return NULL;
     }
@@ -264,10 +296,22 @@ add_handle(LoopObj *self, int which, const char *fname, PyObject *const *args, P
 static PyObject *
 remove_handle(LoopObj *self, int which, PyObject *fdobj)
 {
+    /* asyncio's order: the file object, whether the loop is closed, then
+     * the fd's number. */
+    PyObject *num = fileobj_number(self->st, fdobj);
+    if (num == NULL) {
+        return NULL;
+    }
     if (self->closed) {
+        Py_DECREF(num);
         Py_RETURN_FALSE;
     }
-    int fd = cio_fileobj_to_fd(self->st, fdobj);
+    int fd = number_to_fd(num);
+    Py_DECREF(num);
+    if (fd < 0 && PyErr_ExceptionMatches(PyExc_OverflowError)) {
+        PyErr_Clear(); /* no such fd can be watched */
+        Py_RETURN_FALSE;
+    }
     if (fd < 0 && !PyLong_Check(fdobj) && PyErr_ExceptionMatches(PyExc_ValueError)) {
         fd = fd_of_fileobj(self, fdobj); /* a closed socket */
         if (fd >= 0) {

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import errno
 import functools
 import signal
 import socket
@@ -191,8 +192,8 @@ def test_empty_context_is_accepted(loop):
 @pytest.mark.parametrize("method", ["add_reader", "add_writer"])
 @pytest.mark.parametrize(
     "bad",
-    [-1, -100, NoFileno(), BadFileno(), 1.5, "3"],
-    ids=["-1", "-100", "nofileno", "badfileno", "float", "str"],
+    [-1, -100, -(2**70), NoFileno(), BadFileno(), 1.5, "3"],
+    ids=["-1", "-100", "-2**70", "nofileno", "badfileno", "float", "str"],
 )
 def test_add_watcher_bad_fd_raises_value_error(fd_loop, method, bad):
     ran: list[str] = []
@@ -203,11 +204,51 @@ def test_add_watcher_bad_fd_raises_value_error(fd_loop, method, bad):
 
 
 @pytest.mark.parametrize("method", ["remove_reader", "remove_writer"])
-@pytest.mark.parametrize("bad", [-1, NoFileno()], ids=["-1", "nofileno"])
+@pytest.mark.parametrize("bad", [-1, -(2**70), NoFileno()], ids=["-1", "-2**70", "nofileno"])
 def test_remove_watcher_bad_fd_raises_value_error(fd_loop, method, bad):
     with pytest.raises(ValueError):
         getattr(fd_loop, method)(bad)
     assert_loop_usable(fd_loop)
+
+
+@pytest.mark.parametrize("method", ["add_reader", "add_writer"])
+@pytest.mark.parametrize("fd", [2**31, 2**70], ids=["2**31", "2**70"])
+def test_add_watcher_fd_beyond_a_c_int_raises_overflow_error(fd_loop, method, fd):
+    with pytest.raises(OverflowError):
+        getattr(fd_loop, method)(fd, print)
+    assert_loop_usable(fd_loop)
+
+
+@pytest.mark.parametrize("method", ["add_reader", "add_writer"])
+def test_add_watcher_on_a_far_unopened_fd_raises_ebadf(fd_loop, method):
+    """No fd has this number: the loop says so, rather than first making
+    room in its fd table for a number that high."""
+    with pytest.raises(OSError) as info:
+        getattr(fd_loop, method)(2**31 - 1, print)
+    assert info.value.errno == errno.EBADF
+    assert_loop_usable(fd_loop)
+
+
+@pytest.mark.parametrize("method", ["remove_reader", "remove_writer"])
+@pytest.mark.parametrize("fd", [2**31 - 1, 2**31, 2**70], ids=["2**31-1", "2**31", "2**70"])
+def test_remove_watcher_of_an_fd_that_cannot_be_watched_returns_false(fd_loop, method, fd):
+    assert getattr(fd_loop, method)(fd) is False
+    assert_loop_usable(fd_loop)
+
+
+@pytest.mark.parametrize("method", ["add_reader", "add_writer", "remove_reader", "remove_writer"])
+def test_bad_file_object_on_a_closed_loop_raises_value_error(loop, method):
+    """asyncio looks at the file object before it looks at the loop (and at
+    the fd's number after)."""
+    loop.close()
+    args = (NoFileno(), print) if method.startswith("add") else (NoFileno(),)
+    with pytest.raises(ValueError, match="Invalid file object"):
+        getattr(loop, method)(*args)
+    if method.startswith("add"):
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            getattr(loop, method)(-1, print)
+    else:
+        assert getattr(loop, method)(-1) is False
 
 
 @pytest.mark.parametrize("method", ["add_reader", "add_writer"])
