@@ -531,11 +531,13 @@ void cio_future_report_destroyed(FutureObj *fut, const char *format, ...);
 int cio_future_traverse(FutureObj *fut, visitproc visit, void *arg);
 int cio_future_clear(FutureObj *fut);
 
-/* Run from the ready queue.  Return 0, or -1 with SystemExit or
- * KeyboardInterrupt set (anything else is reported, not raised). */
-int cio_task_step(TaskObj *task, PyObject *exc);
-int cio_task_wakeup(TaskObj *task, FutureObj *fut);
-/* The callable that wakes the task when passed a done future (made once). */
+/* Run from `loop`'s ready queue.  Return 0, or -1 with SystemExit or
+ * KeyboardInterrupt set (anything else is reported to `loop`'s exception
+ * handler, as a failing callback of it would be, not raised). */
+int cio_task_step(PyObject *loop, TaskObj *task, PyObject *exc);
+int cio_task_wakeup(PyObject *loop, TaskObj *task, FutureObj *fut);
+/* The callable that wakes the task when passed a done future (a new one
+ * each time). */
 PyObject *cio_task_wakeup_method(TaskObj *task);
 /* Takes a task off the module's list of live tasks (idempotent). */
 void cio_task_unlink(TaskObj *task);

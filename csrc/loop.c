@@ -122,9 +122,9 @@ run_item(LoopObj *self, cio_ring_item *it)
     case CIO_READY_CALL1:
         return run_call1(self, it);
     case CIO_READY_TASK_STEP:
-        return cio_task_step((TaskObj *)it->a, (PyObject *)it->b);
+        return cio_task_step((PyObject *)self, (TaskObj *)it->a, (PyObject *)it->b);
     case CIO_READY_TASK_WAKEUP:
-        return cio_task_wakeup((TaskObj *)it->a, (FutureObj *)it->b);
+        return cio_task_wakeup((PyObject *)self, (TaskObj *)it->a, (FutureObj *)it->b);
     case CIO_READY_FD_EVENT:
         return cio_loop_run_fd_event(self, it);
     }

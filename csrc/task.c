@@ -502,10 +502,10 @@ done:
     return rc;
 }
 
-/* Reports a failed step (not SystemExit/KeyboardInterrupt) the way a
- * failing call_soon() callback is reported. */
+/* Reports a failed step (not SystemExit/KeyboardInterrupt) to `loop`, the
+ * one running it, the way a failing call_soon() callback is reported. */
 static int
-report_step_error(TaskObj *task, PyMethodDef *def, PyObject *arg)
+report_step_error(PyObject *loop, TaskObj *task, PyMethodDef *def, PyObject *arg)
 {
     PyObject *exc = cio_err_take();
     if (cio_exception_is_fatal(exc)) {
@@ -517,8 +517,7 @@ report_step_error(TaskObj *task, PyMethodDef *def, PyObject *arg)
         Py_DECREF(exc);
         return -1;
     }
-    int rc =
-        cio_handle_report_call_error(task->fut.st, task->fut.loop, meth, arg, task->context, exc);
+    int rc = cio_handle_report_call_error(task->fut.st, loop, meth, arg, task->context, exc);
     Py_DECREF(meth);
     return rc;
 }
@@ -537,27 +536,27 @@ run_in_context(TaskObj *task, PyObject *exc)
 }
 
 int
-cio_task_step(TaskObj *task, PyObject *exc)
+cio_task_step(PyObject *loop, TaskObj *task, PyObject *exc)
 {
     if (run_in_context(task, exc) < 0) {
-        return report_step_error(task, &step_def, exc);
+        return report_step_error(loop, task, &step_def, exc);
     }
     return 0;
 }
 
 int
-cio_task_wakeup(TaskObj *task, FutureObj *fut)
+cio_task_wakeup(PyObject *loop, TaskObj *task, FutureObj *fut)
 {
     PyObject *exc;
     PyObject *res = cio_future_outcome(fut, &exc);
     if (res == NULL && exc == NULL) {
-        return report_step_error(task, &wakeup_def, (PyObject *)fut);
+        return report_step_error(loop, task, &wakeup_def, (PyObject *)fut);
     }
     Py_XDECREF(res);
     int rc = run_in_context(task, exc);
     Py_XDECREF(exc);
     if (rc < 0) {
-        return report_step_error(task, &wakeup_def, (PyObject *)fut);
+        return report_step_error(loop, task, &wakeup_def, (PyObject *)fut);
     }
     return 0;
 }
@@ -723,7 +722,7 @@ eager_step(TaskObj *task)
     }
     /* A step that fails is reported as a scheduled one's would be; only
      * SystemExit and KeyboardInterrupt come out of it (-1). */
-    rc = cio_task_step(task, NULL);
+    rc = cio_task_step(loop, task, NULL);
     PyObject *pending = rc < 0 ? cio_err_take() : NULL;
     PyObject *mine = swap_current_task(st, loop, prev);
     Py_DECREF(prev);

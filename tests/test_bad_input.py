@@ -423,6 +423,39 @@ def test_task_second_init_is_refused():
         loop.close()
 
 
+class NotALoop:
+    pass
+
+
+@pytest.mark.loop_errors
+@pytest.mark.skipif(
+    sys.version_info >= (3, 15),
+    reason="3.15 refuses a second __init__ (gh-142615), the one way to give a task a bad loop",
+)
+def test_step_failing_inside_is_reported_to_the_loop_running_it(loop, loop_kind):
+    """A step that fails inside (here because a failed second ``__init__``
+    left the task's loop something that is not a loop) is reported to the
+    exception handler of the loop whose queue ran it, as a failing callback
+    is, and the loop goes on."""
+
+    async def yields() -> None:
+        await asyncio.sleep(0)  # the next step goes through task._loop
+
+    task_type = asyncio.Task if loop_kind == "asyncio" else casyncio.Task
+    task = task_type(yields(), loop=loop)
+    with pytest.raises(AttributeError):
+        task.__init__(print, loop=NotALoop())
+    loop.run_until_complete(asyncio.sleep(0.01))
+    # What fails first differs between Python versions (3.11: the task's
+    # loop has no call_soon; 3.14: asyncio's current-task bookkeeping).
+    [call] = loop.handler_calls
+    assert call["message"].startswith("Exception in callback")
+    assert isinstance(call["exception"], (AttributeError, RuntimeError))
+    loop.handler_calls.clear()
+    task._log_destroy_pending = False
+    assert_loop_usable(loop)
+
+
 class LyingSocket(socket.socket):
     """send() and recv_into() that return counts no socket could."""
 
