@@ -133,6 +133,10 @@ cio_loop_watch(LoopObj *self, int fd, int which, PyObject *obj, uint16_t tag, Py
     cio_fd_entry *e;
     *old = NULL;
     *old_tag = CIO_W_NONE;
+    if (cio_loop_check_closed(self) < 0) {
+        /* A transport resuming or buffering after its loop closed. */
+        return -1;
+    }
     if (fd >= self->fds.cap && fcntl(fd, F_GETFD) < 0) {
         /* Not open: say so (as the poller would), before growing the table
          * to an fd number that may be far beyond any open one. */

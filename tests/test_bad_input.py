@@ -10,9 +10,11 @@ import concurrent.futures
 import contextvars
 import errno
 import functools
+import gc
 import signal
 import socket
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -311,6 +313,49 @@ def test_remove_watchers_on_a_closed_loop_return_false(loop):
         loop.close()
         assert loop.remove_reader(a) is False
         assert loop.remove_writer(a) is False
+
+
+# ---- transports whose loop was closed under them ----------------------------------
+
+
+def _leave_transport(transport: asyncio.BaseTransport) -> None:
+    """Drop a transport that cannot be closed any more (closing schedules
+    connection_lost on its closed loop), without its ResourceWarning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        del transport
+        gc.collect()
+
+
+@pytest.mark.parametrize("call", ["resume_reading", "write", "writelines"])
+def test_stream_transport_that_must_watch_after_its_loop_closed_raises(loop, call):
+    """Resuming, or writing more than the socket takes, needs the loop to
+    watch the fd: on a closed loop that is asyncio's RuntimeError."""
+    a, b = socket.socketpair()
+    with a, b:
+        transport, _ = loop.run_until_complete(loop.connect_accepted_socket(asyncio.Protocol, a))
+        transport.pause_reading()
+        loop.close()
+        big = b"x" * (8 << 20)  # more than a socketpair's buffers hold
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            if call == "resume_reading":
+                transport.resume_reading()
+            elif call == "write":
+                transport.write(big)
+            else:
+                transport.writelines([big])
+        _leave_transport(transport)
+
+
+def test_datagram_transport_resuming_after_its_loop_closed_raises(loop):
+    transport, _ = loop.run_until_complete(
+        loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    )
+    transport.pause_reading()
+    loop.close()
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        transport.resume_reading()
+    _leave_transport(transport)
 
 
 # ---- handlers, executors, factories ----------------------------------------------
