@@ -135,11 +135,21 @@ attempt(SockOpObj *op, PyObject **result)
     *result = NULL;
     switch (op->kind) {
     case OP_RECV:
+        if (op->n == 0) {
+            /* socket.recv(0) returns b'' without a syscall (which, on a
+             * stream socket with nothing queued, would say EAGAIN). */
+            *result = PyBytes_FromStringAndSize(NULL, 0);
+            return *result ? 1 : -1;
+        }
         if (op->n > CIO_READ_BUFFER_SIZE) {
             return call_method(result, op->sock, "recv", "(ni)", op->n, MSG_DONTWAIT);
         }
         return recv_bytes(op, result);
     case OP_RECV_INTO: {
+        if (op->view.len == 0) { /* as socket.recv_into() of an empty buffer */
+            *result = PyLong_FromLong(0);
+            return *result ? 1 : -1;
+        }
         ssize_t r = recv(op->fd, op->view.buf, (size_t)op->view.len, MSG_DONTWAIT);
         if (r < 0) {
             return os_error();

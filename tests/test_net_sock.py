@@ -148,6 +148,19 @@ def test_sock_recv_zero_bytes(loop, pair):
     assert run(loop, loop.sock_recv(a, 0)) == b""
 
 
+def test_zero_byte_receives_with_nothing_queued_return_at_once(loop, pair):
+    """As socket.recv(0) and recv_into() of an empty buffer do: no wait
+    for data that was not asked for."""
+    a, _ = pair
+
+    async def both() -> tuple[bytes, int]:
+        data = await asyncio.wait_for(loop.sock_recv(a, 0), 5)
+        count = await asyncio.wait_for(loop.sock_recv_into(a, bytearray(0)), 5)
+        return data, count
+
+    assert run(loop, both()) == (b"", 0)
+
+
 def test_sock_recv_cancelled_leaves_data_for_the_next_call(loop, pair):
     a, b = pair
 
