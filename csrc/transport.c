@@ -614,9 +614,32 @@ cio_transport_get_write_buffer_size(TransportObj *t, PyObject *Py_UNUSED(ignored
 PyObject *
 cio_transport_get_write_buffer_limits(TransportObj *t, PyObject *Py_UNUSED(ignored))
 {
+    if (t->limits != NULL) {
+        return Py_NewRef(t->limits);
+    }
     return Py_BuildValue("(nn)", t->low_water, t->high_water);
 }
 
+/* A flow control mark (a number asyncio compared >= 0) as a size the
+ * buffer's is compared with: floored, and clamped to PY_SSIZE_T_MAX. */
+static int
+water_mark(PyObject *v, Py_ssize_t *out)
+{
+    if (PyIndex_Check(v)) {
+        *out = PyNumber_AsSsize_t(v, NULL); /* NULL: clamps instead of raising */
+        return *out == -1 && PyErr_Occurred() ? -1 : 0;
+    }
+    double d = PyFloat_AsDouble(v);
+    if (d == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    *out = d >= (double)PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX : (Py_ssize_t)d;
+    return 0;
+}
+
+/* asyncio's arithmetic and checks, on whatever numbers it is given: high
+ * defaults to 64 KiB (or 4 * low), low to high // 4, and high >= low >= 0
+ * must hold. */
 PyObject *
 cio_transport_set_write_buffer_limits(TransportObj *t, PyObject *args, PyObject *kwds)
 {
@@ -626,44 +649,57 @@ cio_transport_set_write_buffer_limits(TransportObj *t, PyObject *args, PyObject 
                                      &low_obj)) {
         return NULL;
     }
-    Py_ssize_t high, low;
-    if (high_obj == Py_None) {
-        if (low_obj == Py_None) {
-            high = DEFAULT_HIGH_WATER;
-        }
-        else {
-            low = PyNumber_AsSsize_t(low_obj, PyExc_OverflowError);
-            if (low == -1 && PyErr_Occurred()) {
-                return NULL;
-            }
-            high = 4 * low;
-        }
+    PyObject *high = NULL, *low = NULL, *four = NULL, *zero = NULL;
+    PyObject *result = NULL;
+    if ((four = PyLong_FromLong(4)) == NULL || (zero = PyLong_FromLong(0)) == NULL) {
+        goto done;
+    }
+    if (high_obj != Py_None) {
+        high = Py_NewRef(high_obj);
+    }
+    else if (low_obj == Py_None) {
+        high = PyLong_FromSsize_t(DEFAULT_HIGH_WATER);
     }
     else {
-        high = PyNumber_AsSsize_t(high_obj, PyExc_OverflowError);
-        if (high == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
+        high = PyNumber_Multiply(four, low_obj);
     }
-    if (low_obj == Py_None) {
-        low = high / 4;
+    if (high == NULL) {
+        goto done;
     }
-    else {
-        low = PyNumber_AsSsize_t(low_obj, PyExc_OverflowError);
-        if (low == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
+    low = low_obj != Py_None ? Py_NewRef(low_obj) : PyNumber_FloorDivide(high, four);
+    if (low == NULL) {
+        goto done;
     }
-    if (!(high >= low && low >= 0)) {
-        PyErr_Format(PyExc_ValueError, "high (%zd) must be >= low (%zd) must be >= 0", high, low);
-        return NULL;
+    int ok = PyObject_RichCompareBool(high, low, Py_GE);
+    if (ok > 0) {
+        ok = PyObject_RichCompareBool(low, zero, Py_GE);
     }
-    t->high_water = high;
-    t->low_water = low;
+    if (ok < 0) {
+        goto done;
+    }
+    if (!ok) {
+        PyErr_Format(PyExc_ValueError, "high (%R) must be >= low (%R) must be >= 0", high, low);
+        goto done;
+    }
+    Py_ssize_t high_size, low_size;
+    PyObject *limits;
+    if (water_mark(high, &high_size) < 0 || water_mark(low, &low_size) < 0 ||
+        (limits = PyTuple_Pack(2, low, high)) == NULL) {
+        goto done;
+    }
+    Py_XSETREF(t->limits, limits);
+    t->high_water = high_size;
+    t->low_water = low_size;
     if (cio_transport_maybe_pause(t, t->ops->buffer_size(t)) < 0) {
-        return NULL;
+        goto done;
     }
-    Py_RETURN_NONE;
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(high);
+    Py_XDECREF(low);
+    Py_XDECREF(four);
+    Py_XDECREF(zero);
+    return result;
 }
 
 /* ---- GC, finalization, repr ---- */
@@ -681,6 +717,7 @@ cio_transport_traverse(TransportObj *t, visitproc visit, void *arg)
     Py_VISIT(t->ctx[CIO_READ]);
     Py_VISIT(t->ctx[CIO_WRITE]);
     Py_VISIT(t->context);
+    Py_VISIT(t->limits);
     return 0;
 }
 
@@ -697,6 +734,7 @@ cio_transport_clear(TransportObj *t)
     Py_CLEAR(t->ctx[CIO_READ]);
     Py_CLEAR(t->ctx[CIO_WRITE]);
     Py_CLEAR(t->context);
+    Py_CLEAR(t->limits);
     return 0;
 }
 

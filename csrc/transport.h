@@ -36,8 +36,12 @@ typedef struct {
     /* The one context every event of the transport runs in, when it was
      * given one (3.15's stream transports, gh-140947), else NULL. */
     PyObject *context;
+    /* Flow control marks, as sizes (clamped), and as the objects
+     * set_write_buffer_limits() got or made, (low, high), NULL for the
+     * defaults: get_write_buffer_limits() gives those back, as asyncio's. */
     Py_ssize_t high_water;
     Py_ssize_t low_water;
+    PyObject *limits;
     int fd;
     int conn_lost;
     char closing;

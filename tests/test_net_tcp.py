@@ -765,6 +765,30 @@ def test_write_buffer_limits(loop):
     run(loop, main())
 
 
+def test_write_buffer_limits_take_any_number_as_asyncio(loop):
+    """asyncio computes with the numbers it is given and keeps them: a
+    float, or an int beyond any size (flow control off, in effect), works."""
+    big = 2**70
+
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            t = c.client_t
+            t.set_write_buffer_limits(high=1e6)
+            assert t.get_write_buffer_limits() == (250000.0, 1e6)
+            t.set_write_buffer_limits(high=big)
+            assert t.get_write_buffer_limits() == (big // 4, big)
+            t.write(b"x" * 100_000)
+            t.set_write_buffer_limits(high=float("inf"), low=0)
+            assert t.get_write_buffer_limits() == (0, float("inf"))
+            for bad in ({"high": float("inf")}, {"low": float("nan")}, {"low": -big}):
+                with pytest.raises(ValueError):
+                    t.set_write_buffer_limits(**bad)
+            assert t.get_write_buffer_limits() == (0, float("inf"))
+            assert c.client_p.pauses == 0
+
+    run(loop, main())
+
+
 def test_pause_and_resume_writing(loop):
     data = payload(3_000_000, seed=2)
 
