@@ -794,6 +794,12 @@ task_init(TaskObj *task, PyObject *coro, PyObject *loop, PyObject *name, PyObjec
         }
     }
     else {
+        /* Checked here, as call_soon(context=) checks it, in every mode:
+         * asyncio keeps anything and fails each step (its task never runs). */
+        if (cio_check_context(context) < 0) {
+            task->log_destroy_pending = 0;
+            return -1;
+        }
         Py_XSETREF(task->context, Py_NewRef(context));
     }
     Py_CLEAR(task->fut_waiter);

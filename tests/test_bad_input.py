@@ -167,6 +167,10 @@ def test_bad_context_is_rejected(loop, loop_kind, request, bad):
         loop.call_at(loop.time(), ran.append, "x", context=bad)
     with pytest.raises(TypeError):
         loop.call_soon_threadsafe(ran.append, "x", context=bad)
+    coro = coro_func()
+    with pytest.raises(TypeError):
+        loop.create_task(coro, context=bad)
+    coro.close()
     assert_loop_usable(loop)
     assert ran == []
 
