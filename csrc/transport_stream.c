@@ -618,21 +618,29 @@ read_ready_buffered(StreamObj *s)
                                               2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     Py_DECREF(args[0]);
     Py_DECREF(hint);
-    Py_buffer view;
-    if (buf != NULL) {
-        int rc = PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE);
-        Py_DECREF(buf);
-        if (rc == 0 && view.len == 0) {
-            PyBuffer_Release(&view);
-            PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
-            rc = -1;
-        }
-        if (rc < 0) {
-            buf = NULL;
-        }
+    /* asyncio's checks in its order: len(buf) (an empty buffer is the
+     * protocol's error), then recv_into(buf), whose argument parsing makes
+     * a TypeError of any buffer it cannot write into. */
+    Py_ssize_t len = buf != NULL ? PyObject_Length(buf) : -1;
+    if (len == 0) {
+        PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
     }
-    if (buf == NULL) {
+    if (len <= 0) {
+        Py_XDECREF(buf);
         return cio_transport_fatal_error(t, "Fatal error: protocol.get_buffer() call failed.");
+    }
+    Py_buffer view;
+    int rc = PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE);
+    if (rc < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError,
+                     "recv_into() argument 'buffer' must be read-write bytes-like object, "
+                     "not %.200s",
+                     Py_TYPE(buf)->tp_name);
+    }
+    Py_DECREF(buf);
+    if (rc < 0) {
+        return cio_transport_fatal_error(t, "Fatal read error on socket transport");
     }
     Py_ssize_t n = s->via_methods ? recv_into_by_method(t->sock, view.obj)
                                   : recv_once(t->fd, view.buf, (size_t)view.len);

@@ -1102,6 +1102,45 @@ def test_buffered_protocol_errors_are_fatal(loop, method):
 
 
 @pytest.mark.loop_errors
+@pytest.mark.parametrize(
+    "buffer",
+    [b"read-only", memoryview(b"read-only"), memoryview(bytearray(64))[::2]],
+    ids=["bytes", "read-only-view", "strided-view"],
+)
+def test_buffered_protocol_buffer_that_cannot_be_read_into_is_fatal(loop, buffer):
+    """As recv_into() refuses it: TypeError, a read error, not the
+    protocol's."""
+
+    class Unwritable(BufRecorder):
+        def get_buffer(self, sizehint):
+            return buffer
+
+    protos: list[Unwritable] = []
+
+    def factory() -> Unwritable:
+        protos.append(Unwritable(loop))
+        return protos[-1]
+
+    async def main() -> BaseException | None:
+        server = await loop.create_server(factory, HOST, 0)
+        async with server:
+            t, p = await loop.create_connection(
+                lambda: Recorder(loop), HOST, server.sockets[0].getsockname()[1]
+            )
+            t.write(b"boom")
+            [bp] = protos
+            exc = await bp.lost
+            await p.lost
+            return exc
+
+    exc = run(loop, main())
+    [ctx] = loop.handler_calls
+    assert ctx["message"] == "Fatal read error on socket transport"
+    assert isinstance(exc, TypeError)
+    assert ctx["exception"] is exc
+
+
+@pytest.mark.loop_errors
 @pytest.mark.parametrize("method", ["data_received", "eof_received"])
 def test_protocol_errors_are_fatal(loop, method):
     class Broken(Recorder):
