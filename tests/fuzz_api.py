@@ -76,7 +76,11 @@ class Side:
 
     def __init__(self, kind: str, debug: bool) -> None:
         mod: Any = asyncio if kind == "asyncio" else casyncio
-        self.loop = mod.new_event_loop()
+        # epoll, as stock's selector, whatever CASYNCIO_POLLER says: poll(2)
+        # takes fds epoll refuses (/dev/null as stdin, regular files).
+        self.loop = (
+            casyncio.new_event_loop(poller="epoll") if mod is casyncio else mod.new_event_loop()
+        )
         self.loop.set_debug(debug)
         self.loop.slow_callback_duration = 60.0
         self.Future, self.Task = mod.Future, mod.Task
