@@ -531,7 +531,8 @@ void cio_future_report_destroyed(FutureObj *fut, const char *format, ...);
 int cio_future_traverse(FutureObj *fut, visitproc visit, void *arg);
 int cio_future_clear(FutureObj *fut);
 
-/* Run from `loop`'s ready queue.  Return 0, or -1 with SystemExit or
+/* Run from `loop`'s ready queue (or, cio_task_step, by an eager start on
+ * the task's own loop).  Return 0, or -1 with SystemExit or
  * KeyboardInterrupt set (anything else is reported to `loop`'s exception
  * handler, as a failing callback of it would be, not raised). */
 int cio_task_step(PyObject *loop, TaskObj *task, PyObject *exc);

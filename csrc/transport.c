@@ -621,7 +621,9 @@ cio_transport_get_write_buffer_limits(TransportObj *t, PyObject *Py_UNUSED(ignor
 }
 
 /* A flow control mark (a number asyncio compared >= 0) as a size the
- * buffer's is compared with: floored, and clamped to PY_SSIZE_T_MAX. */
+ * buffer's is compared with: floored, and clamped to PY_SSIZE_T_MAX.  It
+ * must convert to an int (__index__) or a float; asyncio would also keep a
+ * number type that does neither, and compare the buffer's size with it. */
 static int
 water_mark(PyObject *v, Py_ssize_t *out)
 {

@@ -198,8 +198,11 @@ def kind_of(name: str) -> Callable[[Side, Any, list, dict], Any]:
 
 
 def run_until_complete(s: Side, loop: Any, args: list, kwargs: dict) -> Any:
-    loop.call_later(0.01, loop.stop)  # a future never done: stop, as stock
-    return loop.run_until_complete(*args, **kwargs)
+    stop = loop.call_later(0.01, loop.stop)  # a future never done: stop, as stock
+    try:
+        return loop.run_until_complete(*args, **kwargs)
+    finally:
+        stop.cancel()  # left pending, it could stop a later run on one side
 
 
 LOOP_OPS: list[Op] = [

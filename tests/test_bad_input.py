@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import errno
 import functools
@@ -15,7 +16,7 @@ import signal
 import socket
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -322,12 +323,14 @@ def test_remove_watchers_on_a_closed_loop_return_false(loop):
 # ---- transports whose loop was closed under them ----------------------------------
 
 
-def _leave_transport(transport: asyncio.BaseTransport) -> None:
-    """Drop a transport that cannot be closed any more (closing schedules
-    connection_lost on its closed loop), without its ResourceWarning."""
+@contextlib.contextmanager
+def _unclosed_transport_dropped() -> Iterator[None]:
+    """For dropping (``del``) a transport that cannot be closed any more
+    (closing schedules connection_lost on its closed loop) without its
+    ResourceWarning: freed inside, and collected before the filter goes."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
-        del transport
+        yield
         gc.collect()
 
 
@@ -348,7 +351,8 @@ def test_stream_transport_that_must_watch_after_its_loop_closed_raises(loop, cal
                 transport.write(big)
             else:
                 transport.writelines([big])
-        _leave_transport(transport)
+        with _unclosed_transport_dropped():
+            del transport
 
 
 def test_datagram_transport_resuming_after_its_loop_closed_raises(loop):
@@ -359,7 +363,8 @@ def test_datagram_transport_resuming_after_its_loop_closed_raises(loop):
     loop.close()
     with pytest.raises(RuntimeError, match="Event loop is closed"):
         transport.resume_reading()
-    _leave_transport(transport)
+    with _unclosed_transport_dropped():
+        del transport
 
 
 # ---- handlers, executors, factories ----------------------------------------------
