@@ -124,6 +124,11 @@ call_step_soon(TaskObj *task, PyObject *exc)
 {
     cio_state *st = task->fut.st;
     PyObject *loop = task->fut.loop;
+    if (loop == NULL) {
+        /* A second __init__() failed while a step ran (see step()). */
+        PyErr_SetString(PyExc_RuntimeError, "Future object is not initialized.");
+        return -1;
+    }
     if (cio_loop_check(st, loop) && !((LoopObj *)loop)->debug) {
         LoopObj *lp = (LoopObj *)loop;
         if (cio_loop_check_closed(lp) < 0) {
@@ -398,6 +403,13 @@ static int
 step(TaskObj *task, PyObject *exc)
 {
     cio_state *st = task->fut.st;
+    if (task->fut.loop == NULL) {
+        /* A second __init__() that failed to find a loop (3.14 has no
+         * implicit one) leaves the task uninitialized, as asyncio's: its
+         * queued step fails, reported to the loop that runs it. */
+        PyErr_SetString(PyExc_RuntimeError, "Future object is not initialized.");
+        return -1;
+    }
     if (task->fut.state != CIO_PENDING) {
         PyErr_Format(st->InvalidStateError, "_step(): already done: %R, %R", task,
                      exc ? exc : Py_None);

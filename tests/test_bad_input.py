@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import assert_loop_usable
+from conftest import assert_loop_usable, run_python
 
 import casyncio
 
@@ -508,6 +508,45 @@ def test_step_failing_inside_is_reported_to_the_loop_running_it(loop, loop_kind)
     loop.handler_calls.clear()
     task._log_destroy_pending = False
     assert_loop_usable(loop)
+
+
+UNINITIALIZED_TASK = """
+import asyncio, casyncio
+asyncio.set_event_loop(None)  # from now on, asyncio finds no loop to give
+loop = casyncio.new_event_loop()
+calls = []
+loop.set_exception_handler(lambda lp, c: calls.append(type(c.get("exception")).__name__))
+
+async def spins():
+    while True:
+        await asyncio.sleep(0)
+
+task = loop.create_task(spins())
+loop.run_until_complete(asyncio.sleep(0))
+coro = spins()
+try:
+    task.__init__(coro)  # no loop given, none to find
+except RuntimeError:
+    pass
+else:
+    raise SystemExit("the second __init__ did not fail")
+coro.close()
+loop.run_until_complete(asyncio.sleep(0.01))
+print(calls)
+task._log_destroy_pending = False
+loop.close()
+"""
+
+
+@pytest.mark.skipif(
+    sys.version_info >= (3, 15), reason="3.15 refuses a second __init__ (gh-142615) first"
+)
+def test_task_left_uninitialized_by_a_failed_init_fails_its_queued_step():
+    """A second ``__init__`` that finds no loop (3.14 has no implicit one)
+    leaves the task uninitialized, as asyncio's; its step, queued before,
+    then fails with RuntimeError, reported to the loop running it (it read
+    the missing loop and crashed)."""
+    assert run_python(UNINITIALIZED_TASK).split() == ["['RuntimeError']"]
 
 
 class LyingSocket(socket.socket):
