@@ -218,7 +218,9 @@ attempt(SockOpObj *op, PyObject **result)
         return 1;
     }
     case OP_SENDALL:
-        while (op->offset < op->view.len) {
+        /* At least one send(), as socket.send(b"") makes one: sending
+         * nothing on an unconnected socket fails, as on stock asyncio. */
+        for (;;) {
             ssize_t r = send(op->fd, (char *)op->view.buf + op->offset,
                              (size_t)(op->view.len - op->offset), MSG_DONTWAIT | MSG_NOSIGNAL);
             if (r < 0) {
@@ -228,6 +230,9 @@ attempt(SockOpObj *op, PyObject **result)
                 return os_error();
             }
             op->offset += r;
+            if (op->offset >= op->view.len) {
+                break;
+            }
         }
         *result = Py_NewRef(Py_None);
         return 1;

@@ -228,6 +228,17 @@ def test_sock_sendall_empty(loop, pair):
     assert run(loop, loop.sock_sendall(a, b"")) is None
 
 
+@pytest.mark.parametrize("kind", [socket.SOCK_STREAM, socket.SOCK_DGRAM], ids=["tcp", "udp"])
+def test_sock_sendall_empty_on_an_unconnected_socket_fails_as_send_does(loop, kind):
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.setblocking(False)
+        with pytest.raises(OSError) as direct:
+            s.send(b"")
+        with pytest.raises(type(direct.value)) as info:
+            run(loop, loop.sock_sendall(s, b""))
+        assert info.value.errno == direct.value.errno
+
+
 def test_sock_sendall_more_than_the_kernel_takes(loop, pair):
     # The send blocks part way: the rest goes out as the reader drains.
     a, b = pair
