@@ -1059,24 +1059,13 @@ def test_switch_to_buffered_protocol(loop):
     run(loop, main())
 
 
-@pytest.mark.loop_errors
-@pytest.mark.parametrize("method", ["get_buffer", "get_buffer_empty", "buffer_updated"])
-def test_buffered_protocol_errors_are_fatal(loop, method):
-    class Broken(BufRecorder):
-        def get_buffer(self, sizehint):
-            if method == "get_buffer":
-                raise ZeroDivisionError(method)
-            if method == "get_buffer_empty":
-                return bytearray()
-            return super().get_buffer(sizehint)
+def _server_protocol_lost_on_data(loop, protocol: type[BufRecorder]) -> BaseException | None:
+    """Serves one connection with `protocol`, sends it a few bytes, and
+    returns what its connection_lost() got, once both sides are closed."""
+    protos: list[BufRecorder] = []
 
-        def buffer_updated(self, nbytes):
-            raise ZeroDivisionError(method)
-
-    protos: list[Broken] = []
-
-    def factory() -> Broken:
-        protos.append(Broken(loop))
+    def factory() -> BufRecorder:
+        protos.append(protocol(loop))
         return protos[-1]
 
     async def main() -> BaseException | None:
@@ -1091,7 +1080,24 @@ def test_buffered_protocol_errors_are_fatal(loop, method):
             await p.lost  # the server side closed the connection
             return exc
 
-    exc = run(loop, main())
+    return run(loop, main())
+
+
+@pytest.mark.loop_errors
+@pytest.mark.parametrize("method", ["get_buffer", "get_buffer_empty", "buffer_updated"])
+def test_buffered_protocol_errors_are_fatal(loop, method):
+    class Broken(BufRecorder):
+        def get_buffer(self, sizehint):
+            if method == "get_buffer":
+                raise ZeroDivisionError(method)
+            if method == "get_buffer_empty":
+                return bytearray()
+            return super().get_buffer(sizehint)
+
+        def buffer_updated(self, nbytes):
+            raise ZeroDivisionError(method)
+
+    exc = _server_protocol_lost_on_data(loop, Broken)
     [ctx] = loop.handler_calls
     name = "get_buffer" if method.startswith("get_buffer") else method
     assert ctx["message"] == f"Fatal error: protocol.{name}() call failed."
@@ -1115,25 +1121,7 @@ def test_buffered_protocol_buffer_that_cannot_be_read_into_is_fatal(loop, buffer
         def get_buffer(self, sizehint):
             return buffer
 
-    protos: list[Unwritable] = []
-
-    def factory() -> Unwritable:
-        protos.append(Unwritable(loop))
-        return protos[-1]
-
-    async def main() -> BaseException | None:
-        server = await loop.create_server(factory, HOST, 0)
-        async with server:
-            t, p = await loop.create_connection(
-                lambda: Recorder(loop), HOST, server.sockets[0].getsockname()[1]
-            )
-            t.write(b"boom")
-            [bp] = protos
-            exc = await bp.lost
-            await p.lost
-            return exc
-
-    exc = run(loop, main())
+    exc = _server_protocol_lost_on_data(loop, Unwritable)
     [ctx] = loop.handler_calls
     assert ctx["message"] == "Fatal read error on socket transport"
     assert isinstance(exc, TypeError)
