@@ -48,9 +48,11 @@ typedef struct {
     PyObject *future;
     PyObject *data;     /* the buffer object (recv_into, sendall, sendto) */
     PyObject *addr;     /* sendto, connect */
+    PyObject *size;     /* recvfrom, recvfrom_into: the size as passed, which the
+                           socket's method checks */
     Py_buffer view;     /* of `data`, held while pending (recv_into, sendall) */
-    Py_ssize_t n;       /* bytes to receive (recv, recvfrom, recvfrom_into); to
-                           send (sendfile, 0: up to the file's end) */
+    Py_ssize_t n;       /* bytes to receive (recv); to send (sendfile, 0: up to
+                           the file's end) */
     Py_ssize_t offset;  /* bytes sent so far (sendall, sendfile) */
     long long file_pos; /* sendfile: where in the file it starts */
     int in_fd;          /* sendfile: the file's fd */
@@ -158,9 +160,9 @@ attempt(SockOpObj *op, PyObject **result)
         return *result ? 1 : -1;
     }
     case OP_RECVFROM:
-        return call_method(result, op->sock, "recvfrom", "(ni)", op->n, MSG_DONTWAIT);
+        return call_method(result, op->sock, "recvfrom", "(Oi)", op->size, MSG_DONTWAIT);
     case OP_RECVFROM_INTO:
-        return call_method(result, op->sock, "recvfrom_into", "(Oni)", op->data, op->n,
+        return call_method(result, op->sock, "recvfrom_into", "(OOi)", op->data, op->size,
                            MSG_DONTWAIT);
     case OP_SENDTO:
         return call_method(result, op->sock, "sendto", "(OiO)", op->data, MSG_DONTWAIT, op->addr);
@@ -431,6 +433,12 @@ start(SockOpObj *op)
         }
         return Py_NewRef(op->future);
     }
+    if (op->fd < 0) {
+        /* A socket-like object without an fd whose method would block. */
+        errno = EBADF;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return NULL;
+    }
     if (cio_loop_ensure_fd_no_transport(loop, op->fd) < 0) {
         return NULL;
     }
@@ -457,37 +465,57 @@ start(SockOpObj *op)
     return Py_NewRef(op->future);
 }
 
-/* The socket's fd, with the errors the socket's own methods would give: a
- * non-socket lacks fileno() (AttributeError), a closed socket's -1 fails
- * like a syscall on it (EBADF). */
+/* The method of the socket object that stock asyncio calls for each op: an
+ * object without it fails with the AttributeError stock gives, before any
+ * other argument is looked at. */
+static const char *const op_methods[] = {
+    [OP_RECV] = "recv",         [OP_RECV_INTO] = "recv_into",
+    [OP_RECVFROM] = "recvfrom", [OP_RECVFROM_INTO] = "recvfrom_into",
+    [OP_SENDALL] = "send",      [OP_SENDTO] = "sendto",
+    [OP_ACCEPT] = "accept",     [OP_CONNECT] = "connect",
+    [OP_SENDFILE] = "send",
+};
+
+static int
+check_has_method(cio_state *st, PyObject *sock, int kind)
+{
+    if (PyObject_TypeCheck(sock, (PyTypeObject *)st->socket_socket)) {
+        return 0;
+    }
+    PyObject *meth = PyObject_GetAttrString(sock, op_methods[kind]);
+    if (meth == NULL) {
+        return -1;
+    }
+    Py_DECREF(meth);
+    return 0;
+}
+
+/* The socket's fd, or -1 for a closed (or detached) socket: the op's first
+ * syscall on -1 then fails with EBADF, after the op's other arguments were
+ * checked, as a socket method checks its arguments before its syscall. */
 static int
 socket_fd(cio_state *st, PyObject *sock)
 {
     PyObject *res = PyObject_CallMethodNoArgs(sock, st->str_fileno);
     if (res == NULL) {
-        return -1;
+        return -2;
     }
     long fd = PyLong_AsLong(res);
     Py_DECREF(res);
     if (fd == -1 && PyErr_Occurred()) {
-        return -1;
+        return -2;
     }
-    if (fd < 0 || fd > INT_MAX) {
-        errno = EBADF;
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
-    return (int)fd;
+    return fd < 0 || fd > INT_MAX ? -1 : (int)fd;
 }
 
 static SockOpObj *
 new_op(LoopObj *loop, PyObject *sock, int kind, int which)
 {
-    if (check_socket(loop, sock) < 0) {
+    if (check_socket(loop, sock) < 0 || check_has_method(loop->st, sock, kind) < 0) {
         return NULL;
     }
     int fd = socket_fd(loop->st, sock);
-    if (fd < 0) {
+    if (fd == -2) {
         return NULL;
     }
     SockOpObj *op = PyObject_GC_New(SockOpObj, loop->st->SockOpType);
@@ -497,7 +525,7 @@ new_op(LoopObj *loop, PyObject *sock, int kind, int which)
     op->st = loop->st;
     op->loop = (LoopObj *)Py_NewRef(loop);
     op->sock = Py_NewRef(sock);
-    op->future = op->data = op->addr = NULL;
+    op->future = op->data = op->addr = op->size = NULL;
     op->n = op->offset = 0;
     op->file_pos = 0;
     op->in_fd = -1;
@@ -515,8 +543,10 @@ static int
 get_view(SockOpObj *op, PyObject *data, int writable)
 {
     if (PyObject_GetBuffer(data, &op->view, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0) {
-        if (writable && PyErr_ExceptionMatches(PyExc_BufferError)) {
-            /* The TypeError socket.recv_into() gives for bytes. */
+        if (writable) {
+            /* The TypeError socket.recv_into() gives for any object it cannot
+             * write into (bytes, a released memoryview). */
+            PyErr_Clear();
             PyErr_Format(PyExc_TypeError,
                          "recv_into() argument 'buffer' must be read-write bytes-like "
                          "object, not %.200s",
@@ -557,17 +587,13 @@ get_size(PyObject *obj, Py_ssize_t *n)
 static PyObject *
 Loop__sock_recv(LoopObj *loop, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_ssize_t n;
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "sock_recv() takes 2 arguments (sock, n)");
         return NULL;
     }
-    if (get_size(args[1], &n) < 0) {
-        return NULL;
-    }
     SockOpObj *op = new_op(loop, args[0], OP_RECV, CIO_READ);
-    if (op != NULL) {
-        op->n = n;
+    if (op != NULL && get_size(args[1], &op->n) < 0) {
+        Py_CLEAR(op);
     }
     return run_op(op);
 }
@@ -589,17 +615,13 @@ Loop__sock_recv_into(LoopObj *loop, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 Loop__sock_recvfrom(LoopObj *loop, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_ssize_t n;
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "sock_recvfrom() takes 2 arguments (sock, bufsize)");
         return NULL;
     }
-    if (get_size(args[1], &n) < 0) {
-        return NULL;
-    }
     SockOpObj *op = new_op(loop, args[0], OP_RECVFROM, CIO_READ);
     if (op != NULL) {
-        op->n = n;
+        op->size = Py_NewRef(args[1]);
     }
     return run_op(op);
 }
@@ -607,19 +629,15 @@ Loop__sock_recvfrom(LoopObj *loop, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 Loop__sock_recvfrom_into(LoopObj *loop, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_ssize_t n;
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError,
                         "sock_recvfrom_into() takes 3 arguments (sock, buf, nbytes)");
         return NULL;
     }
-    if (get_size(args[2], &n) < 0) {
-        return NULL;
-    }
     SockOpObj *op = new_op(loop, args[0], OP_RECVFROM_INTO, CIO_READ);
     if (op != NULL) {
         op->data = Py_NewRef(args[1]);
-        op->n = n;
+        op->size = Py_NewRef(args[2]);
     }
     return run_op(op);
 }
@@ -739,6 +757,7 @@ SockOp_traverse(SockOpObj *op, visitproc visit, void *arg)
     Py_VISIT(op->future);
     Py_VISIT(op->data);
     Py_VISIT(op->addr);
+    Py_VISIT(op->size);
     return 0;
 }
 
@@ -751,6 +770,7 @@ SockOp_clear(SockOpObj *op)
     Py_CLEAR(op->future);
     Py_CLEAR(op->data);
     Py_CLEAR(op->addr);
+    Py_CLEAR(op->size);
     return 0;
 }
 

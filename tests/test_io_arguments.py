@@ -1,0 +1,232 @@
+"""Odd arguments to the I/O API, compared call by call with stock asyncio.
+
+Each case makes one call with a wrong (or unusual) argument, on a fresh stock
+asyncio loop and on a fresh casyncio loop, and compares the outcomes: the
+type of the exception raised, or that the call went through.  The reference
+is the running Python's own asyncio, so where asyncio changed between
+versions (create_connection's all_errors=, from 3.12) the test follows it.
+Every call fails or finishes without waiting for the network, so nothing
+here depends on timing.  The cases come from a differential fuzz of the I/O
+API, run by hand, where casyncio once answered differently: it checked a
+closed socket before the other arguments, looked at the size before finding
+that the object was no socket, and let getaddrinfo() judge a host with a NUL
+in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import tempfile
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from conftest import assert_loop_usable, make_loop
+from net_helpers import HOST
+
+
+class Env:
+    """What a case works with; every socket it hands out is closed after
+    the case."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, listener: socket.socket, upath: str):
+        self.loop = loop
+        self.port = listener.getsockname()[1]
+        self.upath = upath
+        self._owned: list[Any] = []
+
+    def own(self, obj: Any) -> Any:
+        self._owned.append(obj)
+        return obj
+
+    def closed(self) -> socket.socket:
+        sock = socket.socket()
+        sock.close()
+        return sock
+
+    def unconnected(self) -> socket.socket:
+        sock = self.own(socket.socket())
+        sock.setblocking(False)
+        return sock
+
+    def connected(self) -> socket.socket:
+        a, b = socket.socketpair()
+        self.own(b)
+        a.setblocking(False)
+        return self.own(a)
+
+    def udp(self) -> socket.socket:
+        sock = self.own(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        sock.setblocking(False)
+        sock.bind((HOST, 0))
+        return sock
+
+    def file(self) -> Any:
+        return self.own(open(__file__, "rb"))
+
+    def close(self) -> None:
+        for obj in self._owned:
+            obj.close()
+
+
+def released() -> memoryview:
+    view = memoryview(bytearray(8))
+    view.release()
+    return view
+
+
+def strided() -> memoryview:
+    return memoryview(bytearray(8))[::2]
+
+
+Case = Callable[[Env], Awaitable[Any]]
+
+CASES: dict[str, Case] = {
+    # An object that is no socket: stock calls the socket's method first.
+    "recv-none": lambda e: e.loop.sock_recv(None, 1),
+    "recv-none-bad-size": lambda e: e.loop.sock_recv(None, 1.5),
+    "recv-object-huge-size": lambda e: e.loop.sock_recv(object(), 2**70),
+    "recv-int-fd": lambda e: e.loop.sock_recv(e.connected().fileno(), 1),
+    "recv-file": lambda e: e.loop.sock_recv(e.file(), 1),
+    "recvfrom-none": lambda e: e.loop.sock_recvfrom(None, 1),
+    "recvfrom-into-none-huge-size": lambda e: e.loop.sock_recvfrom_into(None, bytearray(4), 2**70),
+    "recv-into-none": lambda e: e.loop.sock_recv_into(None, bytearray(4)),
+    "sendall-file": lambda e: e.loop.sock_sendall(e.file(), b""),
+    "sendto-none": lambda e: e.loop.sock_sendto(None, b"x", (HOST, 9)),
+    "accept-none": lambda e: e.loop.sock_accept(None),
+    # A closed socket: the arguments are checked before the syscall fails.
+    "recv-closed": lambda e: e.loop.sock_recv(e.closed(), 1),
+    "recv-closed-zero": lambda e: e.loop.sock_recv(e.closed(), 0),
+    "recv-closed-bad-size": lambda e: e.loop.sock_recv(e.closed(), 1.5),
+    "recv-closed-negative": lambda e: e.loop.sock_recv(e.closed(), -1),
+    "recv-closed-huge-size": lambda e: e.loop.sock_recv(e.closed(), 2**70),
+    "recv-into-closed-readonly": lambda e: e.loop.sock_recv_into(e.closed(), b"ro"),
+    "recv-into-closed-empty": lambda e: e.loop.sock_recv_into(e.closed(), bytearray(0)),
+    "recvfrom-closed-bad-size": lambda e: e.loop.sock_recvfrom(e.closed(), 1.5),
+    "recvfrom-into-closed-strided": lambda e: e.loop.sock_recvfrom_into(e.closed(), strided()),
+    "sendall-closed-str": lambda e: e.loop.sock_sendall(e.closed(), "str"),
+    "sendall-closed": lambda e: e.loop.sock_sendall(e.closed(), b"x"),
+    "sendto-closed-bad-data": lambda e: e.loop.sock_sendto(e.closed(), 1, (1, 2)),
+    "sendto-closed-no-address": lambda e: e.loop.sock_sendto(e.closed(), b"x", None),
+    "connect-closed-bad-port": lambda e: e.loop.sock_connect(e.closed(), (HOST, 70000)),
+    "accept-closed": lambda e: e.loop.sock_accept(e.closed()),
+    # Buffers and sizes on live sockets.
+    "recv-into-released": lambda e: e.loop.sock_recv_into(e.connected(), released()),
+    "recv-into-strided": lambda e: e.loop.sock_recv_into(e.connected(), strided()),
+    "recv-into-readonly": lambda e: e.loop.sock_recv_into(e.connected(), b"ro"),
+    "sendall-released": lambda e: e.loop.sock_sendall(e.connected(), released()),
+    "sendall-str": lambda e: e.loop.sock_sendall(e.connected(), "str"),
+    "recvfrom-into-readonly-huge-size": lambda e: e.loop.sock_recvfrom_into(e.udp(), b"ro", 2**70),
+    "recvfrom-into-size-beyond-buffer": lambda e: e.loop.sock_recvfrom_into(
+        e.udp(), bytearray(4), 8
+    ),
+    "recvfrom-into-negative": lambda e: e.loop.sock_recvfrom_into(e.udp(), bytearray(4), -1),
+    "recvfrom-negative": lambda e: e.loop.sock_recvfrom(e.udp(), -1),
+    "sendto-bad-port": lambda e: e.loop.sock_sendto(e.udp(), b"x", (HOST, 70000)),
+    "sendto-str": lambda e: e.loop.sock_sendto(e.udp(), "s", (HOST, 9)),
+    # Hosts that cannot be an address, and keywords a version lacks.
+    "connection-nul-host": lambda e: e.loop.create_connection(asyncio.Protocol, "\x00", e.port),
+    "connection-nul-bytes-host": lambda e: e.loop.create_connection(
+        asyncio.Protocol, b"\x00a", b"0"
+    ),
+    "connection-undecodable-host": lambda e: e.loop.create_connection(
+        asyncio.Protocol, b"\xff", e.port
+    ),
+    "connection-int-host": lambda e: e.loop.create_connection(asyncio.Protocol, 1, e.port),
+    "connection-list-host": lambda e: e.loop.create_connection(asyncio.Protocol, ["x"], e.port),
+    "open-connection-nul-host": lambda e: asyncio.open_connection("\x00", e.port),
+    "datagram-nul-remote": lambda e: e.loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, remote_addr=("\x00", 9)
+    ),
+    "server-nul-host": lambda e: e.loop.create_server(asyncio.Protocol, "\x00", 0),
+    "connection-all-errors": lambda e: e.loop.create_connection(
+        asyncio.Protocol, HOST, e.port, all_errors=True
+    ),
+    "open-connection-all-errors": lambda e: asyncio.open_connection(HOST, e.port, all_errors=True),
+    "unix-connection-int-hostname": lambda e: e.loop.create_unix_connection(
+        asyncio.Protocol, e.upath, server_hostname=1
+    ),
+    "unix-connection-ssl-tuple-hostname": lambda e: e.loop.create_unix_connection(
+        asyncio.Protocol, ssl=True, sock=object(), server_hostname=(None, None)
+    ),
+}
+
+DEBUG_CASES: dict[str, Case] = {
+    # In debug mode a blocking socket is refused before the size is read.
+    "recv-blocking-bad-size": lambda e: e.loop.sock_recv(e.own(socket.socketpair()[0]), 1.5),
+    "recvfrom-blocking-bad-size": lambda e: e.loop.sock_recvfrom(e.own(socket.socket()), -1),
+    "sendall-blocking-str": lambda e: e.loop.sock_sendall(e.own(socket.socket()), "str"),
+}
+
+
+def _close_result(result: Any) -> None:
+    """Closes what a call that went through made."""
+    if isinstance(result, tuple) and result:
+        first, last = result[0], result[-1]
+        if isinstance(first, asyncio.StreamReader):
+            last.close()
+            return
+        result = first
+    if hasattr(result, "close"):
+        result.close()
+
+
+def _outcome(kind: str, case: Case, debug: bool, listener: socket.socket, upath: str) -> str:
+    loop = make_loop(kind)
+    loop.set_debug(debug)
+    asyncio.set_event_loop(loop)
+    env = Env(loop, listener, upath)
+
+    async def attempt() -> str:
+        try:
+            result = await asyncio.wait_for(case(env), 5)
+        except Exception as exc:  # noqa: BLE001 - any exception is an outcome to compare
+            return type(exc).__qualname__
+        _close_result(result)
+        await asyncio.sleep(0)
+        return "ok"
+
+    try:
+        outcome = loop.run_until_complete(attempt())
+        assert_loop_usable(loop)
+        return outcome
+    finally:
+        env.close()
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+@pytest.fixture(scope="module")
+def peers():
+    """A TCP socket listening on HOST and a Unix one: what the calls that
+    get through connect to."""
+    with contextlib.ExitStack() as stack:
+        tcp = stack.enter_context(socket.socket())
+        tcp.bind((HOST, 0))
+        tcp.listen(16)
+        folder = stack.enter_context(tempfile.TemporaryDirectory())
+        unix = stack.enter_context(socket.socket(socket.AF_UNIX))
+        upath = os.path.join(folder, "s")
+        unix.bind(upath)
+        unix.listen(16)
+        yield tcp, upath
+
+
+def _compare(case: Case, debug: bool, peers) -> None:
+    stock = _outcome("asyncio", case, debug, *peers)
+    ours = _outcome("casyncio", case, debug, *peers)
+    assert ours == stock
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["normal", "debug"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_same_outcome_as_asyncio(name, debug, peers):
+    _compare(CASES[name], debug, peers)
+
+
+@pytest.mark.parametrize("name", list(DEBUG_CASES))
+def test_same_outcome_as_asyncio_in_debug_mode(name, peers):
+    _compare(DEBUG_CASES[name], True, peers)
