@@ -38,6 +38,9 @@ _HAS_IPV6 = hasattr(socket, "AF_INET6")
 # socket, say) from 3.11.8 and 3.12.2 on (CPython gh-114887); before, only
 # SOCK_DGRAM.
 _ANY_NON_STREAM_SOCK = since((3, 11, 8), (3, 12, 2))
+# create_connection(all_errors=) raises an ExceptionGroup of every attempt's
+# error from 3.12 on; 3.11 has no such keyword.
+_HAS_ALL_ERRORS = since((3, 12, 0))
 # sendfile()/sock_sendfile() put the file at `offset` even when it is 0, and
 # leave it at offset + sent even when nothing went, from 3.14.6 and 3.13.14
 # on (CPython gh-150107); before, offset 0 meant "from where the file is" for
@@ -607,6 +610,21 @@ class NetworkMixin:
                 protocol,
             )
         return transport, protocol
+
+    if not _HAS_ALL_ERRORS:
+        # all_errors= is there from 3.12 on: 3.11's create_connection() (and
+        # open_connection(), which passes its keywords on) refuses it at the
+        # call, as any unknown keyword is refused.
+        _create_connection_all_errors = create_connection
+
+        def create_connection(self, protocol_factory, host=None, port=None, **kwargs):
+            if "all_errors" in kwargs:
+                raise TypeError(
+                    "create_connection() got an unexpected keyword argument 'all_errors'"
+                )
+            return self._create_connection_all_errors(protocol_factory, host, port, **kwargs)
+
+        create_connection.__doc__ = _create_connection_all_errors.__doc__
 
     async def _create_connection_transport(
         self,
