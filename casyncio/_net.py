@@ -73,14 +73,21 @@ def _numeric_port(port):
         return None
 
 
-def _ip_literal_family(host, family):
-    """The family an IP literal host parses as, or None (a name)."""
+def _ip_literal_family(host, family, *, strict=False):
+    """The family an IP literal host parses as, or None (a name).
+
+    With strict, a host no name can be raises as asyncio's own check for a
+    literal does (UnicodeError for bytes that are not IDNA, TypeError for a
+    non-string, ValueError for a NUL inside) instead of being left to
+    getaddrinfo(), which gives gaierror for some of them."""
     if isinstance(host, bytes):
         try:
             host = host.decode("idna")
         except UnicodeError:
+            if strict:
+                raise
             return None
-    if not isinstance(host, str) or "%" in host:
+    if not (strict or isinstance(host, str)) or "%" in host:
         # Linux's inet_pton() takes no IPv6 zone index ('::1%lo'): resolve.
         return None
     if family == socket.AF_UNSPEC:
@@ -90,7 +97,11 @@ def _ip_literal_family(host, family):
     for af in families:
         try:
             socket.inet_pton(af, host)
-        except (OSError, ValueError):
+        except OSError:
+            continue
+        except (TypeError, ValueError):
+            if strict:
+                raise
             continue
         return af
     return None
@@ -110,7 +121,7 @@ def _literal_addrinfo(host, port, family, type, proto, flowinfo=0, scopeid=0):
     else:
         return None
     port = _numeric_port(port)
-    af = _ip_literal_family(host, family) if port is not None else None
+    af = _ip_literal_family(host, family, strict=True) if port is not None else None
     if af is None:
         return None
     if isinstance(host, bytes):
