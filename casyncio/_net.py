@@ -807,6 +807,9 @@ class NetworkMixin:
         ssl_shutdown_timeout=None,
     ):
         """Open a Unix-socket stream connection to path (or over sock)."""
+        # Stock asyncio checks the type with an assert: the same exception,
+        # and none under python -O.
+        assert server_hostname is None or isinstance(server_hostname, str)
         if ssl:
             if server_hostname is None:
                 raise ValueError("you have to pass server_hostname when using ssl")
