@@ -393,7 +393,11 @@ class NetworkMixin:
             raise exceptions.SendfileNotAvailableError("not a regular file")
         if not (count or fsize):
             return 0  # empty file
-        self._ensure_fd_no_transport(sock.fileno())
+        fd = sock.fileno()
+        if fd >= 0:
+            # A closed socket's first sendfile(2) fails (EBADF), and its
+            # fallback after it, as on stock asyncio.
+            self._ensure_fd_no_transport(fd)
         # sendfile(2) runs in C, again each time the socket is writable; the
         # op counts what went, which moves the file's position even when the
         # send fails or is cancelled.

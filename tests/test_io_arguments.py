@@ -113,6 +113,8 @@ CASES: dict[str, Case] = {
     "sendto-closed-no-address": lambda e: e.loop.sock_sendto(e.closed(), b"x", None),
     "connect-closed-bad-port": lambda e: e.loop.sock_connect(e.closed(), (HOST, 70000)),
     "accept-closed": lambda e: e.loop.sock_accept(e.closed()),
+    "sendfile-closed": lambda e: e.loop.sock_sendfile(e.closed(), e.file()),
+    "sendfile-closed-huge-count": lambda e: e.loop.sock_sendfile(e.closed(), e.file(), 0, 2**70),
     # Buffers and sizes on live sockets.
     "recv-into-released": lambda e: e.loop.sock_recv_into(e.connected(), released()),
     "recv-into-strided": lambda e: e.loop.sock_recv_into(e.connected(), strided()),
