@@ -46,6 +46,10 @@ _HAS_ALL_ERRORS = since((3, 12, 0))
 # on (CPython gh-150107); before, offset 0 meant "from where the file is" for
 # the plain-send fallback, and the position moved only after a send.
 _SENDFILE_ALWAYS_SEEKS = since((3, 13, 14), (3, 14, 6))
+# sock_sendfile() takes a count too big for one sendfile(2) call (more than a
+# C ssize_t) from 3.13 on (CPython gh-107056), sending up to the file's end;
+# before, os.sendfile() raised OverflowError on it.
+_SENDFILE_ANY_COUNT = since((3, 13, 0))
 # From 3.15 on (CPython gh-140947), a stream transport runs all its events in
 # one context: a copy of the server's (taken when the server was made) for
 # each accepted connection, a copy of the caller's for create_connection()
@@ -398,6 +402,8 @@ class NetworkMixin:
             # A closed socket's first sendfile(2) fails (EBADF), and its
             # fallback after it, as on stock asyncio.
             self._ensure_fd_no_transport(fd)
+        if count and _SENDFILE_ANY_COUNT:
+            count = min(count, sys.maxsize)  # a file's end comes first
         # sendfile(2) runs in C, again each time the socket is writable; the
         # op counts what went, which moves the file's position even when the
         # send fails or is cancelled.

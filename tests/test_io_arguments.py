@@ -4,7 +4,8 @@ Each case makes one call with a wrong (or unusual) argument, on a fresh stock
 asyncio loop and on a fresh casyncio loop, and compares the outcomes: the
 type of the exception raised, or that the call went through.  The reference
 is the running Python's own asyncio, so where asyncio changed between
-versions (create_connection's all_errors=, from 3.12) the test follows it.
+versions (create_connection's all_errors= from 3.12, sock_sendfile() of any
+count from 3.13) the test follows it.
 Every call fails or finishes without waiting for the network, so nothing
 here depends on timing.  The cases come from a differential fuzz of the I/O
 API, run by hand, where casyncio once answered differently: it checked a
@@ -115,6 +116,7 @@ CASES: dict[str, Case] = {
     "accept-closed": lambda e: e.loop.sock_accept(e.closed()),
     "sendfile-closed": lambda e: e.loop.sock_sendfile(e.closed(), e.file()),
     "sendfile-closed-huge-count": lambda e: e.loop.sock_sendfile(e.closed(), e.file(), 0, 2**70),
+    "sendfile-huge-count": lambda e: e.loop.sock_sendfile(e.connected(), e.file(), 0, 2**70),
     # Buffers and sizes on live sockets.
     "recv-into-released": lambda e: e.loop.sock_recv_into(e.connected(), released()),
     "recv-into-strided": lambda e: e.loop.sock_recv_into(e.connected(), strided()),

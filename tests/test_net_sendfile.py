@@ -136,6 +136,23 @@ def test_sock_sendfile_count_past_the_end(loop, tcp_pair, data_file):
     assert data_file.tell() == SIZE
 
 
+def test_sock_sendfile_count_beyond_a_c_ssize_t(loop, tcp_pair, data_file, sendfile_calls):
+    a, b = tcp_pair
+
+    async def main() -> tuple[int, bytes]:
+        sent = await loop.sock_sendfile(a, data_file, SIZE - 10, 2**70)
+        return sent, await read_all(loop, b, 10)
+
+    if not since((3, 13, 0)):
+        # Before 3.13 (CPython gh-107056), os.sendfile() refused the count.
+        with pytest.raises(OverflowError):
+            run(loop, main())
+        return
+    assert run(loop, main()) == (10, DATA[-10:])
+    assert data_file.tell() == SIZE
+    assert sendfile_calls() > 0
+
+
 def test_sock_sendfile_empty_file(loop, tcp_pair, tmp_path):
     a, _b = tcp_pair
     path = tmp_path / "empty"
