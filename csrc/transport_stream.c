@@ -296,6 +296,24 @@ get_data_buffer(PyObject *data, Py_buffer *view)
     return PyObject_GetBuffer(data, view, PyBUF_SIMPLE);
 }
 
+/* One piece of writelines(): any bytes-like object, as asyncio's
+ * writelines() joins them (3.11) or takes a memoryview of each (3.12+),
+ * where write() takes only bytes, bytearray and memoryview. */
+static int
+get_piece_buffer(PyObject *piece, Py_ssize_t index, Py_buffer *view)
+{
+    if (PyObject_GetBuffer(piece, view, PyBUF_SIMPLE) == 0) {
+        return 0;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    /* b"".join()'s TypeError, for any piece it cannot read. */
+    PyErr_Clear();
+    PyErr_Format(PyExc_TypeError, "sequence item %zd: expected a bytes-like object, %.80s found",
+                 index, Py_TYPE(piece)->tp_name);
+#endif
+    return -1;
+}
+
 /* Counts a write after the connection was lost, warning like asyncio. */
 static int
 write_after_lost(StreamObj *s)
@@ -401,6 +419,21 @@ Stream_write(StreamObj *s, PyObject *data)
 static PyObject *
 Stream_writelines(StreamObj *s, PyObject *list_of_data)
 {
+#if PY_VERSION_HEX >= 0x030C0000
+    /* asyncio's order from 3.12 on: the transport's state, then an empty
+     * (false) argument or a lost connection returns before any piece is
+     * looked at.  3.11's writelines() joins the pieces first. */
+    if (check_writable(s) < 0) {
+        return NULL;
+    }
+    int any = PyObject_IsTrue(list_of_data);
+    if (any <= 0) {
+        return any < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    if (s->base.conn_lost) {
+        return write_after_lost(s) < 0 ? NULL : Py_NewRef(Py_None);
+    }
+#endif
     PyObject *seq = PySequence_Fast(list_of_data, "writelines() argument must be iterable");
     if (seq == NULL) {
         return NULL;
@@ -414,7 +447,7 @@ Stream_writelines(StreamObj *s, PyObject *list_of_data)
         PyErr_NoMemory();
     }
     for (; rc == 0 && got < n; got++) {
-        if (get_data_buffer(objs[got], &views[got]) < 0) {
+        if (get_piece_buffer(objs[got], got, &views[got]) < 0) {
             rc = -1;
             break;
         }

@@ -5,6 +5,7 @@ BufferedProtocol, TCP_NODELAY), on casyncio and on stock asyncio."""
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import contextvars
@@ -550,7 +551,16 @@ def test_writelines_queued_with_empty_pieces_still_drains(loop, request):
 
 
 def test_writelines_small_pieces_nothing_buffered(loop):
-    pieces = [b"alpha", bytearray(b"beta"), memoryview(b"gamma"), b"", b"delta" * 100]
+    # Any bytes-like piece, where write() takes only bytes, bytearray and
+    # memoryview.
+    pieces = [
+        b"alpha",
+        bytearray(b"beta"),
+        memoryview(b"gamma"),
+        b"",
+        array.array("B", b"epsilon"),
+        b"delta" * 100,
+    ]
 
     async def main() -> None:
         async with tcp_connection(loop) as c:
