@@ -434,9 +434,9 @@ start(SockOpObj *op)
         return Py_NewRef(op->future);
     }
     if (op->fd < 0) {
-        /* A socket-like object without an fd whose method would block. */
-        errno = EBADF;
-        PyErr_SetFromErrno(PyExc_OSError);
+        /* A socket-like object without an fd whose method would block: the
+         * error stock's selector gives when asked to watch it. */
+        PyErr_SetString(PyExc_ValueError, "Invalid file descriptor: -1");
         return NULL;
     }
     if (cio_loop_ensure_fd_no_transport(loop, op->fd) < 0) {
@@ -467,19 +467,20 @@ start(SockOpObj *op)
 
 /* The method of the socket object that stock asyncio calls for each op: an
  * object without it fails with the AttributeError stock gives, before any
- * other argument is looked at. */
+ * other argument is looked at.  sendfile calls none (os.sendfile() on the
+ * fd; send() only in its fallback). */
 static const char *const op_methods[] = {
     [OP_RECV] = "recv",         [OP_RECV_INTO] = "recv_into",
     [OP_RECVFROM] = "recvfrom", [OP_RECVFROM_INTO] = "recvfrom_into",
     [OP_SENDALL] = "send",      [OP_SENDTO] = "sendto",
     [OP_ACCEPT] = "accept",     [OP_CONNECT] = "connect",
-    [OP_SENDFILE] = "send",
+    [OP_SENDFILE] = NULL,
 };
 
 static int
 check_has_method(cio_state *st, PyObject *sock, int kind)
 {
-    if (PyObject_TypeCheck(sock, (PyTypeObject *)st->socket_socket)) {
+    if (op_methods[kind] == NULL || PyObject_TypeCheck(sock, (PyTypeObject *)st->socket_socket)) {
         return 0;
     }
     PyObject *meth = PyObject_GetAttrString(sock, op_methods[kind]);
@@ -490,22 +491,24 @@ check_has_method(cio_state *st, PyObject *sock, int kind)
     return 0;
 }
 
-/* The socket's fd, or -1 for a closed (or detached) socket: the op's first
- * syscall on -1 then fails with EBADF, after the op's other arguments were
- * checked, as a socket method checks its arguments before its syscall. */
+/* Sets *fd to the socket's fd, or to -1 for a closed (or detached) socket:
+ * the op's first syscall on -1 then fails with EBADF, after the op's other
+ * arguments were checked, as a socket method checks its arguments before
+ * its syscall. */
 static int
-socket_fd(cio_state *st, PyObject *sock)
+socket_fd(cio_state *st, PyObject *sock, int *fd)
 {
     PyObject *res = PyObject_CallMethodNoArgs(sock, st->str_fileno);
     if (res == NULL) {
-        return -2;
+        return -1;
     }
-    long fd = PyLong_AsLong(res);
+    long n = PyLong_AsLong(res);
     Py_DECREF(res);
-    if (fd == -1 && PyErr_Occurred()) {
-        return -2;
+    if (n == -1 && PyErr_Occurred()) {
+        return -1;
     }
-    return fd < 0 || fd > INT_MAX ? -1 : (int)fd;
+    *fd = n < 0 || n > INT_MAX ? -1 : (int)n;
+    return 0;
 }
 
 static SockOpObj *
@@ -514,8 +517,8 @@ new_op(LoopObj *loop, PyObject *sock, int kind, int which)
     if (check_socket(loop, sock) < 0 || check_has_method(loop->st, sock, kind) < 0) {
         return NULL;
     }
-    int fd = socket_fd(loop->st, sock);
-    if (fd == -2) {
+    int fd;
+    if (socket_fd(loop->st, sock, &fd) < 0) {
         return NULL;
     }
     SockOpObj *op = PyObject_GC_New(SockOpObj, loop->st->SockOpType);
