@@ -298,10 +298,18 @@ get_data_buffer(PyObject *data, Py_buffer *view)
 
 /* One piece of writelines(): any bytes-like object, as asyncio's
  * writelines() joins them (3.11) or takes a memoryview of each (3.12+),
- * where write() takes only bytes, bytearray and memoryview. */
+ * where write() takes only bytes, bytearray and memoryview.  From 3.15 on
+ * (CPython gh-155888), a false piece (b"", and also None or 0) is skipped
+ * before it is looked at: it gets an empty view. */
 static int
 get_piece_buffer(PyObject *piece, Py_ssize_t index, Py_buffer *view)
 {
+#if PY_VERSION_HEX >= 0x030F0000
+    int empty = PyObject_Not(piece);
+    if (empty != 0) {
+        return empty < 0 ? -1 : PyBuffer_FillInfo(view, NULL, (void *)"", 0, 1, PyBUF_SIMPLE);
+    }
+#endif
     if (PyObject_GetBuffer(piece, view, PyBUF_SIMPLE) == 0) {
         return 0;
     }
@@ -421,8 +429,11 @@ Stream_writelines(StreamObj *s, PyObject *list_of_data)
 {
 #if PY_VERSION_HEX >= 0x030C0000
     /* asyncio's order from 3.12 on: the transport's state, then an empty
-     * (false) argument or a lost connection returns before any piece is
-     * looked at.  3.11's writelines() joins the pieces first. */
+     * (false) argument returns before any piece is looked at.  So does a
+     * lost connection in 3.13.10 and 3.14 on (CPython gh-136234); 3.12 to
+     * 3.13.9 look at the pieces and then fail on the lost connection (see
+     * tests/test_net_faults.py), so every 3.12+ takes the fixed order here.
+     * 3.11's writelines() joins the pieces first. */
     if (check_writable(s) < 0) {
         return NULL;
     }
