@@ -633,19 +633,47 @@ class NetworkMixin:
         return transport, protocol
 
     if not _HAS_ALL_ERRORS:
-        # all_errors= is there from 3.12 on: 3.11's create_connection() (and
-        # open_connection(), which passes its keywords on) refuses it at the
-        # call, as any unknown keyword is refused.
-        _create_connection_all_errors = create_connection
+        # all_errors= is there from 3.12 on: on 3.11 create_connection() has
+        # 3.11's signature, which refuses it at the call (open_connection()
+        # passes its keywords on), as any unknown keyword is refused.
+        _create_connection_impl = create_connection
 
-        def create_connection(self, protocol_factory, host=None, port=None, **kwargs):
-            if "all_errors" in kwargs:
-                raise TypeError(
-                    "create_connection() got an unexpected keyword argument 'all_errors'"
-                )
-            return self._create_connection_all_errors(protocol_factory, host, port, **kwargs)
+        async def create_connection(
+            self,
+            protocol_factory,
+            host=None,
+            port=None,
+            *,
+            ssl=None,
+            family=0,
+            proto=0,
+            flags=0,
+            sock=None,
+            local_addr=None,
+            server_hostname=None,
+            ssl_handshake_timeout=None,
+            ssl_shutdown_timeout=None,
+            happy_eyeballs_delay=None,
+            interleave=None,
+        ):
+            return await self._create_connection_impl(
+                protocol_factory,
+                host,
+                port,
+                ssl=ssl,
+                family=family,
+                proto=proto,
+                flags=flags,
+                sock=sock,
+                local_addr=local_addr,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+                happy_eyeballs_delay=happy_eyeballs_delay,
+                interleave=interleave,
+            )
 
-        create_connection.__doc__ = _create_connection_all_errors.__doc__
+        create_connection.__doc__ = _create_connection_impl.__doc__
 
     async def _create_connection_transport(
         self,
