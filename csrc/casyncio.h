@@ -388,10 +388,11 @@ void cio_loop_timer_remove(LoopObj *loop, TimerHandleObj *t);
  * raises is printed as unraisable, since there is nowhere left to report it. */
 int cio_call_exception_handler(cio_state *st, PyObject *loop, PyObject *context);
 
-/* Checks a callback for call_soon() and friends: callable and not a
- * coroutine or coroutine function (TypeError otherwise).  `method` names the
- * caller in the message.  Returns 0 or -1. */
-int cio_check_callback(cio_state *st, PyObject *callback, const char *method, int debug);
+/* Checks a callback for call_soon() and friends in debug mode (asyncio makes
+ * no check otherwise): callable and not a coroutine or coroutine function
+ * (TypeError otherwise).  `method` names the caller in the message.  Returns
+ * 0 or -1. */
+int cio_check_callback(cio_state *st, PyObject *callback, const char *method);
 
 /* Debug mode: logs that running `what` (a handle; with `io` "read" or
  * "write", a transport or sock_*() operation's I/O) took `seconds`, as

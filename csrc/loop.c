@@ -351,22 +351,8 @@ run_once(LoopObj *self)
 /* ---- argument helpers ---- */
 
 static int
-is_coroutine_function(cio_state *st, PyObject *callback, int debug)
+is_coroutine_function(cio_state *st, PyObject *callback)
 {
-    PyObject *func = callback;
-    if (PyMethod_Check(func)) {
-        func = PyMethod_GET_FUNCTION(func);
-    }
-    if (PyFunction_Check(func)) {
-        PyCodeObject *code = (PyCodeObject *)PyFunction_GET_CODE(func);
-        if (code->co_flags & CO_COROUTINE) {
-            return 1;
-        }
-    }
-    if (!debug) {
-        return 0;
-    }
-    /* Debug mode pays for asyncio's full test (partials, markers). */
     if (cio_state_import_asyncio(st) < 0) {
         return -1;
     }
@@ -380,11 +366,11 @@ is_coroutine_function(cio_state *st, PyObject *callback, int debug)
 }
 
 int
-cio_check_callback(cio_state *st, PyObject *callback, const char *method, int debug)
+cio_check_callback(cio_state *st, PyObject *callback, const char *method)
 {
     int coro = PyCoro_CheckExact(callback);
     if (!coro) {
-        coro = is_coroutine_function(st, callback, debug);
+        coro = is_coroutine_function(st, callback);
         if (coro < 0) {
             return -1;
         }
@@ -480,8 +466,12 @@ schedule_soon(LoopObj *self, const char *fname, PyObject *const *args, Py_ssize_
         return NULL;
     }
     HandleObj *h = NULL;
-    if (cio_loop_check_closed(self) < 0 || (self->debug && !threadsafe && check_thread(self) < 0) ||
-        cio_check_callback(self->st, args[0], fname, self->debug) < 0) {
+    /* The callback is checked in debug mode only, as asyncio does: in
+     * normal mode a callback that is not callable fails when it is called,
+     * and the exception handler reports it. */
+    if (cio_loop_check_closed(self) < 0 ||
+        (self->debug && ((!threadsafe && check_thread(self) < 0) ||
+                         cio_check_callback(self->st, args[0], fname) < 0))) {
         goto done;
     }
     h = cio_handle_new(self->st, args[0], rest, (PyObject *)self, context);
@@ -528,8 +518,9 @@ schedule_at(LoopObj *self, const char *fname, double when, PyObject *const *args
         return NULL;
     }
     TimerHandleObj *t = NULL;
-    if (cio_loop_check_closed(self) < 0 || (self->debug && check_thread(self) < 0) ||
-        cio_check_callback(self->st, args[1], fname, self->debug) < 0) {
+    if (cio_loop_check_closed(self) < 0 ||
+        (self->debug &&
+         (check_thread(self) < 0 || cio_check_callback(self->st, args[1], fname) < 0))) {
         goto done;
     }
     t = cio_timer_new(self->st, when, args[1], rest, (PyObject *)self, context);

@@ -260,10 +260,9 @@ add_handle(LoopObj *self, int which, const char *fname, PyObject *const *args, P
     }
     int fd = cio_loop_check_closed(self) < 0 ? -1 : number_to_fd(num);
     Py_DECREF(num);
+    /* The callback is not checked, as asyncio does not: one that is not
+     * callable fails each time the fd is ready, and is reported. */
     if (fd < 0 || cio_loop_ensure_fd_no_transport(self, fd) < 0) {
-        return NULL;
-    }
-    if (cio_check_callback(self->st, args[1], fname, self->debug) < 0) {
         return NULL;
     }
     PyObject *rest = NULL;

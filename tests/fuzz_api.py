@@ -407,16 +407,12 @@ Known = Callable[[tuple, tuple, list[tuple]], bool]
 
 
 def _scheduling_checked_up_front(stock: tuple, ours: tuple, before: list[tuple]) -> bool:
-    # casyncio checks callback, context= and when at the call, in every
-    # mode (tests/test_bad_input.py); stock asyncio checks the callback in
-    # debug mode only and the others never, failing later, or leaving a
-    # TimerHandle its heap cannot compare.
+    # casyncio checks context= and when at the call, in every mode
+    # (tests/test_bad_input.py); stock asyncio never does, and fails later,
+    # or leaves a TimerHandle its heap cannot compare.  (The callback both
+    # check in debug mode only.)
     scheduling = {"call_soon", "call_soon_threadsafe", "call_later", "call_at"}
-    watchers = {"add_reader", "add_writer"}
-    return (stock[0] in scheduling | watchers) and ours[-1] in (
-        "raise TypeError",
-        "raise RuntimeError",
-    )
+    return stock[0] in scheduling and ours[-1] in ("raise TypeError", "raise RuntimeError")
 
 
 def _task_context_checked_up_front(stock: tuple, ours: tuple, before: list[tuple]) -> bool:
@@ -456,11 +452,13 @@ def _cancelled_handle_run(stock: tuple, ours: tuple, before: list[tuple]) -> boo
 
 
 def _callback_whose_repr_raises(stock: tuple, ours: tuple, before: list[tuple]) -> bool:
-    # A done callback that is not callable and whose repr() raises: stock's
-    # report of the TypeError calls repr() and lets its RuntimeError out of
-    # the loop (or out of cancel() in debug mode); casyncio reports the
-    # TypeError (unraisable if it cannot describe the callback) and runs on.
-    added = any(step[0] == "add_done_callback" and "badrepr" in step[1] for step in before)
+    # A callback that is not callable and whose repr() raises (a done
+    # callback, or one scheduled outside debug mode): stock's report of the
+    # TypeError calls repr() and lets its RuntimeError out of the loop (or
+    # out of cancel() in debug mode); casyncio reports the TypeError
+    # (unraisable if it cannot describe the callback) and runs on.
+    adders = {"add_done_callback", "call_soon", "call_soon_threadsafe", "call_later", "call_at"}
+    added = any(step[0] in adders and "badrepr" in step[1] for step in before)
     return added and stock[-1] == "raise RuntimeError"
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import assert_loop_usable, run_python
+from conftest import assert_loop_usable, run_briefly, run_python
 
 import casyncio
 
@@ -47,14 +47,10 @@ SCHEDULERS: dict[str, Callable[..., Any]] = {
 }
 
 
-@pytest.fixture(params=[True, False], ids=["debug", "nodebug"])
-def checking_loop(request, loop, loop_kind):
-    """The loop in debug mode, or not.  Stock asyncio checks callbacks only in
-    debug mode; casyncio checks them in both."""
-    debug = request.param
-    if loop_kind == "asyncio" and not debug:
-        pytest.skip("stock asyncio checks callbacks only in debug mode")
-    loop.set_debug(debug)
+@pytest.fixture
+def checking_loop(loop):
+    """The loop in debug mode, where asyncio checks callbacks at the call."""
+    loop.set_debug(True)
     return loop
 
 
@@ -64,6 +60,34 @@ def test_non_callable_is_rejected(checking_loop, method, bad):
     with pytest.raises(TypeError, match="a callable object was expected"):
         SCHEDULERS[method](checking_loop, bad)
     assert_loop_usable(checking_loop)
+
+
+@pytest.mark.loop_errors
+@pytest.mark.parametrize("method", SCHEDULERS)
+@pytest.mark.parametrize("bad", NOT_CALLABLE, ids=repr)
+def test_non_callable_fails_when_called_in_normal_mode(loop, method, bad):
+    """Outside debug mode asyncio keeps any callback: calling it fails, and the
+    exception handler is told (sanic's tests pass a Task to call_later())."""
+    loop.set_debug(False)
+    handle = SCHEDULERS[method](loop, bad)
+    loop.run_until_complete(asyncio.sleep(0.01))
+    [context] = loop.handler_calls
+    assert context["message"].startswith("Exception in callback ")
+    assert isinstance(context["exception"], TypeError)
+    assert context["handle"] is handle
+    loop.handler_calls.clear()
+    assert_loop_usable(loop)
+
+
+@pytest.mark.parametrize("method", SCHEDULERS)
+def test_coroutine_function_is_called_in_normal_mode(loop, method):
+    """A coroutine function is called like any callback outside debug mode:
+    the coroutine it returns is never awaited."""
+    loop.set_debug(False)
+    SCHEDULERS[method](loop, coro_func)
+    with pytest.warns(RuntimeWarning, match="was never awaited"):
+        loop.run_until_complete(asyncio.sleep(0.01))
+    assert_loop_usable(loop)
 
 
 @pytest.mark.parametrize("method", SCHEDULERS)
@@ -208,6 +232,28 @@ def test_add_watcher_bad_fd_raises_value_error(fd_loop, method, bad):
         getattr(fd_loop, method)(bad, ran.append, "x")
     assert_loop_usable(fd_loop)
     assert ran == []
+
+
+@pytest.mark.loop_errors
+@pytest.mark.parametrize("debug", [False, True], ids=["normal", "debug"])
+@pytest.mark.parametrize("method", ["add_reader", "add_writer"])
+def test_watcher_callback_is_not_checked(fd_loop, method, debug):
+    """asyncio keeps any fd callback, in every mode: one that is not callable
+    fails when the fd is ready, and the exception handler is told."""
+    fd_loop.set_debug(debug)
+    a, b = socket.socketpair()
+    try:
+        b.send(b"x")
+        getattr(fd_loop, method)(a, 42)
+        run_briefly(fd_loop)
+        getattr(fd_loop, method.replace("add", "remove"))(a)
+    finally:
+        a.close()
+        b.close()
+    assert fd_loop.handler_calls
+    assert all(isinstance(c["exception"], TypeError) for c in fd_loop.handler_calls)
+    fd_loop.handler_calls.clear()
+    assert_loop_usable(fd_loop)
 
 
 @pytest.mark.parametrize("method", ["remove_reader", "remove_writer"])
