@@ -24,8 +24,11 @@ casyncio bugs may be *expected failures*, one reason per test
 or an entry that matches no test, fails the run, so the lists only shrink;
 so does a suite that runs no test or makes no casyncio loop, a test that
 gets a stock loop, and a crash (the suite is rerun without the crashing
-test, so the other results still show).  ``test_harness.py`` checks that
-each of these failures really fails.
+test, so the other results still show).  A test with a race of its own,
+which fails now and then on any loop (``expected_failures.RACY``, one reason
+per test), is run once more when it fails and counts by that run; the rerun
+is reported.  ``test_harness.py`` checks that each of these failures really
+fails.
 
 Commands (from the repository root)::
 

@@ -16,6 +16,8 @@
 * Marks: excluded tests (``EXCLUDED``, and the ``NeedsRule`` selection rule)
   are skipped before their setUp runs, expected failures are run as
   ``unittest.expectedFailure``; entries that match nothing are reported.
+  A racy test (``RACY``) that fails is run once more, alone, and counts by
+  that run; the report keeps its first failure under ``reruns``.
 * ``ConformanceResult`` records one outcome per test and the counts.
 """
 
@@ -236,6 +238,7 @@ class Marks:
         self.crashed = crashed
         self.excluded_table = _entries(expected_failures.EXCLUDED, suite, mode)
         self.xfail_table = _entries(expected_failures.EXPECTED_FAILURES, suite, mode)
+        self.racy_table = _entries(expected_failures.RACY, suite, mode)
         self.backported = {
             pattern
             for table in (expected_failures.EXCLUDED, expected_failures.EXPECTED_FAILURES)
@@ -245,6 +248,7 @@ class Marks:
         self.rule = NeedsRule()
         self.excluded: dict[str, str] = {}  # test key -> reason
         self.xfail: dict[str, str] = {}
+        self.racy: dict[str, str] = {}  # test key -> why it may fail by itself
         self.placeholders: dict[str, str] = {}  # test key -> what is missing
         self.used: set[str] = set()
 
@@ -273,6 +277,10 @@ class Marks:
             if reason is not None:
                 self.xfail[key] = reason
                 test.__unittest_expecting_failure__ = True
+                continue
+            reason = self._match(self.racy_table, key)
+            if reason is not None:
+                self.racy[key] = reason
 
     def stale(self) -> list[str]:
         """Entries matching no test of the suite: fixed, renamed or mistyped
@@ -280,7 +288,7 @@ class Marks:
         if self.placeholders:
             # Entries for casyncio classes that do not exist yet cannot match.
             return []
-        tables = list(self.excluded_table) + list(self.xfail_table)
+        tables = list(self.excluded_table) + list(self.xfail_table) + list(self.racy_table)
         return [p for p in tables if p not in self.used and p not in self.backported]
 
 
@@ -445,6 +453,7 @@ def run_suite(
     )
     try:
         result = runner.run(unittest.TestSuite(tests))
+        reruns = _rerun_racy(tests, marks, result)
     finally:
         if progress_file is not None:
             progress_file.close()
@@ -483,6 +492,7 @@ def run_suite(
             for k, v in result.outcomes.items()
             if v in _BAD
         },
+        "reruns": reruns,
         "xfail": marks.xfail,
         "excluded": marks.excluded,
         "casyncio_loops": result.casyncio_loops,
@@ -493,6 +503,22 @@ def run_suite(
             for key, seconds in sorted(result.durations.items(), key=lambda kv: -kv[1])[:10]
         ],
     }
+
+
+def _rerun_racy(tests: list[unittest.TestCase], marks: Marks, result) -> dict[str, str]:
+    """Run each RACY test that failed once more, alone, in a new instance
+    of its class; it counts by that run.  Returns key -> first failure."""
+    reruns = {}
+    for test in tests:
+        key = case_key(marks.suite, test)
+        if key not in marks.racy or result.outcomes.get(key) not in ("failed", "error"):
+            continue
+        del result.outcomes[key]
+        reruns[key] = result.details.pop(key, "")
+        # As a run of its own: the class's and the module's fixtures again.
+        result._previousTestClass = None
+        unittest.TestSuite([type(test)(test._testMethodName)]).run(result)
+    return reruns
 
 
 def list_suite(suite: Suite, mode: str) -> str:
@@ -508,6 +534,8 @@ def list_suite(suite: Suite, mode: str) -> str:
             out.write(f"EXCLUDED {key}: {marks.excluded[key]}\n")
         elif key in marks.xfail:
             out.write(f"XFAIL    {key}: {marks.xfail[key]}\n")
+        elif key in marks.racy:
+            out.write(f"RACY     {key}: {marks.racy[key]}\n")
         elif key in marks.placeholders:
             out.write(f"MISSING  {key}\n")
         else:

@@ -54,6 +54,7 @@ def _empty_report(suite: str, mode: str) -> dict:
         "counts": {c: 0 for c in COLUMNS},
         "problems": [],
         "bad": {},
+        "reruns": {},
         "xfail": {},
         "excluded": {},
         "placeholders_only": False,
@@ -176,6 +177,18 @@ def format_problems(report: dict, *, details: bool = True) -> str:
     return "\n".join(lines)
 
 
+def format_reruns(report: dict) -> str:
+    """The RACY tests that failed once and were run again (their first failure)."""
+    lines = []
+    for key, first in report.get("reruns", {}).items():
+        outcome = report["bad"].get(key, {}).get("outcome", "passed")
+        lines.append(
+            f"[{report['suite']} {report['mode']}] rerun, {outcome} the second time: {key}"
+        )
+        lines.append(first.rstrip())
+    return "\n".join(lines)
+
+
 def _child_main(args: argparse.Namespace) -> int:
     from . import harness
 
@@ -276,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
             print(output.rstrip())
     print(format_table(reports))
     print(f"wall time {time.monotonic() - started:.1f}s")
+    for r in reports:
+        if r.get("reruns"):
+            print(format_reruns(r))
     failed = [r for r in reports if r["problems"]]
     for r in failed:
         print(format_problems(r, details=False))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from .run import DEFAULT_TIMEOUT, format_problems, format_table, run_child
+from .run import DEFAULT_TIMEOUT, format_problems, format_reruns, format_table, run_child
 from .suites import SUITES
 
 
@@ -24,6 +24,8 @@ def test_conformance(suite: str, mode: str, record_property) -> None:
     report, output = run_child(suite, mode)
     record_property("counts", report["counts"])
     print(format_table([report]))
+    if report.get("reruns"):
+        print(format_reruns(report))
     if report["problems"]:
         message = format_problems(report)
         if report["counts"].get("crashed") or not report["bad"]:

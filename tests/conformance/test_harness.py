@@ -83,6 +83,51 @@ def test_backported_entry_may_match_nothing(tmp_path):
     assert report["excluded"] == {PASSING: "here"}
 
 
+FAILS_FIRST = textwrap.dedent(
+    """
+    from test.test_asyncio import test_context as module
+    case = module.DecimalContextTest
+    passing = case.test_asyncio_task_decimal_context
+    calls = []
+
+    def racy(self):
+        calls.append(self)
+        if len(calls) <= FAILURES:
+            self.fail(f"lost the race, run {len(calls)}")
+        passing(self)
+
+    case.test_asyncio_task_decimal_context = racy
+    ef.RACY[PASSING] = "demo"
+    """
+)
+
+
+def test_racy_test_that_fails_once_counts_by_its_rerun(tmp_path):
+    report = run_harness(tmp_path, f"PASSING = {PASSING!r}; FAILURES = 1\n" + FAILS_FIRST)
+    assert report["problems"] == []
+    assert report["counts"]["passed"] == report["counts"]["ran"] == 1
+    assert list(report["reruns"]) == [PASSING]
+    assert "lost the race, run 1" in report["reruns"][PASSING]
+
+
+def test_racy_test_that_fails_twice_fails_the_run(tmp_path):
+    report = run_harness(tmp_path, f"PASSING = {PASSING!r}; FAILURES = 2\n" + FAILS_FIRST)
+    assert "1 test(s) failed" in report["problems"]
+    assert "lost the race, run 2" in report["bad"][PASSING]["detail"]
+    assert "lost the race, run 1" in report["reruns"][PASSING]
+
+
+def test_racy_entry_is_not_a_pass(tmp_path):
+    # Listed but never failing: run once, no rerun; listed and matching
+    # nothing: stale, like any other entry.
+    report = run_harness(tmp_path, f"ef.RACY[{PASSING!r}] = 'demo'")
+    assert report["problems"] == [] and report["reruns"] == {}
+    report = run_harness(tmp_path, "ef.RACY['test_context.NoSuchClass.test_x'] = 'stale'")
+    assert report["problems"] == [
+        "expected_failures.py entry matches no test: test_context.NoSuchClass.test_x"
+    ]
+
+
 def test_excluded_test_does_not_run_and_nothing_left_fails(tmp_path):
     report = run_harness(tmp_path, "ef.EXCLUDED['test_context.*'] = 'demo'")
     assert report["counts"]["excluded"] == 1
