@@ -302,6 +302,34 @@ def test_asyncio_runner_with_loop_factory():
     assert lp.is_closed()
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 13), reason="IsolatedAsyncioTestCase.loop_factory is new in 3.13"
+)
+def test_isolated_async_test_case_with_loop_factory():
+    import unittest
+
+    seen: list[Any] = []
+
+    class Case(unittest.IsolatedAsyncioTestCase):
+        loop_factory = casyncio.Loop  # a class: a function would be bound as a method
+
+        async def asyncSetUp(self) -> None:
+            seen.append(asyncio.get_running_loop())
+
+        async def test_demo(self) -> None:
+            seen.append(asyncio.get_running_loop())
+            await asyncio.sleep(0)
+
+    policy = asyncio.events._event_loop_policy
+    result = Case("test_demo").run()
+    assert result.wasSuccessful(), result.errors + result.failures
+    # The test and its setup ran on one casyncio loop, closed after it; the
+    # policy was left as it was.
+    assert len(seen) == 2 and seen[0] is seen[1]
+    assert isinstance(seen[0], casyncio.Loop) and seen[0].is_closed()
+    assert asyncio.events._event_loop_policy is policy
+
+
 # ---- task factory and create_task -------------------------------------------------------
 
 

@@ -88,6 +88,11 @@ if sys.version_info >= (3, 13):
                 "checks that asyncio.EventLoop, stock asyncio's own alias, is its "
                 "SelectorEventLoop: a statement about stock asyncio, with a stock loop."
             ),
+            "test_async_case.TestAsyncCase.test_loop_factory": (
+                "runs a test case whose loop_factory is asyncio.EventLoop, stock asyncio's "
+                "own loop, to check that the policy stays unset: a stock loop by design.  "
+                "One of casyncio's (casyncio.Loop) is run by tests/test_policy_runner.py."
+            ),
         }
     )
 if (3, 13, 1) <= sys.version_info < (3, 15):  # gh-126083; 3.15 refuses a second __init__

@@ -1,6 +1,6 @@
 """The registry of conformance suites: adding a CPython test module is one line.
 
-A suite names a module of ``test.test_asyncio`` and says which of its tests
+A suite names a module of ``test.test_asyncio`` (or another package) and says which of its tests
 run: the whole module (the default), or the classes a ``cases`` function
 returns (casyncio-parametrized versions of the module's mixins, see
 ``casyncio_cases.py``), plus ``extra`` classes added to the whole module.
@@ -52,8 +52,12 @@ class Suite:
     """The run must create at least one casyncio loop (False for suites whose
     tests all drive test_utils.TestLoop, like the Future mixins)."""
 
+    package: str = CPYTHON_PACKAGE
+    """Where the module is: CPython tests of asyncio outside test_asyncio
+    live elsewhere (``test.test_asyncgen``)."""
+
     def import_module(self) -> ModuleType:
-        return importlib.import_module(f"{CPYTHON_PACKAGE}.{self.module or self.name}")
+        return importlib.import_module(f"{self.package}.{self.module or self.name}")
 
     def load(self) -> unittest.TestSuite:
         mod = self.import_module()
@@ -109,6 +113,14 @@ SUITES: list[Suite] = [
     ),
     Suite("test_subprocess"),
     Suite("test_transports", uses_default_loop=False),  # abstract transport classes, no loop
+    # CPython's tests of asyncio outside test_asyncio: asynchronous generators
+    # on the loop (its asyncgen hooks, shutdown_asyncgens()), and unittest's
+    # IsolatedAsyncioTestCase, which runs each test on an asyncio.Runner.
+    Suite("test_asyncgen", package="test"),
+    Suite(
+        "test_async_case",
+        package="unittest.test" if sys.version_info < (3, 12) else "test.test_unittest",
+    ),
 ]
 if sys.version_info >= (3, 12):
     SUITES.append(
