@@ -59,6 +59,12 @@ EXCLUDED: dict[str, str | Only | Backported] = {
         "binding 1.2.3.4:80 and ::2:80 'succeeds'.  casyncio's create_server is its "
         "own code: the patch does not reach it and the real bind fails (EADDRNOTAVAIL)."
     ),
+    "testasync.AsyncMockTest.test_future_isfuture": (
+        "makes AsyncMock(fut) of a loop.create_future() and expects an asyncio.Future "
+        "instance.  unittest.mock takes the spec's class as type(fut), casyncio.Future, "
+        "which is not a subclass of asyncio.Future (README, known gaps: isinstance() of "
+        "the future itself holds through its __class__, which mock does not ask)."
+    ),
     "test_ssl.TestSSL.test_remote_shutdown_receives_trailing_data_on_slow_socket": Backported(
         "swaps the socket inside stock's _SelectorSocketTransport (its _sock) for a wrapper "
         "whose send() takes half, once the transport's _read_ready_cb is None, to reach a "

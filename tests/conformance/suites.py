@@ -114,12 +114,19 @@ SUITES: list[Suite] = [
     Suite("test_subprocess"),
     Suite("test_transports", uses_default_loop=False),  # abstract transport classes, no loop
     # CPython's tests of asyncio outside test_asyncio: asynchronous generators
-    # on the loop (its asyncgen hooks, shutdown_asyncgens()), and unittest's
-    # IsolatedAsyncioTestCase, which runs each test on an asyncio.Runner.
+    # on the loop (its asyncgen hooks, shutdown_asyncgens()), unittest's
+    # IsolatedAsyncioTestCase, which runs each test on an asyncio.Runner, and
+    # unittest.mock's AsyncMock, awaited on loops of the policy's.
     Suite("test_asyncgen", package="test"),
     Suite(
         "test_async_case",
         package="unittest.test" if sys.version_info < (3, 12) else "test.test_unittest",
+    ),
+    Suite(
+        "testasync",
+        package="unittest.test.testmock"
+        if sys.version_info < (3, 12)
+        else "test.test_unittest.testmock",
     ),
 ]
 if sys.version_info >= (3, 12):
