@@ -350,27 +350,21 @@ run_once(LoopObj *self)
 
 /* ---- argument helpers ---- */
 
-static int
-is_coroutine_function(cio_state *st, PyObject *callback)
-{
-    if (cio_state_import_asyncio(st) < 0) {
-        return -1;
-    }
-    PyObject *res = PyObject_CallOneArg(st->iscoroutinefunction, callback);
-    if (res == NULL) {
-        return -1;
-    }
-    int r = PyObject_IsTrue(res);
-    Py_DECREF(res);
-    return r;
-}
-
 int
 cio_check_callback(cio_state *st, PyObject *callback, const char *method)
 {
     int coro = PyCoro_CheckExact(callback);
     if (!coro) {
-        coro = is_coroutine_function(st, callback);
+        /* What stock asks: asyncio.iscoroutinefunction(callback). */
+        if (cio_state_import_asyncio(st) < 0) {
+            return -1;
+        }
+        PyObject *res = PyObject_CallOneArg(st->iscoroutinefunction, callback);
+        if (res == NULL) {
+            return -1;
+        }
+        coro = PyObject_IsTrue(res);
+        Py_DECREF(res);
         if (coro < 0) {
             return -1;
         }
