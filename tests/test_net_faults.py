@@ -914,12 +914,13 @@ def test_protocol_factory_not_callable(loop):
 
 
 def test_loop_still_usable_after_bad_input(loop):
-    for coro in (
-        loop.sock_sendall(socket.socket(), "text"),
-        loop.create_connection(asyncio.Protocol),
-    ):
-        with pytest.raises((TypeError, ValueError, OSError)):
-            run(loop, coro)
+    with socket.socket() as sock:
+        for coro in (
+            loop.sock_sendall(sock, "text"),
+            loop.create_connection(asyncio.Protocol),
+        ):
+            with pytest.raises((TypeError, ValueError, OSError)):
+                run(loop, coro)
     out = io.StringIO()
 
     async def main() -> None:
