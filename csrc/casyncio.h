@@ -168,6 +168,13 @@ typedef struct {
     PyObject *str_pause_writing;
     PyObject *str_resume_writing;
     PyObject *str_sendto;
+    PyObject *str_recv;
+    PyObject *str_recvfrom;
+    PyObject *str_recvfrom_into;
+    PyObject *str_accept;
+    PyObject *str_connect;
+    PyObject *str_setblocking;
+    PyObject *str_close;
     PyObject *str_datagram_received;
     PyObject *str_error_received;
     PyObject *str_data_received;

@@ -337,6 +337,13 @@ module_exec(PyObject *module)
     INTERN(str_pause_writing, "pause_writing");
     INTERN(str_resume_writing, "resume_writing");
     INTERN(str_sendto, "sendto");
+    INTERN(str_recv, "recv");
+    INTERN(str_recvfrom, "recvfrom");
+    INTERN(str_recvfrom_into, "recvfrom_into");
+    INTERN(str_accept, "accept");
+    INTERN(str_connect, "connect");
+    INTERN(str_setblocking, "setblocking");
+    INTERN(str_close, "close");
     INTERN(str_datagram_received, "datagram_received");
     INTERN(str_error_received, "error_received");
     INTERN(str_data_received, "data_received");
@@ -507,6 +514,13 @@ module_clear(PyObject *module)
     Py_CLEAR(st->str_pause_writing);
     Py_CLEAR(st->str_resume_writing);
     Py_CLEAR(st->str_sendto);
+    Py_CLEAR(st->str_recv);
+    Py_CLEAR(st->str_recvfrom);
+    Py_CLEAR(st->str_recvfrom_into);
+    Py_CLEAR(st->str_accept);
+    Py_CLEAR(st->str_connect);
+    Py_CLEAR(st->str_setblocking);
+    Py_CLEAR(st->str_close);
     Py_CLEAR(st->str_datagram_received);
     Py_CLEAR(st->str_error_received);
     Py_CLEAR(st->str_data_received);

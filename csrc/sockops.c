@@ -69,11 +69,11 @@ typedef struct {
 /* Runs a socket method; turns BlockingIOError into "would block" (0).
  * Returns 1 with *result set, 0, or -1 with an exception. */
 static int
-call_method(PyObject **result, PyObject *sock, const char *name, const char *fmt, ...)
+call_method(PyObject **result, PyObject *sock, PyObject *name, const char *fmt, ...)
 {
     va_list va;
     va_start(va, fmt);
-    PyObject *meth = PyObject_GetAttrString(sock, name);
+    PyObject *meth = PyObject_GetAttr(sock, name);
     PyObject *args = meth ? Py_VaBuildValue(fmt, va) : NULL;
     va_end(va);
     *result = args ? PyObject_CallObject(meth, args) : NULL;
@@ -144,7 +144,7 @@ attempt(SockOpObj *op, PyObject **result)
             return *result ? 1 : -1;
         }
         if (op->n > CIO_READ_BUFFER_SIZE) {
-            return call_method(result, op->sock, "recv", "(ni)", op->n, MSG_DONTWAIT);
+            return call_method(result, op->sock, op->st->str_recv, "(ni)", op->n, MSG_DONTWAIT);
         }
         return recv_bytes(op, result);
     case OP_RECV_INTO: {
@@ -160,23 +160,25 @@ attempt(SockOpObj *op, PyObject **result)
         return *result ? 1 : -1;
     }
     case OP_RECVFROM:
-        return call_method(result, op->sock, "recvfrom", "(Oi)", op->size, MSG_DONTWAIT);
+        return call_method(result, op->sock, op->st->str_recvfrom, "(Oi)", op->size, MSG_DONTWAIT);
     case OP_RECVFROM_INTO:
-        return call_method(result, op->sock, "recvfrom_into", "(OOi)", op->data, op->size,
+        return call_method(result, op->sock, op->st->str_recvfrom_into, "(OOi)", op->data, op->size,
                            MSG_DONTWAIT);
     case OP_SENDTO:
-        return call_method(result, op->sock, "sendto", "(OiO)", op->data, MSG_DONTWAIT, op->addr);
+        return call_method(result, op->sock, op->st->str_sendto, "(OiO)", op->data, MSG_DONTWAIT,
+                           op->addr);
     case OP_ACCEPT: {
-        int r = call_method(result, op->sock, "accept", "()");
+        int r = call_method(result, op->sock, op->st->str_accept, "()");
         if (r > 0) {
             PyObject *conn = PyTuple_Check(*result) && PyTuple_GET_SIZE(*result) == 2
                                  ? PyTuple_GET_ITEM(*result, 0)
                                  : NULL;
-            PyObject *res = conn ? PyObject_CallMethod(conn, "setblocking", "O", Py_False) : NULL;
+            PyObject *res =
+                conn ? PyObject_CallMethodOneArg(conn, op->st->str_setblocking, Py_False) : NULL;
             if (res == NULL) {
                 if (conn != NULL) {
                     PyObject *exc = cio_err_take();
-                    PyObject *closed = PyObject_CallMethod(conn, "close", NULL);
+                    PyObject *closed = PyObject_CallMethodNoArgs(conn, op->st->str_close);
                     Py_XDECREF(closed);
                     PyErr_Clear();
                     cio_err_restore(exc);
@@ -194,7 +196,7 @@ attempt(SockOpObj *op, PyObject **result)
     case OP_CONNECT: {
         if (!op->started) {
             op->started = 1;
-            int r = call_method(result, op->sock, "connect", "(O)", op->addr);
+            int r = call_method(result, op->sock, op->st->str_connect, "(O)", op->addr);
             if (r > 0) {
                 Py_SETREF(*result, Py_NewRef(Py_None));
             }
@@ -357,11 +359,16 @@ cio_sockop_io(PyObject *obj, int which)
 
 /* ---- starting an operation ---- */
 
-/* TypeError for an ssl.SSLSocket, as asyncio.  ssl is only consulted if
- * something imported it already: otherwise no socket can be an SSLSocket. */
+/* TypeError for an ssl.SSLSocket, as asyncio.  A socket.socket itself is
+ * none (SSLSocket derives from it); for another type, ssl is only consulted
+ * if something imported it already: otherwise no socket can be an
+ * SSLSocket. */
 static int
-check_plain_socket(PyObject *sock)
+check_plain_socket(cio_state *st, PyObject *sock)
 {
+    if (Py_IS_TYPE(sock, (PyTypeObject *)st->socket_socket)) {
+        return 0;
+    }
     PyObject *name = PyUnicode_FromString("ssl");
     if (name == NULL) {
         return -1;
@@ -392,7 +399,7 @@ check_plain_socket(PyObject *sock)
 static int
 check_socket(LoopObj *loop, PyObject *sock)
 {
-    if (cio_loop_check_closed(loop) < 0 || check_plain_socket(sock) < 0) {
+    if (cio_loop_check_closed(loop) < 0 || check_plain_socket(loop->st, sock) < 0) {
         return -1;
     }
     if (loop->debug) {

@@ -467,7 +467,7 @@ cio_transport_connection_lost(TransportObj *t, PyObject *exc)
     cio_transport_watch(t, CIO_WRITE, 0);
     release_fd(t);
     if (t->sock != NULL) {
-        PyObject *res = PyObject_CallMethod(t->sock, "close", NULL);
+        PyObject *res = PyObject_CallMethodNoArgs(t->sock, t->st->str_close);
         if (res == NULL) {
             if (pending == NULL) {
                 pending = cio_err_take();
@@ -753,7 +753,7 @@ cio_transport_finalize(TransportObj *t)
     cio_transport_watch(t, CIO_READ, 0);
     cio_transport_watch(t, CIO_WRITE, 0);
     release_fd(t);
-    PyObject *res = PyObject_CallMethod(t->sock, "close", NULL);
+    PyObject *res = PyObject_CallMethodNoArgs(t->sock, t->st->str_close);
     if (res == NULL) {
         PyErr_WriteUnraisable((PyObject *)t);
     }

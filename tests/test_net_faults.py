@@ -761,6 +761,49 @@ def test_sock_ops_not_a_socket(loop, op):
         run(loop, calls[op](object()))
 
 
+class CountingSocket(socket.socket):
+    """A socket.socket subclass (not an SSLSocket), as libraries make."""
+
+
+@pytest.mark.parametrize("op", ["recv", "sendall", "recvfrom", "sendto", "accept"])
+def test_sock_ops_refuse_an_ssl_socket_but_take_a_subclass(loop, op):
+    """asyncio's sock_*() refuse an ssl.SSLSocket (a socket.socket subclass)
+    with TypeError; any other subclass is a socket like the rest."""
+    import ssl
+
+    calls = {
+        "recv": lambda s: loop.sock_recv(s, 1),
+        "sendall": lambda s: loop.sock_sendall(s, b"x"),
+        "recvfrom": lambda s: loop.sock_recvfrom(s, 1),
+        "sendto": lambda s: loop.sock_sendto(s, b"x", (HOST, 9)),
+        "accept": lambda s: loop.sock_accept(s),
+    }
+    context = ssl.create_default_context()
+    with context.wrap_socket(
+        socket.socket(), server_hostname="localhost", do_handshake_on_connect=False
+    ) as tls:
+        tls.setblocking(False)
+        with pytest.raises(TypeError, match="Socket cannot be of type SSLSocket"):
+            run(loop, calls[op](tls))
+    a, b = socket.socketpair()
+    with a, b, CountingSocket(fileno=a.detach()) as mine:
+        mine.setblocking(False)
+        b.setblocking(False)
+        if op == "recv":
+            b.send(b"y")
+            assert run(loop, calls[op](mine)) == b"y"
+        elif op == "sendall":
+            run(loop, calls[op](mine))
+            assert b.recv(1) == b"x"
+        else:
+            # A connected Unix stream socket: the datagram and listening
+            # calls fail as socket.socket's own do (sendto() cannot take an
+            # IP address there: TypeError).
+            with pytest.raises((OSError, TypeError)):
+                run(loop, asyncio.wait_for(calls[op](mine), 0.5))
+    assert_loop_usable(loop)
+
+
 @pytest.mark.parametrize("op", ["recv", "sendall", "accept", "connect"])
 def test_sock_ops_closed_socket(loop, op):
     """A closed socket object: the syscall fails with EBADF, as OSError."""
