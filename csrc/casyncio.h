@@ -169,6 +169,9 @@ typedef struct {
     PyObject *str_resume_writing;
     PyObject *str_sendto;
     PyObject *str_recv;
+    PyObject *str_recv_into;
+    PyObject *str_send;
+    PyObject *str_sendmsg;
     PyObject *str_recvfrom;
     PyObject *str_recvfrom_into;
     PyObject *str_accept;

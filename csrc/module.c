@@ -338,6 +338,9 @@ module_exec(PyObject *module)
     INTERN(str_resume_writing, "resume_writing");
     INTERN(str_sendto, "sendto");
     INTERN(str_recv, "recv");
+    INTERN(str_recv_into, "recv_into");
+    INTERN(str_send, "send");
+    INTERN(str_sendmsg, "sendmsg");
     INTERN(str_recvfrom, "recvfrom");
     INTERN(str_recvfrom_into, "recvfrom_into");
     INTERN(str_accept, "accept");
@@ -515,6 +518,9 @@ module_clear(PyObject *module)
     Py_CLEAR(st->str_resume_writing);
     Py_CLEAR(st->str_sendto);
     Py_CLEAR(st->str_recv);
+    Py_CLEAR(st->str_recv_into);
+    Py_CLEAR(st->str_send);
+    Py_CLEAR(st->str_sendmsg);
     Py_CLEAR(st->str_recvfrom);
     Py_CLEAR(st->str_recvfrom_into);
     Py_CLEAR(st->str_accept);

@@ -169,7 +169,7 @@ send_one(DgramObj *d, PyObject *data, PyObject *addr)
     const struct sockaddr *to = NULL;
     socklen_t tolen = 0;
     if (d->via_methods && d->connected) {
-        PyObject *res = PyObject_CallMethod(d->base.sock, "send", "O", data);
+        PyObject *res = PyObject_CallMethodOneArg(d->base.sock, d->base.st->str_send, data);
         if (res == NULL) {
             return cio_err_would_block();
         }
@@ -437,7 +437,10 @@ recv_one(DgramObj *d, PyObject **data, PyObject **addr)
 {
     TransportObj *t = &d->base;
     if (d->via_methods || !own_addresses(d->family)) {
-        PyObject *pair = PyObject_CallMethod(t->sock, "recvfrom", "i", CIO_READ_BUFFER_SIZE);
+        PyObject *size = PyLong_FromLong(CIO_READ_BUFFER_SIZE);
+        PyObject *pair =
+            size ? PyObject_CallMethodOneArg(t->sock, t->st->str_recvfrom, size) : NULL;
+        Py_XDECREF(size);
         if (pair == NULL) {
             return -1;
         }

@@ -165,7 +165,7 @@ queue_consume(StreamObj *s, Py_ssize_t n)
 /* From 3.12 on, asyncio flushes its buffer and sends writelines() with one
  * sock.sendmsg() of every piece; returns what send_iov_by_method() does. */
 static Py_ssize_t
-sendmsg_by_method(PyObject *sock, struct iovec *iov, int n)
+sendmsg_by_method(cio_state *st, PyObject *sock, struct iovec *iov, int n)
 {
     PyObject *pieces = PyList_New(n);
     if (pieces == NULL) {
@@ -181,7 +181,7 @@ sendmsg_by_method(PyObject *sock, struct iovec *iov, int n)
         PyList_SET_ITEM(pieces, i, piece);
         total += (Py_ssize_t)iov[i].iov_len;
     }
-    PyObject *res = PyObject_CallMethod(sock, "sendmsg", "O", pieces);
+    PyObject *res = PyObject_CallMethodOneArg(sock, st->str_sendmsg, pieces);
     Py_DECREF(pieces);
     if (res == NULL) {
         return cio_err_would_block() == 0 ? 0 : -1;
@@ -204,11 +204,11 @@ sendmsg_by_method(PyObject *sock, struct iovec *iov, int n)
  * returns bytes sent, 0 if the first would block, or -1 with the method's
  * exception set. */
 static Py_ssize_t
-send_iov_by_method(PyObject *sock, struct iovec *iov, int n, int gather)
+send_iov_by_method(cio_state *st, PyObject *sock, struct iovec *iov, int n, int gather)
 {
 #if PY_VERSION_HEX >= 0x030C0000
     if (gather) {
-        return sendmsg_by_method(sock, iov, n);
+        return sendmsg_by_method(st, sock, iov, n);
     }
 #else
     (void)gather;
@@ -219,7 +219,7 @@ send_iov_by_method(PyObject *sock, struct iovec *iov, int n, int gather)
         if (piece == NULL) {
             return -1;
         }
-        PyObject *res = PyObject_CallMethod(sock, "send", "O", piece);
+        PyObject *res = PyObject_CallMethodOneArg(sock, st->str_send, piece);
         Py_DECREF(piece);
         if (res == NULL) {
             return cio_err_would_block() == 0 ? total : -1;
@@ -250,7 +250,7 @@ static Py_ssize_t
 send_iov(StreamObj *s, struct iovec *iov, int n, int gather)
 {
     if (s->via_methods) {
-        return send_iov_by_method(s->base.sock, iov, n, gather);
+        return send_iov_by_method(s->base.st, s->base.sock, iov, n, gather);
     }
     int fd = s->base.fd;
     struct msghdr msg = {0};
@@ -613,9 +613,9 @@ recv_once(int fd, char *buf, size_t len)
 
 /* sock.recv_into(buf); returns as recv_once() does. */
 static Py_ssize_t
-recv_into_by_method(PyObject *sock, PyObject *buf)
+recv_into_by_method(cio_state *st, PyObject *sock, PyObject *buf)
 {
-    PyObject *res = PyObject_CallMethod(sock, "recv_into", "O", buf);
+    PyObject *res = PyObject_CallMethodOneArg(sock, st->str_recv_into, buf);
     if (res == NULL) {
         return cio_err_would_block() == 0 ? -2 : -1;
     }
@@ -629,9 +629,11 @@ recv_into_by_method(PyObject *sock, PyObject *buf)
 
 /* sock.recv(CIO_READ_BUFFER_SIZE) into *data; returns as recv_once() does. */
 static Py_ssize_t
-recv_by_method(PyObject *sock, PyObject **data)
+recv_by_method(cio_state *st, PyObject *sock, PyObject **data)
 {
-    *data = PyObject_CallMethod(sock, "recv", "n", (Py_ssize_t)CIO_READ_BUFFER_SIZE);
+    PyObject *size = PyLong_FromSsize_t(CIO_READ_BUFFER_SIZE);
+    *data = size ? PyObject_CallMethodOneArg(sock, st->str_recv, size) : NULL;
+    Py_XDECREF(size);
     if (*data == NULL) {
         return cio_err_would_block() == 0 ? -2 : -1;
     }
@@ -686,7 +688,7 @@ read_ready_buffered(StreamObj *s)
     if (rc < 0) {
         return cio_transport_fatal_error(t, "Fatal read error on socket transport");
     }
-    Py_ssize_t n = s->via_methods ? recv_into_by_method(t->sock, view.obj)
+    Py_ssize_t n = s->via_methods ? recv_into_by_method(t->st, t->sock, view.obj)
                                   : recv_once(t->fd, view.buf, (size_t)view.len);
     PyBuffer_Release(&view);
     if (n == -2) {
@@ -732,7 +734,7 @@ read_ready(StreamObj *s)
      * the loop's buffer cost more than the call (echo_protocol_100k +7%). */
     PyObject *data = NULL;
     Py_ssize_t n = s->via_methods
-                       ? recv_by_method(t->sock, &data)
+                       ? recv_by_method(t->st, t->sock, &data)
                        : cio_recv_bytes(t->loop, t->fd, CIO_READ_BUFFER_SIZE, s->big_reads, &data);
     if (n == -2) {
         return 0;
