@@ -155,6 +155,7 @@ typedef struct {
     PyObject *str_cancel;
     PyObject *str_msg;
     PyObject *str_result;
+    PyObject *str_value;
     PyObject *str_throw;
     PyObject *str_future;
     PyObject *str_task;
@@ -172,6 +173,14 @@ typedef struct {
     PyObject *str_recv_into;
     PyObject *str_send;
     PyObject *str_sendmsg;
+    PyObject *str_shutdown;
+    PyObject *str_socket;
+    PyObject *str_sockname;
+    PyObject *str_peername;
+    PyObject *str_getsockname;
+    PyObject *str_getpeername;
+    PyObject *str_attach;
+    PyObject *str_detach;
     PyObject *str_recvfrom;
     PyObject *str_recvfrom_into;
     PyObject *str_accept;

@@ -324,6 +324,7 @@ module_exec(PyObject *module)
     INTERN(str_cancel, "cancel");
     INTERN(str_msg, "msg");
     INTERN(str_result, "result");
+    INTERN(str_value, "value");
     INTERN(str_throw, "throw");
     INTERN(str_future, "future");
     INTERN(str_task, "task");
@@ -341,6 +342,14 @@ module_exec(PyObject *module)
     INTERN(str_recv_into, "recv_into");
     INTERN(str_send, "send");
     INTERN(str_sendmsg, "sendmsg");
+    INTERN(str_shutdown, "shutdown");
+    INTERN(str_socket, "socket");
+    INTERN(str_sockname, "sockname");
+    INTERN(str_peername, "peername");
+    INTERN(str_getsockname, "getsockname");
+    INTERN(str_getpeername, "getpeername");
+    INTERN(str_attach, "_attach");
+    INTERN(str_detach, "_detach");
     INTERN(str_recvfrom, "recvfrom");
     INTERN(str_recvfrom_into, "recvfrom_into");
     INTERN(str_accept, "accept");
@@ -504,6 +513,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->str_cancel);
     Py_CLEAR(st->str_msg);
     Py_CLEAR(st->str_result);
+    Py_CLEAR(st->str_value);
     Py_CLEAR(st->str_throw);
     Py_CLEAR(st->str_future);
     Py_CLEAR(st->str_task);
@@ -521,6 +531,14 @@ module_clear(PyObject *module)
     Py_CLEAR(st->str_recv_into);
     Py_CLEAR(st->str_send);
     Py_CLEAR(st->str_sendmsg);
+    Py_CLEAR(st->str_shutdown);
+    Py_CLEAR(st->str_socket);
+    Py_CLEAR(st->str_sockname);
+    Py_CLEAR(st->str_peername);
+    Py_CLEAR(st->str_getsockname);
+    Py_CLEAR(st->str_getpeername);
+    Py_CLEAR(st->str_attach);
+    Py_CLEAR(st->str_detach);
     Py_CLEAR(st->str_recvfrom);
     Py_CLEAR(st->str_recvfrom_into);
     Py_CLEAR(st->str_accept);

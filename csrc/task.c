@@ -382,13 +382,13 @@ handle_yield(TaskObj *task, PyObject *result)
 /* If the current exception is StopIteration, replaces it with its value in
  * *result and returns 1; else 0. */
 static int
-take_stop_iteration(PyObject **result)
+take_stop_iteration(cio_state *st, PyObject **result)
 {
     if (!PyErr_ExceptionMatches(PyExc_StopIteration)) {
         return 0;
     }
     PyObject *exc = cio_err_take();
-    *result = PyObject_GetAttrString(exc, "value");
+    *result = PyObject_GetAttr(exc, st->str_value);
     Py_DECREF(exc);
     if (*result == NULL) {
         return -1;
@@ -452,7 +452,7 @@ step(TaskObj *task, PyObject *exc)
         result = PyObject_CallMethodOneArg(task->coro, st->str_throw, exc);
         status = PYGEN_NEXT;
         if (result == NULL) {
-            int r = take_stop_iteration(&result);
+            int r = take_stop_iteration(st, &result);
             status = r > 0 ? PYGEN_RETURN : PYGEN_ERROR;
         }
     }

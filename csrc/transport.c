@@ -124,9 +124,9 @@ debug_log(TransportObj *t, const char *fmt, PyObject *arg)
 /* ---- set-up ---- */
 
 static int
-extra_from_call(PyObject *extra, const char *key, PyObject *sock, const char *method)
+extra_from_call(PyObject *extra, PyObject *key, PyObject *sock, PyObject *method)
 {
-    PyObject *value = PyObject_CallMethod(sock, method, NULL);
+    PyObject *value = PyObject_CallMethodNoArgs(sock, method);
     if (value == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_OSError)) {
             return -1;
@@ -134,7 +134,7 @@ extra_from_call(PyObject *extra, const char *key, PyObject *sock, const char *me
         PyErr_Clear();
         value = Py_NewRef(Py_None);
     }
-    int rc = PyDict_SetItemString(extra, key, value);
+    int rc = PyDict_SetItem(extra, key, value);
     Py_DECREF(value);
     return rc;
 }
@@ -142,13 +142,13 @@ extra_from_call(PyObject *extra, const char *key, PyObject *sock, const char *me
 /* server._attach() or _detach(): since 3.13 they take the transport, which
  * the Server keeps for close_clients()/abort_clients(). */
 static PyObject *
-call_server(PyObject *server, const char *method, TransportObj *t)
+call_server(PyObject *server, PyObject *method, TransportObj *t)
 {
 #if PY_VERSION_HEX >= 0x030D0000
-    return PyObject_CallMethod(server, method, "O", (PyObject *)t);
+    return PyObject_CallMethodOneArg(server, method, (PyObject *)t);
 #else
     (void)t;
-    return PyObject_CallMethod(server, method, NULL);
+    return PyObject_CallMethodNoArgs(server, method);
 #endif
 }
 
@@ -164,19 +164,17 @@ cio_transport_setup(TransportObj *t, cio_state *st, LoopObj *loop, PyObject *soc
         return -1;
     }
     PyObject *trsock = PyObject_CallOneArg(st->TransportSocket, sock);
-    if (trsock == NULL || PyDict_SetItemString(t->extra, "socket", trsock) < 0) {
+    if (trsock == NULL || PyDict_SetItem(t->extra, st->str_socket, trsock) < 0) {
         Py_XDECREF(trsock);
         return -1;
     }
     Py_DECREF(trsock);
-    if (extra_from_call(t->extra, "sockname", sock, "getsockname") < 0) {
+    if (extra_from_call(t->extra, st->str_sockname, sock, st->str_getsockname) < 0) {
         return -1;
     }
-    PyObject *key = PyUnicode_FromString("peername");
-    int has_peer = key ? PyDict_Contains(t->extra, key) : -1;
-    Py_XDECREF(key);
+    int has_peer = PyDict_Contains(t->extra, st->str_peername);
     if (has_peer < 0 ||
-        (!has_peer && extra_from_call(t->extra, "peername", sock, "getpeername") < 0)) {
+        (!has_peer && extra_from_call(t->extra, st->str_peername, sock, st->str_getpeername) < 0)) {
         return -1;
     }
     t->fd = cio_fileobj_to_fd(st, sock);
@@ -192,7 +190,7 @@ cio_transport_setup(TransportObj *t, cio_state *st, LoopObj *loop, PyObject *soc
     t->low_water = DEFAULT_HIGH_WATER / 4;
     if (server != NULL && server != Py_None) {
         t->server = Py_NewRef(server);
-        PyObject *res = call_server(server, "_attach", t);
+        PyObject *res = call_server(server, st->str_attach, t);
         if (res == NULL) {
             return -1;
         }
@@ -484,7 +482,7 @@ cio_transport_connection_lost(TransportObj *t, PyObject *exc)
     PyObject *server = t->server;
     t->server = NULL;
     if (server != NULL) {
-        PyObject *res = call_server(server, "_detach", t);
+        PyObject *res = call_server(server, t->st->str_detach, t);
         if (res == NULL && pending == NULL) {
             pending = cio_err_take();
         }

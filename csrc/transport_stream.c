@@ -484,7 +484,10 @@ Stream_writelines(StreamObj *s, PyObject *list_of_data)
 static int
 shutdown_write(StreamObj *s)
 {
-    PyObject *res = PyObject_CallMethod(s->base.sock, "shutdown", "i", SHUT_WR);
+    PyObject *how = PyLong_FromLong(SHUT_WR);
+    PyObject *res =
+        how ? PyObject_CallMethodOneArg(s->base.sock, s->base.st->str_shutdown, how) : NULL;
+    Py_XDECREF(how);
     Py_XDECREF(res);
     return res ? 0 : -1;
 }
