@@ -302,17 +302,16 @@ def test_asyncio_runner_with_loop_factory():
     assert lp.is_closed()
 
 
-@pytest.mark.skipif(
-    sys.version_info < (3, 13), reason="IsolatedAsyncioTestCase.loop_factory is new in 3.13"
-)
-def test_isolated_async_test_case_with_loop_factory():
+def test_isolated_async_test_case_runs_on_casyncio():
+    """unittest's IsolatedAsyncioTestCase on a casyncio loop: through its
+    loop_factory (3.13+; a class, as a function would be bound as a method),
+    and on every version through the policy (the test leaves none behind:
+    see conftest)."""
     import unittest
 
     seen: list[Any] = []
 
     class Case(unittest.IsolatedAsyncioTestCase):
-        loop_factory = casyncio.Loop  # a class: a function would be bound as a method
-
         async def asyncSetUp(self) -> None:
             seen.append(asyncio.get_running_loop())
 
@@ -320,14 +319,27 @@ def test_isolated_async_test_case_with_loop_factory():
             seen.append(asyncio.get_running_loop())
             await asyncio.sleep(0)
 
-    policy = asyncio.events._event_loop_policy
-    result = Case("test_demo").run()
-    assert result.wasSuccessful(), result.errors + result.failures
-    # The test and its setup ran on one casyncio loop, closed after it; the
-    # policy was left as it was.
-    assert len(seen) == 2 and seen[0] is seen[1]
-    assert isinstance(seen[0], casyncio.Loop) and seen[0].is_closed()
-    assert asyncio.events._event_loop_policy is policy
+    class WithFactory(Case):
+        loop_factory = casyncio.Loop
+
+    routes = ["policy"] + (["loop_factory"] if sys.version_info >= (3, 13) else [])
+    for route in routes:
+        seen.clear()
+        policy = asyncio.events._event_loop_policy
+        if route == "policy":
+            asyncio.set_event_loop_policy(casyncio.EventLoopPolicy())
+            try:
+                result = Case("test_demo").run()
+            finally:
+                asyncio.set_event_loop_policy(None)
+        else:
+            result = WithFactory("test_demo").run()
+            # A loop_factory leaves the policy as it was.
+            assert asyncio.events._event_loop_policy is policy
+        assert result.wasSuccessful(), result.errors + result.failures
+        # The test and its setup ran on one casyncio loop, closed after it.
+        assert len(seen) == 2 and seen[0] is seen[1], route
+        assert isinstance(seen[0], casyncio.Loop) and seen[0].is_closed(), route
 
 
 # ---- task factory and create_task -------------------------------------------------------
