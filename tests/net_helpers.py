@@ -8,7 +8,8 @@ on stock asyncio.  This module adds what they have in common:
   closed and garbage collected), and fails the test if they differ.  Each
   test module applies it to all its tests with ``pytestmark``.
 - ``Recorder``: a Protocol that records its callbacks and offers futures to
-  wait on (connection made / lost, EOF, "n bytes received").
+  wait on (connection made / lost, EOF, "n bytes received"); ``Collector``,
+  a BufferedProtocol that gathers what it receives.
 - ``tcp_connection``: an async context manager that makes a server and one
   connection to it, with a Recorder at each end, and tears both down.
 - ``run``: run_until_complete with a time limit, so a hang fails fast.
@@ -144,6 +145,30 @@ def assert_same_bytes(got: bytes | bytearray, expected: bytes) -> None:
         f"got {len(got)} bytes, expected {len(expected)}; they part at offset {at}: "
         f"{bytes(got[at : at + 16])!r}... != {expected[at : at + 16]!r}..."
     )
+
+
+class Collector(asyncio.BufferedProtocol):
+    """A BufferedProtocol that gathers what it receives in ``data``;
+    ``done`` is set (to the bytes) once ``want`` bytes came, ``lost`` at
+    connection_lost()."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, want: int) -> None:
+        self.buf = bytearray(65536)
+        self.data = bytearray()
+        self.want = want
+        self.done = loop.create_future()
+        self.lost = loop.create_future()
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.buf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data += self.buf[:nbytes]
+        if len(self.data) >= self.want and not self.done.done():
+            self.done.set_result(bytes(self.data))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set_result(exc)
 
 
 class Recorder(asyncio.Protocol):

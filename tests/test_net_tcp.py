@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from net_helpers import (
     HOST,
+    Collector,
     Recorder,
     assert_same_bytes,
     close_transport,
@@ -1648,26 +1649,6 @@ class TrackedSocket(socket.socket):
         n = super().sendmsg(*args, **kwargs)
         self.sent += n
         return n
-
-
-class Collector(asyncio.BufferedProtocol):
-    def __init__(self, loop: asyncio.AbstractEventLoop, want: int) -> None:
-        self.buf = bytearray(65536)
-        self.data = bytearray()
-        self.want = want
-        self.done = loop.create_future()
-        self.lost = loop.create_future()
-
-    def get_buffer(self, sizehint: int) -> bytearray:
-        return self.buf
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data += self.buf[:nbytes]
-        if len(self.data) >= self.want and not self.done.done():
-            self.done.set_result(bytes(self.data))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost.set_result(exc)
 
 
 class EchoProtocol(asyncio.Protocol):

@@ -27,13 +27,13 @@ import tempfile
 from collections.abc import Awaitable, Callable
 
 import pytest
+from net_helpers import HOST, Collector
 
 import casyncio
 
 # Deselected where sys.gettotalrefcount() is missing (tests/conftest.py).
 pytestmark = pytest.mark.refleak
 
-HOST = "127.0.0.1"
 WARM = 100
 ROUNDS = 5
 PER_ROUND = 60
@@ -196,31 +196,11 @@ class Echo(asyncio.Protocol):
         self.transport.close()
 
 
-class Collect(asyncio.BufferedProtocol):
-    def __init__(self, loop: asyncio.AbstractEventLoop, want: int) -> None:
-        self.buf = bytearray(4096)
-        self.got = 0
-        self.want = want
-        self.done = loop.create_future()
-        self.lost = loop.create_future()
-
-    def get_buffer(self, sizehint: int) -> bytearray:
-        return self.buf
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.got += nbytes
-        if self.got >= self.want and not self.done.done():
-            self.done.set_result(None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost.set_result(exc)
-
-
 async def tcp(loop: asyncio.AbstractEventLoop) -> None:
     server = await loop.create_server(Echo, HOST, 0)
     port = server.sockets[0].getsockname()[1]
     async with server:
-        transport, proto = await loop.create_connection(lambda: Collect(loop, 9000), HOST, port)
+        transport, proto = await loop.create_connection(lambda: Collector(loop, 9000), HOST, port)
         transport.set_write_buffer_limits(high=1024)
         transport.write(b"x" * 5000)
         transport.writelines([b"y" * 2000, memoryview(b"z" * 2000)])
