@@ -662,7 +662,10 @@ Loop_make_datagram_transport(LoopObj *loop, PyObject *args, PyObject *kwds)
     if (address != Py_None) {
         d->address = Py_NewRef(address);
     }
-    PyObject *peer = PyDict_GetItemString(d->base.extra, "peername"); /* borrowed */
+    PyObject *peer = PyDict_GetItemWithError(d->base.extra, st->str_peername); /* borrowed */
+    if (peer == NULL && PyErr_Occurred()) {
+        goto error;
+    }
     d->connected = peer != NULL && PyObject_IsTrue(peer) == 1;
     socklen_t flen = sizeof(d->family);
     if (getsockopt(d->base.fd, SOL_SOCKET, SO_DOMAIN, &d->family, &flen) < 0) {
