@@ -16,7 +16,12 @@ import os as _os
 from . import _tasks  # noqa: F401  (lets asyncio.all_tasks() see our tasks)
 from ._casyncio import Future, Handle, Task, TimerHandle
 from ._loop import Loop
-from ._runner import EventLoopPolicy, install, new_event_loop, run
+from ._runner import HAS_POLICIES as _HAS_POLICIES
+from ._runner import install, new_event_loop, run
+
+if _HAS_POLICIES:
+    # Not on Python 3.16, which removes asyncio's policy system.
+    from ._runner import EventLoopPolicy
 
 __version__ = "0.1.0"
 
@@ -39,7 +44,6 @@ if _os.environ.get("CASYNCIO_STATS"):
     _atexit.register(_print_stats)
 
 __all__ = [
-    "EventLoopPolicy",
     "Future",
     "Handle",
     "Loop",
@@ -49,3 +53,5 @@ __all__ = [
     "new_event_loop",
     "run",
 ]
+if _HAS_POLICIES:
+    __all__ += ["EventLoopPolicy"]

@@ -6,7 +6,8 @@
 
 The program runs as it would under plain ``python``: the same sys.argv,
 ``__main__`` module, sys.path[0], output, exit status and traceback; the one
-difference is that asyncio's event loop policy makes casyncio loops.
+difference is that asyncio.run() and asyncio.new_event_loop() make casyncio
+loops (through asyncio's event loop policy, where it has one).
 """
 
 from __future__ import annotations
@@ -38,11 +39,9 @@ Environment: CASYNCIO_POLLER=poll selects the poll(2) backend instead of epoll.
 
 
 def _use_casyncio() -> None:
-    from ._runner import EventLoopPolicy, set_policy
+    from ._runner import use_for_unchanged_programs
 
-    # Python 3.14 deprecates policies; the runner still needs one to reach
-    # programs that call asyncio.run() unchanged.
-    set_policy(EventLoopPolicy())
+    use_for_unchanged_programs()
 
 
 def _strip_runner_frames(tb, runner_code):

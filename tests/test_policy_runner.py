@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import make_loop
+from conftest import make_loop, run_python
 
 import casyncio
 from casyncio import _casyncio
@@ -131,6 +131,62 @@ def test_install_sets_the_policy():
         assert isinstance(lp, casyncio.Loop)
     finally:
         lp.close()
+
+
+# Python 3.16 removes asyncio's policy system.  No 3.16 is built here, so this
+# takes the policy system out of the running asyncio, in a child process, and
+# gives it what 3.16 keeps: a new_event_loop() that makes asyncio's own loop and
+# a per-thread set_event_loop().
+_WITHOUT_POLICIES = """
+import asyncio, asyncio.events as ev, asyncio.unix_events as ue, threading
+
+for module in (asyncio, ev, ue):
+    for name in list(vars(module)):
+        if "olicy" in name:
+            delattr(module, name)
+local = threading.local()
+
+def new_event_loop():
+    return asyncio.SelectorEventLoop()
+
+def set_event_loop(loop):
+    local.loop = loop
+
+for module in (asyncio, ev):
+    module.new_event_loop = new_event_loop
+    module.set_event_loop = set_event_loop
+
+import casyncio
+
+assert not hasattr(casyncio, "EventLoopPolicy") and "EventLoopPolicy" not in casyncio.__all__
+try:
+    casyncio.install()
+except RuntimeError as e:
+    print("install:", e)
+
+async def main():
+    return type(asyncio.get_running_loop()).__name__
+
+print("casyncio.run:", casyncio.run(main()))
+print("loop_factory:", asyncio.Runner(loop_factory=casyncio.new_event_loop).run(main()))
+print("stock before -m casyncio:", asyncio.run(main()))
+from casyncio.__main__ import _use_casyncio
+
+_use_casyncio()
+print("after -m casyncio:", asyncio.run(main()), type(asyncio.new_event_loop()).__name__)
+"""
+
+
+def test_without_a_policy_system():
+    out = run_python(_WITHOUT_POLICIES)
+    lines = out.splitlines()
+    assert lines[0].startswith("install: ") and "casyncio.run()" in lines[0]
+    assert lines[1:] == [
+        "casyncio.run: Loop",
+        "loop_factory: Loop",
+        "stock before -m casyncio: _UnixSelectorEventLoop",
+        "after -m casyncio: Loop Loop",
+    ]
 
 
 # ---- run() ----------------------------------------------------------------------------
