@@ -78,13 +78,8 @@ def use_for_unchanged_programs() -> None:
     casyncio's."""
     if HAS_POLICIES:
         _set_event_loop_policy(EventLoopPolicy())
-        return
-
-    def asyncio_new_event_loop() -> Loop:
-        return new_event_loop()
-
-    asyncio.events.new_event_loop = asyncio_new_event_loop
-    asyncio.new_event_loop = asyncio_new_event_loop
+    else:
+        asyncio.events.new_event_loop = asyncio.new_event_loop = new_event_loop
 
 
 def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None, **run_kwargs: Any) -> _T:
