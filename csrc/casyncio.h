@@ -135,6 +135,10 @@ typedef struct {
     PyObject *set_result_unless_cancelled; /* asyncio.futures._set_result_unless_cancelled */
     PyObject *logger;                      /* logging.getLogger("asyncio") */
     PyObject *BufferedProtocol;            /* asyncio.BufferedProtocol */
+    /* The sockname and the peername the last transport was given, which
+     * the next one shares when equal (transport.c, shared_address). */
+    PyObject *last_sockname;
+    PyObject *last_peername;
 
     /* Interned strings. */
     PyObject *str_call_exception_handler;

@@ -401,6 +401,8 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->FutureIterType);
     Py_VISIT(st->TaskType);
     Py_VISIT(st->BufferedProtocol);
+    Py_VISIT(st->last_sockname);
+    Py_VISIT(st->last_peername);
     Py_VISIT(st->logger);
     Py_VISIT(st->set_result_unless_cancelled);
     Py_VISIT(st->set_nodelay);
@@ -462,6 +464,8 @@ module_clear(PyObject *module)
     Py_CLEAR(st->FutureIterType);
     Py_CLEAR(st->TaskType);
     Py_CLEAR(st->BufferedProtocol);
+    Py_CLEAR(st->last_sockname);
+    Py_CLEAR(st->last_peername);
     Py_CLEAR(st->logger);
     Py_CLEAR(st->set_result_unless_cancelled);
     Py_CLEAR(st->set_nodelay);

@@ -89,6 +89,46 @@ def test_get_extra_info(loop):
     run(loop, main())
 
 
+@pytest.mark.parametrize(
+    "host", [HOST, pytest.param("::1", marks=needs_ipv6)], ids=["ipv4", "ipv6"]
+)
+def test_accepted_connections_share_equal_addresses(loop, host):
+    """A server's connections have one sockname and, here, one peer host.
+    Each transport reports them as the socket module gives them; casyncio's
+    share the equal objects (immutable: about 200 bytes per idle connection
+    saved), stock asyncio's each hold their own copies."""
+
+    async def main() -> None:
+        accepted: list[asyncio.BaseTransport] = []
+
+        class Keep(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                accepted.append(transport)
+
+        server = await loop.create_server(Keep, host, 0)
+        listening = server.sockets[0].getsockname()
+        clients = [socket.create_connection(listening[:2]) for _ in range(3)]
+        try:
+            await wait_for_condition(loop, lambda: len(accepted) == len(clients))
+            socknames = [t.get_extra_info("sockname") for t in accepted]
+            peernames = [t.get_extra_info("peername") for t in accepted]
+            assert socknames == [listening] * len(clients)
+            assert sorted(peernames) == sorted(c.getsockname() for c in clients)
+            assert len({p[1] for p in peernames}) == len(clients)
+            if is_casyncio(loop):
+                assert all(s is socknames[0] for s in socknames)
+                assert all(p[0] is peernames[0][0] for p in peernames)
+        finally:
+            for t in accepted:
+                t.close()
+            for c in clients:
+                c.close()
+            server.close()
+            await server.wait_closed()
+
+    run(loop, main())
+
+
 def test_tcp_nodelay_on_both_ends(loop):
     async def main() -> None:
         async with tcp_connection(loop) as c:
