@@ -133,11 +133,18 @@ debug_log(TransportObj *t, const char *fmt, PyObject *arg)
 static PyObject *
 shared_address(PyObject **last, PyObject *addr)
 {
-    PyObject *prev = *last;
+    /* Only addresses as the socket module makes them, (host, port, ...) of
+     * a str and ints, which compare without running Python code. */
     Py_ssize_t n = PyTuple_CheckExact(addr) ? PyTuple_GET_SIZE(addr) : 0;
     if (n < 2 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(addr, 0))) {
         return addr;
     }
+    for (Py_ssize_t i = 1; i < n; i++) {
+        if (!PyLong_CheckExact(PyTuple_GET_ITEM(addr, i))) {
+            return addr;
+        }
+    }
+    PyObject *prev = *last;
     if (prev != NULL && PyTuple_GET_SIZE(prev) == n &&
         PyUnicode_Compare(PyTuple_GET_ITEM(addr, 0), PyTuple_GET_ITEM(prev, 0)) == 0) {
         int same = 1;
