@@ -147,11 +147,7 @@ shared_address(PyObject **last, PyObject *addr)
     PyObject *prev = *last;
     if (prev != NULL && PyTuple_GET_SIZE(prev) == n &&
         PyUnicode_Compare(PyTuple_GET_ITEM(addr, 0), PyTuple_GET_ITEM(prev, 0)) == 0) {
-        int same = 1;
-        for (Py_ssize_t i = 1; i < n && same == 1; i++) {
-            same = PyObject_RichCompareBool(PyTuple_GET_ITEM(addr, i), PyTuple_GET_ITEM(prev, i),
-                                            Py_EQ);
-        }
+        int same = PyObject_RichCompareBool(addr, prev, Py_EQ);
         if (same < 0) {
             Py_DECREF(addr);
             return NULL;
