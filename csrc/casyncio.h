@@ -132,6 +132,9 @@ typedef struct {
     PyObject *TransportSocket; /* asyncio.trsock.TransportSocket */
     PyObject *set_nodelay;     /* asyncio.base_events._set_nodelay */
     PyObject *socket_socket;   /* socket.socket */
+    /* The family, type and proto descriptors of _socket.socket, which read
+     * the ints under socket.socket's enum-building properties. */
+    PyObject *socket_fields;
     PyObject *set_result_unless_cancelled; /* asyncio.futures._set_result_unless_cancelled */
     PyObject *logger;                      /* logging.getLogger("asyncio") */
     PyObject *BufferedProtocol;            /* asyncio.BufferedProtocol */

@@ -43,6 +43,36 @@ import_attr(PyObject **field, const char *module, const char *name)
     return 0;
 }
 
+/* st->socket_fields: (family, type, proto) of _socket.socket. */
+static int
+import_socket_fields(cio_state *st)
+{
+    PyObject *base = NULL;
+    if (import_attr(&base, "_socket", "socket") < 0) {
+        return -1;
+    }
+    PyObject *fields = PyTuple_New(3);
+    static const char *const names[] = {"family", "type", "proto"};
+    for (Py_ssize_t i = 0; fields != NULL && i < 3; i++) {
+        PyObject *descr = PyObject_GetAttrString(base, names[i]);
+        if (descr == NULL || Py_TYPE(descr)->tp_descr_get == NULL) {
+            if (descr != NULL) {
+                PyErr_Format(PyExc_TypeError, "_socket.socket.%s is no descriptor", names[i]);
+                Py_DECREF(descr);
+            }
+            Py_CLEAR(fields);
+            break;
+        }
+        PyTuple_SET_ITEM(fields, i, descr);
+    }
+    Py_DECREF(base);
+    if (fields == NULL) {
+        return -1;
+    }
+    Py_XSETREF(st->socket_fields, fields);
+    return 0;
+}
+
 /* 1 if asyncio.current_task() answers from `dict` (3.11-3.13), 0 if not
  * (3.14 keeps the current task in the thread state and leaves the dict to
  * its Python fallback), -1 on error.  Asked, not guessed from the version:
@@ -100,7 +130,7 @@ cio_state_import_asyncio(cio_state *st)
         import_attr(&st->BufferedProtocol, "asyncio", "BufferedProtocol") < 0 ||
         import_attr(&st->InvalidStateError, "asyncio", "InvalidStateError") < 0 ||
         import_attr(&st->asyncio_Future, "asyncio", "Future") < 0 ||
-        import_attr(&st->asyncio_Task, "asyncio", "Task") < 0) {
+        import_attr(&st->asyncio_Task, "asyncio", "Task") < 0 || import_socket_fields(st) < 0) {
         return -1;
     }
     /* The check asyncio's call_soon() makes: 3.14 deprecates the public
@@ -407,6 +437,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->set_result_unless_cancelled);
     Py_VISIT(st->set_nodelay);
     Py_VISIT(st->socket_socket);
+    Py_VISIT(st->socket_fields);
     Py_VISIT(st->TransportSocket);
     Py_VISIT(st->SockOpType);
     Py_VISIT(st->DgramType);
@@ -470,6 +501,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->set_result_unless_cancelled);
     Py_CLEAR(st->set_nodelay);
     Py_CLEAR(st->socket_socket);
+    Py_CLEAR(st->socket_fields);
     Py_CLEAR(st->TransportSocket);
     Py_CLEAR(st->SockOpType);
     Py_CLEAR(st->DgramType);

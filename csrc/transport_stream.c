@@ -16,6 +16,8 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -900,6 +902,50 @@ Stream_dealloc(StreamObj *s)
     Py_DECREF(tp);
 }
 
+/* One of socket.socket's ints (0 family, 1 type, 2 proto) as _socket.socket
+ * keeps it, into *out; 0, or -1 with an error set. */
+static int
+socket_field(cio_state *st, PyObject *sock, Py_ssize_t i, long *out)
+{
+    PyObject *descr = PyTuple_GET_ITEM(st->socket_fields, i);
+    PyObject *value = Py_TYPE(descr)->tp_descr_get(descr, sock, NULL);
+    if (value == NULL) {
+        return -1;
+    }
+    *out = PyLong_AsLong(value);
+    Py_DECREF(value);
+    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* Nagle off for TCP, as asyncio's _set_nodelay(): small writes go out
+ * without waiting for ACKs.  For a plain socket.socket, the test reads the
+ * ints under its family and type properties (each of which builds an enum)
+ * and the option is set on the fd; any other socket object is handed to
+ * asyncio's function, which asks the object. */
+static int
+set_nodelay(cio_state *st, PyObject *sock, int fd)
+{
+    if ((PyObject *)Py_TYPE(sock) != st->socket_socket) {
+        PyObject *res = PyObject_CallOneArg(st->set_nodelay, sock);
+        Py_XDECREF(res);
+        return res ? 0 : -1;
+    }
+    long family, type, proto;
+    if (socket_field(st, sock, 0, &family) < 0 || socket_field(st, sock, 1, &type) < 0 ||
+        socket_field(st, sock, 2, &proto) < 0) {
+        return -1;
+    }
+    if ((family != AF_INET && family != AF_INET6) || type != SOCK_STREAM || proto != IPPROTO_TCP) {
+        return 0;
+    }
+    int on = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return 0;
+}
+
 /* loop._make_socket_transport(sock, protocol, waiter=None, *, extra=None,
  * server=None, context=None), as asyncio's selector loop spells it.  Given
  * a context (3.15's asyncio gives one), every event of the transport runs
@@ -945,12 +991,9 @@ Loop_make_socket_transport(LoopObj *loop, PyObject *args, PyObject *kwds)
         goto error;
     }
     s->via_methods = (char)via_methods;
-    /* Nagle off, as asyncio: small writes go out without waiting for ACKs. */
-    PyObject *res = PyObject_CallOneArg(st->set_nodelay, sock);
-    if (res == NULL) {
+    if (set_nodelay(st, sock, s->base.fd) < 0) {
         goto error;
     }
-    Py_DECREF(res);
     if (cio_transport_start(&s->base, waiter) < 0) {
         goto error;
     }

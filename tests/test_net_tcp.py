@@ -139,6 +139,33 @@ def test_tcp_nodelay_on_both_ends(loop):
     run(loop, main())
 
 
+class _CountingSocket(socket.socket):
+    """A socket.socket subclass, as a library might pass in with sock=."""
+
+
+@pytest.mark.parametrize("cls", [socket.socket, _CountingSocket], ids=["socket", "subclass"])
+@pytest.mark.parametrize("proto", [socket.IPPROTO_TCP, 0], ids=["tcp", "proto0"])
+def test_tcp_nodelay_on_a_given_socket(loop, cls, proto):
+    # casyncio reads a plain socket's family, type and proto itself and sets
+    # the option on the fd; other sockets go through asyncio's _set_nodelay().
+    # Either way the rule is asyncio's: Nagle goes off only for a socket made
+    # with proto IPPROTO_TCP (create_connection()'s come from getaddrinfo()),
+    # not for one made with the default 0.  The socket's properties still
+    # read as enums.
+    async def main() -> None:
+        server = await loop.create_server(lambda: Recorder(loop), HOST, 0)
+        async with server:
+            sock = cls(socket.AF_INET, socket.SOCK_STREAM, proto)
+            sock.connect(server.sockets[0].getsockname())
+            t, p = await loop.create_connection(lambda: Recorder(loop), sock=sock)
+            nodelay = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            assert nodelay == (proto == socket.IPPROTO_TCP)
+            assert sock.family is socket.AF_INET and sock.type is socket.SOCK_STREAM
+            await close_transport(t, p)
+
+    run(loop, main())
+
+
 def test_create_connection_sock(loop):
     async def main() -> None:
         server = await loop.create_server(lambda: Recorder(loop), HOST, 0)
