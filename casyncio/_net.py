@@ -347,9 +347,10 @@ class NetworkMixin:
         _check_ssl_socket(sock)
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        if sock.family == socket.AF_INET or (_HAS_IPV6 and sock.family == socket.AF_INET6):
+        family = sock.family  # a property that builds an enum: read once
+        if family == socket.AF_INET or (_HAS_IPV6 and family == socket.AF_INET6):
             resolved = await self._ensure_resolved(
-                address, family=sock.family, type=sock.type, proto=sock.proto
+                address, family=family, type=sock.type, proto=sock.proto
             )
             address = resolved[0][4]
         return await self._sock_connect(sock, address)
@@ -483,8 +484,8 @@ class NetworkMixin:
         family, type_, proto, _, address = addr_info
         sock = None
         try:
-            sock = socket.socket(family=family, type=type_, proto=proto)
-            sock.setblocking(False)
+            # Made non-blocking by socket(2) itself: no ioctl() after it.
+            sock = socket.socket(family=family, type=type_ | socket.SOCK_NONBLOCK, proto=proto)
             if local_addr_infos is not None:
                 for lfamily, _, _, _, laddr in local_addr_infos:
                     if lfamily != family:
@@ -554,7 +555,8 @@ class NetworkMixin:
         if happy_eyeballs_delay is not None and interleave is None:
             interleave = 1  # RFC 8305 recommends interleaving with happy eyeballs
 
-        if host is not None or port is not None:
+        made_here = host is not None or port is not None
+        if made_here:
             if sock is not None:
                 raise ValueError("host/port and sock can not be specified at the same time")
             infos = await self._ensure_resolved(
@@ -620,6 +622,7 @@ class NetworkMixin:
             server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,
+            made_here=made_here,
         )
         if self._debug:
             logger.debug(
@@ -685,9 +688,11 @@ class NetworkMixin:
         ssl_handshake_timeout=None,
         ssl_shutdown_timeout=None,
         context=None,
+        made_here=False,
     ):
         try:
-            sock.setblocking(False)
+            if not made_here:  # _connect_sock() makes its sockets non-blocking
+                sock.setblocking(False)
             if context is None and _TRANSPORT_HAS_CONTEXT:
                 context = contextvars.copy_context()
             protocol = protocol_factory()
@@ -1107,13 +1112,20 @@ class NetworkMixin:
         context=None,
     ) -> None:
         # Several connections may be waiting: accept up to a backlog's worth
-        # per readiness event.
+        # per readiness event.  A plain socket's connections are made
+        # non-blocking by accept4() itself; any other listener's accept()
+        # method is called, as asyncio does.
+        plain = type(sock) is socket.socket
         for _ in range(backlog):
             try:
-                conn, addr = sock.accept()
+                if plain:
+                    conn, addr = self._accept_plain(sock)
+                else:
+                    conn, addr = sock.accept()
                 if self._debug:
                     logger.debug("%r got a new connection from %r: %r", server, addr, conn)
-                conn.setblocking(False)
+                if not plain:
+                    conn.setblocking(False)
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
             except OSError as exc:

@@ -10,6 +10,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <errno.h>
+#include <sys/socket.h>
 
 #ifdef Py_GIL_DISABLED
 /* The ready queue and the sleeping flag rely on the GIL to serialise the
@@ -580,6 +581,12 @@ void cio_task_unlink(TaskObj *task);
 
 int cio_transport_init_types(PyObject *module, cio_state *st);
 int cio_sockops_init(PyObject *module, cio_state *st);
+/* An address as the socket module gives it, for AF_INET, AF_INET6 and
+ * AF_UNIX (sockops.c). */
+PyObject *cio_sockaddr_to_python(const struct sockaddr_storage *ss, socklen_t len);
+/* A socket.socket's family (i 0), type (1) or proto (2) as an int, without
+ * the enum its property makes; 0, or -1 with an error set (sockops.c). */
+int cio_socket_field(cio_state *st, PyObject *sock, Py_ssize_t i, long *out);
 extern PyMethodDef cio_stream_loop_methods[];
 extern PyMethodDef cio_dgram_loop_methods[];
 extern PyMethodDef cio_sockops_loop_methods[];

@@ -22,8 +22,13 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 enum {
     OP_RECV,
@@ -827,6 +832,119 @@ cio_sockops_init(PyObject *module, cio_state *st)
     return st->SockOpType ? 0 : -1;
 }
 
+/* An address as the socket module gives it (recvfrom(), accept()), for
+ * AF_INET ((host, port)), AF_INET6 ((host, port, flowinfo, scope_id)) and
+ * AF_UNIX (a str path, bytes for Linux's abstract names; None, as for any
+ * family, when the kernel gives no address). */
+PyObject *
+cio_sockaddr_to_python(const struct sockaddr_storage *ss, socklen_t len)
+{
+    char host[INET6_ADDRSTRLEN];
+    if (len == 0) {
+        Py_RETURN_NONE;
+    }
+    switch (ss->ss_family) {
+    case AF_INET: {
+        /* Dotted decimal by hand: glibc's inet_ntop() goes through sprintf(),
+         * a fair part of a small datagram's cost. */
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        const unsigned char *b = (const unsigned char *)&a->sin_addr;
+        char *p = host;
+        for (int i = 0; i < 4; i++) {
+            if (b[i] >= 100) {
+                *p++ = (char)('0' + b[i] / 100);
+            }
+            if (b[i] >= 10) {
+                *p++ = (char)('0' + b[i] / 10 % 10);
+            }
+            *p++ = (char)('0' + b[i] % 10);
+            *p++ = '.';
+        }
+        return Py_BuildValue("(s#i)", host, (Py_ssize_t)(p - host - 1), ntohs(a->sin_port));
+    }
+    case AF_INET6: {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+        return Py_BuildValue("(siII)", host, ntohs(a->sin6_port),
+                             (unsigned int)ntohl(a->sin6_flowinfo), (unsigned int)a->sin6_scope_id);
+    }
+    case AF_UNIX: {
+        const struct sockaddr_un *a = (const struct sockaddr_un *)ss;
+        size_t offset = offsetof(struct sockaddr_un, sun_path);
+        size_t n = (size_t)len > offset ? (size_t)len - offset : 0;
+        if (n > 0 && a->sun_path[0] == '\0') {
+            return PyBytes_FromStringAndSize(a->sun_path, (Py_ssize_t)n);
+        }
+        return PyUnicode_DecodeFSDefaultAndSize(a->sun_path, (Py_ssize_t)strnlen(a->sun_path, n));
+    }
+    default:
+        PyErr_Format(PyExc_RuntimeError, "unexpected address family %d", (int)ss->ss_family);
+        return NULL;
+    }
+}
+
+/* One of a socket.socket's ints (0 family, 1 type, 2 proto) as
+ * _socket.socket keeps it, under the properties that make enums of them;
+ * 0, or -1 with an error set. */
+int
+cio_socket_field(cio_state *st, PyObject *sock, Py_ssize_t i, long *out)
+{
+    PyObject *descr = PyTuple_GET_ITEM(st->socket_fields, i);
+    PyObject *value = Py_TYPE(descr)->tp_descr_get(descr, sock, NULL);
+    if (value == NULL) {
+        return -1;
+    }
+    *out = PyLong_AsLong(value);
+    Py_DECREF(value);
+    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* loop._accept_plain(listener): what listener.accept() then
+ * conn.setblocking(False) give, (conn, address), for a plain socket.socket
+ * listener, in one accept4() with SOCK_NONBLOCK: no ioctl() after it, and
+ * no enums built from the listener's family and type.  Raises as
+ * socket.accept() does (BlockingIOError when no connection waits). */
+static PyObject *
+Loop__accept_plain(LoopObj *loop, PyObject *listener)
+{
+    cio_state *st = loop->st;
+    long family, type, proto;
+    int fd = cio_fileobj_to_fd(st, listener);
+    if (fd < 0 || cio_socket_field(st, listener, 0, &family) < 0 ||
+        cio_socket_field(st, listener, 1, &type) < 0 ||
+        cio_socket_field(st, listener, 2, &proto) < 0) {
+        return NULL;
+    }
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int conn_fd;
+    do {
+        memset(&ss, 0, sizeof(ss));
+        len = sizeof(ss);
+        conn_fd = accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    } while (conn_fd < 0 && errno == EINTR && PyErr_CheckSignals() == 0);
+    if (conn_fd < 0) {
+        return PyErr_Occurred() ? NULL : PyErr_SetFromErrno(PyExc_OSError);
+    }
+    PyObject *addr = cio_sockaddr_to_python(&ss, len);
+    /* The type's SOCK_NONBLOCK tells the socket object it is non-blocking
+     * (timeout 0) without another syscall; sock.type leaves the flag out. */
+    PyObject *args = addr ? Py_BuildValue("(lll)", family, type | SOCK_NONBLOCK, proto) : NULL;
+    PyObject *kwargs = args ? Py_BuildValue("{s:i}", "fileno", conn_fd) : NULL;
+    PyObject *conn = kwargs ? PyObject_Call(st->socket_socket, args, kwargs) : NULL;
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
+    if (conn == NULL) {
+        close(conn_fd); /* no socket object owns it */
+        Py_XDECREF(addr);
+        return NULL;
+    }
+    PyObject *pair = PyTuple_Pack(2, conn, addr);
+    Py_DECREF(conn); /* on failure, its finalizer closes conn_fd */
+    Py_DECREF(addr);
+    return pair;
+}
+
 #define FAST(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_FASTCALL, doc}
 
 PyMethodDef cio_sockops_loop_methods[] = {
@@ -839,5 +957,7 @@ PyMethodDef cio_sockops_loop_methods[] = {
     FAST("_sock_connect", Loop__sock_connect, NULL),
     FAST("_sock_sendfile", Loop__sock_sendfile, NULL),
     {"_sock_accept", (PyCFunction)Loop__sock_accept, METH_O, NULL},
+    {"_accept_plain", (PyCFunction)Loop__accept_plain, METH_O,
+     "listener.accept() of a plain socket.socket, the connection non-blocking from accept4()."},
     {NULL, NULL},
 };

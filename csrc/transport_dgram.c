@@ -60,7 +60,7 @@ typedef struct {
     char via_methods; /* the socket's class has its own recvfrom/sendto/send */
 } DgramObj;
 
-/* The families whose addresses address_to_python() builds. */
+/* The families whose addresses cio_sockaddr_to_python() builds. */
 static int
 own_addresses(int family)
 {
@@ -379,57 +379,6 @@ sendto_ready(DgramObj *d)
     return 0;
 }
 
-/* A sender's address as the socket module's recvfrom() gives it, for
- * AF_INET ((host, port)), AF_INET6 ((host, port, flowinfo, scope_id)) and
- * AF_UNIX (a str path, bytes for Linux's abstract names; None, as for any
- * family, when the kernel gives no address). */
-static PyObject *
-address_to_python(const struct sockaddr_storage *ss, socklen_t len)
-{
-    char host[INET6_ADDRSTRLEN];
-    if (len == 0) {
-        Py_RETURN_NONE;
-    }
-    switch (ss->ss_family) {
-    case AF_INET: {
-        /* Dotted decimal by hand: glibc's inet_ntop() goes through sprintf(),
-         * a fair part of a small datagram's cost. */
-        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-        const unsigned char *b = (const unsigned char *)&a->sin_addr;
-        char *p = host;
-        for (int i = 0; i < 4; i++) {
-            if (b[i] >= 100) {
-                *p++ = (char)('0' + b[i] / 100);
-            }
-            if (b[i] >= 10) {
-                *p++ = (char)('0' + b[i] / 10 % 10);
-            }
-            *p++ = (char)('0' + b[i] % 10);
-            *p++ = '.';
-        }
-        return Py_BuildValue("(s#i)", host, (Py_ssize_t)(p - host - 1), ntohs(a->sin_port));
-    }
-    case AF_INET6: {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-        return Py_BuildValue("(siII)", host, ntohs(a->sin6_port),
-                             (unsigned int)ntohl(a->sin6_flowinfo), (unsigned int)a->sin6_scope_id);
-    }
-    case AF_UNIX: {
-        const struct sockaddr_un *a = (const struct sockaddr_un *)ss;
-        size_t offset = offsetof(struct sockaddr_un, sun_path);
-        size_t n = (size_t)len > offset ? (size_t)len - offset : 0;
-        if (n > 0 && a->sun_path[0] == '\0') {
-            return PyBytes_FromStringAndSize(a->sun_path, (Py_ssize_t)n);
-        }
-        return PyUnicode_DecodeFSDefaultAndSize(a->sun_path, (Py_ssize_t)strnlen(a->sun_path, n));
-    }
-    default:
-        PyErr_Format(PyExc_RuntimeError, "unexpected address family %d", (int)ss->ss_family);
-        return NULL;
-    }
-}
-
 /* Receives one datagram.  Returns 1 with new references in *data and
  * *addr, 0 if there is none, -1 with an exception set. */
 static int
@@ -472,7 +421,7 @@ recv_one(DgramObj *d, PyObject **data, PyObject **addr)
         *addr = Py_NewRef(d->from);
     }
     else {
-        *addr = address_to_python(&ss, len);
+        *addr = cio_sockaddr_to_python(&ss, len);
         if (*addr != NULL && *addr != Py_None && len <= sizeof(ss)) {
             Py_XSETREF(d->from, Py_NewRef(*addr));
             memcpy(&d->from_sa, &ss, len);

@@ -902,21 +902,6 @@ Stream_dealloc(StreamObj *s)
     Py_DECREF(tp);
 }
 
-/* One of socket.socket's ints (0 family, 1 type, 2 proto) as _socket.socket
- * keeps it, into *out; 0, or -1 with an error set. */
-static int
-socket_field(cio_state *st, PyObject *sock, Py_ssize_t i, long *out)
-{
-    PyObject *descr = PyTuple_GET_ITEM(st->socket_fields, i);
-    PyObject *value = Py_TYPE(descr)->tp_descr_get(descr, sock, NULL);
-    if (value == NULL) {
-        return -1;
-    }
-    *out = PyLong_AsLong(value);
-    Py_DECREF(value);
-    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
-}
-
 /* Nagle off for TCP, as asyncio's _set_nodelay(): small writes go out
  * without waiting for ACKs.  For a plain socket.socket, the test reads the
  * ints under its family and type properties (each of which builds an enum)
@@ -931,8 +916,8 @@ set_nodelay(cio_state *st, PyObject *sock, int fd)
         return res ? 0 : -1;
     }
     long family, type, proto;
-    if (socket_field(st, sock, 0, &family) < 0 || socket_field(st, sock, 1, &type) < 0 ||
-        socket_field(st, sock, 2, &proto) < 0) {
+    if (cio_socket_field(st, sock, 0, &family) < 0 || cio_socket_field(st, sock, 1, &type) < 0 ||
+        cio_socket_field(st, sock, 2, &proto) < 0) {
         return -1;
     }
     if ((family != AF_INET && family != AF_INET6) || type != SOCK_STREAM || proto != IPPROTO_TCP) {

@@ -12,6 +12,7 @@ import contextvars
 import errno
 import gc
 import logging
+import os
 import socket
 import sys
 import time
@@ -129,6 +130,52 @@ def test_accepted_connections_share_equal_addresses(loop, host):
     run(loop, main())
 
 
+class _AcceptCountingSocket(socket.socket):
+    """A listener whose accept() the loop must call, as asyncio does."""
+
+    accepted = 0
+
+    def accept(self):  # type: ignore[no-untyped-def]
+        type(self).accepted += 1
+        return super().accept()
+
+
+@pytest.mark.parametrize("cls", [socket.socket, _AcceptCountingSocket], ids=["socket", "subclass"])
+def test_accepted_connection_is_non_blocking(loop, cls):
+    # casyncio accepts on a plain listener with accept4(SOCK_NONBLOCK) in C;
+    # a subclass's own accept() is called, then setblocking(False), as
+    # asyncio does.  Either way the connection is non-blocking, in Python's
+    # eyes and at the fd, and reads as a TCP socket.
+    accepted: list[asyncio.BaseTransport] = []
+
+    class Keep(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            accepted.append(transport)
+
+    async def main() -> None:
+        listener = cls(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind((HOST, 0))
+        server = await loop.create_server(Keep, sock=listener)
+        _AcceptCountingSocket.accepted = 0
+        client = socket.create_connection(listener.getsockname())
+        try:
+            await wait_for_condition(loop, lambda: len(accepted) == 1)
+            sock = accepted[0].get_extra_info("socket")
+            assert sock.gettimeout() == 0 and not os.get_blocking(sock.fileno())
+            assert sock.family is socket.AF_INET and sock.type is socket.SOCK_STREAM
+            assert accepted[0].get_extra_info("peername") == client.getsockname()
+            # Called until it raises BlockingIOError: at least once.
+            assert (_AcceptCountingSocket.accepted > 0) == (cls is _AcceptCountingSocket)
+        finally:
+            for t in accepted:
+                t.close()
+            client.close()
+            server.close()
+            await server.wait_closed()
+
+    run(loop, main())
+
+
 def test_tcp_nodelay_on_both_ends(loop):
     async def main() -> None:
         async with tcp_connection(loop) as c:
@@ -162,6 +209,20 @@ def test_tcp_nodelay_on_a_given_socket(loop, cls, proto):
             assert nodelay == (proto == socket.IPPROTO_TCP)
             assert sock.family is socket.AF_INET and sock.type is socket.SOCK_STREAM
             await close_transport(t, p)
+
+    run(loop, main())
+
+
+def test_create_connection_makes_a_non_blocking_socket(loop):
+    # The socket create_connection() makes is non-blocking at the fd (the
+    # loop never blocks in it) and in Python's eyes (timeout 0), and reads
+    # as a plain SOCK_STREAM (casyncio makes it with SOCK_NONBLOCK).
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            sock = c.client_t.get_extra_info("socket")
+            assert sock.gettimeout() == 0
+            assert not os.get_blocking(sock.fileno())
+            assert sock.type is socket.SOCK_STREAM
 
     run(loop, main())
 
