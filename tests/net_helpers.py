@@ -321,6 +321,28 @@ async def tcp_connection(
         await server.wait_closed()
 
 
+@contextlib.asynccontextmanager
+async def kept_connections(
+    serve: Callable[[Callable[[], asyncio.Protocol]], Awaitable[asyncio.Server]],
+) -> AsyncIterator[tuple[asyncio.Server, list[asyncio.BaseTransport]]]:
+    """A server started by serve(protocol_factory), and the transports of
+    the connections it accepts, in order; on leaving, both are closed."""
+    accepted: list[asyncio.BaseTransport] = []
+
+    class Keep(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            accepted.append(transport)
+
+    server = await serve(Keep)
+    try:
+        yield server, accepted
+    finally:
+        for t in accepted:
+            t.close()
+        server.close()
+        await server.wait_closed()
+
+
 async def wait_for_condition(
     loop: asyncio.AbstractEventLoop, predicate: Callable[[], bool], iterations: int = 10000
 ) -> None:

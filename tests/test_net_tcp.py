@@ -28,6 +28,7 @@ from net_helpers import (
     assert_same_bytes,
     close_transport,
     is_casyncio,
+    kept_connections,
     kernel_has_data,
     needs_ipv6,
     no_fd_leak,  # noqa: F401  (fixture, applied below)
@@ -100,32 +101,25 @@ def test_accepted_connections_share_equal_addresses(loop, host):
     saved), stock asyncio's each hold their own copies."""
 
     async def main() -> None:
-        accepted: list[asyncio.BaseTransport] = []
-
-        class Keep(asyncio.Protocol):
-            def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                accepted.append(transport)
-
-        server = await loop.create_server(Keep, host, 0)
-        listening = server.sockets[0].getsockname()
-        clients = [socket.create_connection(listening[:2]) for _ in range(3)]
-        try:
-            await wait_for_condition(loop, lambda: len(accepted) == len(clients))
-            socknames = [t.get_extra_info("sockname") for t in accepted]
-            peernames = [t.get_extra_info("peername") for t in accepted]
-            assert socknames == [listening] * len(clients)
-            assert sorted(peernames) == sorted(c.getsockname() for c in clients)
-            assert len({p[1] for p in peernames}) == len(clients)
-            if is_casyncio(loop):
-                assert all(s is socknames[0] for s in socknames)
-                assert all(p[0] is peernames[0][0] for p in peernames)
-        finally:
-            for t in accepted:
-                t.close()
-            for c in clients:
-                c.close()
-            server.close()
-            await server.wait_closed()
+        async with kept_connections(lambda keep: loop.create_server(keep, host, 0)) as (
+            server,
+            accepted,
+        ):
+            listening = server.sockets[0].getsockname()
+            clients = [socket.create_connection(listening[:2]) for _ in range(3)]
+            try:
+                await wait_for_condition(loop, lambda: len(accepted) == len(clients))
+                socknames = [t.get_extra_info("sockname") for t in accepted]
+                peernames = [t.get_extra_info("peername") for t in accepted]
+                assert socknames == [listening] * len(clients)
+                assert sorted(peernames) == sorted(c.getsockname() for c in clients)
+                assert len({p[1] for p in peernames}) == len(clients)
+                if is_casyncio(loop):
+                    assert all(s is socknames[0] for s in socknames)
+                    assert all(p[0] is peernames[0][0] for p in peernames)
+            finally:
+                for c in clients:
+                    c.close()
 
     run(loop, main())
 
@@ -146,32 +140,22 @@ def test_accepted_connection_is_non_blocking(loop, cls):
     # a subclass's own accept() is called, then setblocking(False), as
     # asyncio does.  Either way the connection is non-blocking, in Python's
     # eyes and at the fd, and reads as a TCP socket.
-    accepted: list[asyncio.BaseTransport] = []
-
-    class Keep(asyncio.Protocol):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            accepted.append(transport)
-
     async def main() -> None:
         listener = cls(socket.AF_INET, socket.SOCK_STREAM)
         listener.bind((HOST, 0))
-        server = await loop.create_server(Keep, sock=listener)
-        _AcceptCountingSocket.accepted = 0
-        client = socket.create_connection(listener.getsockname())
-        try:
-            await wait_for_condition(loop, lambda: len(accepted) == 1)
-            sock = accepted[0].get_extra_info("socket")
-            assert sock.gettimeout() == 0 and not os.get_blocking(sock.fileno())
-            assert sock.family is socket.AF_INET and sock.type is socket.SOCK_STREAM
-            assert accepted[0].get_extra_info("peername") == client.getsockname()
-            # Called until it raises BlockingIOError: at least once.
-            assert (_AcceptCountingSocket.accepted > 0) == (cls is _AcceptCountingSocket)
-        finally:
-            for t in accepted:
-                t.close()
-            client.close()
-            server.close()
-            await server.wait_closed()
+        async with kept_connections(lambda keep: loop.create_server(keep, sock=listener)) as (
+            _,
+            accepted,
+        ):
+            _AcceptCountingSocket.accepted = 0
+            with socket.create_connection(listener.getsockname()) as client:
+                await wait_for_condition(loop, lambda: len(accepted) == 1)
+                sock = accepted[0].get_extra_info("socket")
+                assert sock.gettimeout() == 0 and not os.get_blocking(sock.fileno())
+                assert sock.family is socket.AF_INET and sock.type is socket.SOCK_STREAM
+                assert accepted[0].get_extra_info("peername") == client.getsockname()
+                # Called until it raises BlockingIOError: at least once.
+                assert (_AcceptCountingSocket.accepted > 0) == (cls is _AcceptCountingSocket)
 
     run(loop, main())
 

@@ -15,6 +15,7 @@ from net_helpers import (
     Recorder,
     assert_same_bytes,
     close_transport,
+    kept_connections,
     no_fd_leak,  # noqa: F401  (fixture, applied below)
     payload,
     run,
@@ -88,32 +89,23 @@ def test_unix_accepted_connection_address_and_blocking(loop, tmp_path, client_na
     # for one bound in Linux's abstract namespace.  Its socket is
     # non-blocking, in Python's eyes and at the fd.
     path = str(tmp_path / "srv.sock")
-    accepted: list[asyncio.BaseTransport] = []
-
-    class Keep(asyncio.Protocol):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            accepted.append(transport)
 
     async def main() -> None:
-        server = await loop.create_unix_server(Keep, path)
-        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            if client_name == "abstract":
-                client.bind(b"\0casyncio-test-" + str(os.getpid()).encode())
-            client.connect(path)
-            await wait_for_condition(loop, lambda: len(accepted) == 1)
-            [t] = accepted
-            assert t.get_extra_info("peername") == client.getsockname()
-            assert type(t.get_extra_info("peername")) is type(client.getsockname())
-            sock = t.get_extra_info("socket")
-            assert sock.gettimeout() == 0 and not os.get_blocking(sock.fileno())
-            assert sock.family is socket.AF_UNIX and sock.type is socket.SOCK_STREAM
-        finally:
-            for t in accepted:
-                t.close()
-            client.close()
-            server.close()
-            await server.wait_closed()
+        async with kept_connections(lambda keep: loop.create_unix_server(keep, path)) as (
+            _,
+            accepted,
+        ):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                if client_name == "abstract":
+                    client.bind(b"\0casyncio-test-" + str(os.getpid()).encode())
+                client.connect(path)
+                await wait_for_condition(loop, lambda: len(accepted) == 1)
+                [t] = accepted
+                assert t.get_extra_info("peername") == client.getsockname()
+                assert type(t.get_extra_info("peername")) is type(client.getsockname())
+                sock = t.get_extra_info("socket")
+                assert sock.gettimeout() == 0 and not os.get_blocking(sock.fileno())
+                assert sock.family is socket.AF_UNIX and sock.type is socket.SOCK_STREAM
 
     run(loop, main())
 

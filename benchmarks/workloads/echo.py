@@ -289,8 +289,11 @@ _DOCS = {
 }
 
 
-def _make(style: str, kib: int) -> Callable[[LoopFactory, int], Measurement]:
-    body = STYLES[style]
+def _echo_row(
+    name: str, doc: str, body: Callable[[int, int], Awaitable[Stopwatch]], kib: int
+) -> Callable[[LoopFactory, int], Measurement]:
+    """A workload running body(message size, n) on a fresh loop, counted in
+    round trips of CLIENTS clients."""
     size = kib * KIB
 
     def run(new_loop: LoopFactory, n: int) -> Measurement:
@@ -298,12 +301,17 @@ def _make(style: str, kib: int) -> Callable[[LoopFactory, int], Measurement]:
         trips = n * CLIENTS
         return sw.measurement(trips, bytes_per_s=2 * size * trips / sw.wall)
 
-    run.__name__ = run.__qualname__ = f"echo_{style}_{kib}k"
-    run.__doc__ = (
+    run.__name__ = run.__qualname__ = name
+    run.__doc__ = doc
+    return run
+
+
+def _make(style: str, kib: int) -> Callable[[LoopFactory, int], Measurement]:
+    doc = (
         f"TCP echo of {kib} KiB messages over loopback with {_DOCS[style]}: "
         f"{CLIENTS} concurrent clients, n round trips each."
     )
-    return run
+    return _echo_row(f"echo_{style}_{kib}k", doc, STYLES[style], kib)
 
 
 def _register_echo_rows(
@@ -348,21 +356,17 @@ def _tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return server, client
 
 
+def _tls_streams_echo(size: int, n: int) -> Awaitable[Stopwatch]:
+    return _streams_echo(size, n, tls=True)
+
+
 def _make_tls(kib: int) -> Callable[[LoopFactory, int], Measurement]:
-    size = kib * KIB
-
-    def run(new_loop: LoopFactory, n: int) -> Measurement:
-        sw: Stopwatch = run_loop(new_loop, lambda: _streams_echo(size, n, tls=True))
-        trips = n * CLIENTS
-        return sw.measurement(trips, bytes_per_s=2 * size * trips / sw.wall)
-
-    run.__name__ = run.__qualname__ = f"echo_tls_{kib}k"
-    run.__doc__ = (
+    doc = (
         f"TLS echo of {kib} KiB messages over loopback with asyncio streams "
         f"(start_server and open_connection with ssl=): {CLIENTS} concurrent "
         "clients, n round trips each."
     )
-    return run
+    return _echo_row(f"echo_tls_{kib}k", doc, _tls_streams_echo, kib)
 
 
 for _kib in (1, 100):
