@@ -24,6 +24,7 @@ import gc
 import os
 import random
 import socket
+import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -127,6 +128,16 @@ def payload(size: int, seed: int = 0) -> bytes:
     """Deterministic pseudo-random bytes: corruption or reordering of
     chunks shows up in a comparison."""
     return random.Random(seed).randbytes(size)
+
+
+def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server and a client SSLContext with the CPython test suite's own
+    certificate, through its helpers (the test is skipped without them)."""
+    try:
+        from test.test_asyncio import utils as test_utils
+    except ImportError:
+        pytest.skip("needs the interpreter's test package (test.test_asyncio)")
+    return test_utils.simple_server_sslcontext(), test_utils.simple_client_sslcontext()
 
 
 def assert_same_bytes(got: bytes | bytearray, expected: bytes) -> None:

@@ -15,6 +15,7 @@ from net_helpers import (
     payload,
     run,
     small_buffers,
+    tls_contexts,
 )
 
 from casyncio._versions import since
@@ -231,15 +232,6 @@ def test_streams_drain_pauses_and_resumes(loop):
     run(loop, main())
 
 
-def _tls_contexts():
-    """The CPython test suite's own certificate, through its helpers."""
-    try:
-        from test.test_asyncio import utils as test_utils
-    except ImportError:
-        pytest.skip("needs the interpreter's test package (test.test_asyncio)")
-    return test_utils.simple_server_sslcontext(), test_utils.simple_client_sslcontext()
-
-
 def test_server_start_tls_takes_the_bytes_already_read(loop_kind, loop):
     """The client's TLS hello arrives before the server calls start_tls():
     it sits in the StreamReader's buffer, and the handshake must use it
@@ -247,7 +239,7 @@ def test_server_start_tls_takes_the_bytes_already_read(loop_kind, loop):
     the server waits for a hello that never comes again)."""
     if loop_kind == "asyncio" and not since((3, 13, 13), (3, 14, 3)):
         pytest.skip("stock asyncio hands buffered bytes to TLS from 3.14.3 and 3.13.13")
-    server_ctx, client_ctx = _tls_contexts()
+    server_ctx, client_ctx = tls_contexts()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader._wait_for_data("test")  # the hello is in the buffer now
