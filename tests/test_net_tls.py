@@ -17,9 +17,19 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from net_helpers import HOST, is_casyncio, payload, run, tls_contexts
+from net_helpers import (
+    HOST,
+    is_casyncio,
+    no_fd_leak,  # noqa: F401  (fixture, applied below)
+    payload,
+    run,
+    tls_contexts,
+    wait_for_condition,
+)
 
 from casyncio._tls import TLSProtocol
+
+pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
 # What the peer sends after the handshake: small and large messages, one
 # larger than a TLS record (16 KiB of plaintext), then its close_notify.
@@ -350,3 +360,82 @@ def test_connections_use_casyncios_tls_protocol(loop) -> None:
     run(loop, main())
     assert seen == [expected] * 4
     assert all(issubclass(t, sslproto.SSLProtocol) for t in seen)
+
+
+def test_many_connections_echo_every_byte(loop) -> None:
+    """Eight TLS connections at once, each echoing messages of its own
+    sizes (up to beyond the 256 KiB read buffer) through a streams server:
+    on casyncio their reads share one buffer, and no connection may see
+    another's bytes."""
+    server_ctx, client_ctx = tls_contexts()
+    sizes = [1, 1000, 17000, 70000, 300000]
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    async def client(port: int, seed: int) -> None:
+        reader, writer = await asyncio.open_connection(HOST, port, ssl=client_ctx)
+        for size in sizes[seed % 2 :] + sizes:
+            message = payload(size, seed=seed * 100 + size)
+            writer.write(message)
+            await writer.drain()
+            assert await reader.readexactly(size) == message
+        writer.close()
+        await writer.wait_closed()
+
+    async def main() -> None:
+        server = await asyncio.start_server(echo, HOST, 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        await asyncio.gather(*(client(port, seed) for seed in range(8)))
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main(), timeout=60)
+
+
+def test_connections_share_the_loops_read_buffer(loop) -> None:
+    """On casyncio a TLS connection holds no read buffer of its own:
+    creating ten (both ends) allocates well under one of asyncio's 256 KiB
+    buffers each."""
+    if not is_casyncio(loop):
+        pytest.skip("stock asyncio gives each TLS connection its own 256 KiB buffer")
+    import tracemalloc
+
+    server_ctx, client_ctx = tls_contexts()
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def keep(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    async def connect(port: int) -> asyncio.StreamWriter:
+        _, writer = await asyncio.open_connection(HOST, port, ssl=client_ctx)
+        return writer
+
+    async def main() -> int:
+        server = await asyncio.start_server(keep, HOST, 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        writers = [await connect(port)]  # the first makes the loop's buffer
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            writers += [await connect(port) for _ in range(10)]
+            await wait_for_condition(asyncio.get_running_loop(), lambda: len(accepted) == 11)
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        protocols = {w.transport._ssl_protocol for w in writers + accepted}
+        assert len({id(p._ssl_buffer) for p in protocols}) == 1
+        for w in writers + accepted:
+            w.close()
+        for w in writers + accepted:
+            await w.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return grown
+
+    grown = run(loop, main())
+    assert grown < 20 * 64 * 1024, grown  # 20 protocols: under 64 KiB each
