@@ -340,8 +340,8 @@ _register_echo_rows("echo", STYLES, ROUND_TRIPS, _make)
 # ---- TLS ------------------------------------------------------------------------
 # Not in the list either, so no target.  Every loop here puts TLS
 # between its socket transport and the streams as a protocol: stock asyncio
-# and casyncio run asyncio's own SSLProtocol (Python code), uvloop its
-# compiled one.  The handshakes happen before the clock starts.
+# runs asyncio's own SSLProtocol (Python code), casyncio a subclass of it,
+# uvloop its compiled one.  The handshakes happen before the clock starts.
 
 # A self-signed certificate for 127.0.0.1, key included: loopback use only.
 TLS_CERT = Path(__file__).with_name("tls_localhost.pem")
