@@ -18,11 +18,13 @@ The other two are in the loops that take decrypted bytes out of the
   ``SSLObject`` holds no decrypted bytes (``pending()``): a read then could
   only raise.  A record that has only partly arrived still ends the loop
   with the exception, as before.
-- For a ``BufferedProtocol`` application, each read goes into a
+- For a ``BufferedProtocol`` application, each read goes into a byte
   ``memoryview`` of its buffer.  When a record does not fill the buffer,
   stock asyncio reads the next one into ``buf[offset:]``, which for a
   ``bytearray`` is a copy: those bytes are lost, and the application is
   told they arrived (CPython gh-156275, open in every release up to 3.15).
+  (An ``array`` of wider items is filled byte by byte, as the socket
+  transport fills it.)
 
 Everything else, including what the application's protocol is given and
 when, is the running Python's ``SSLProtocol``.
@@ -52,6 +54,8 @@ class TLSProtocol(sslproto.SSLProtocol):
         self._ssl_buffer = self._ssl_buffer_view.obj
 
     def _nothing_to_decrypt(self) -> bool:
+        # pending() is a safeguard: OpenSSL holds decrypted bytes beyond a
+        # read only with read-ahead on, which Python's ssl module leaves off.
         return not self._incoming.pending and not self._sslobj.pending()
 
     def _do_read__copied(self):
@@ -81,7 +85,8 @@ class TLSProtocol(sslproto.SSLProtocol):
         buf = self._app_protocol_get_buffer(self._get_read_buffer_size())
         filled = 0
         count = 1  # 0 once a read returns the peer's close_notify
-        with memoryview(buf) as view:
+        # Counted in bytes (stock counts len(buf): elements, for an array).
+        with memoryview(buf).cast("B") as view:
             wants = len(view)
             try:
                 count = self._sslobj.read(wants, view)
