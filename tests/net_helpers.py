@@ -14,6 +14,8 @@ on stock asyncio.  This module adds what they have in common:
   connection to it, with a Recorder at each end, and tears both down.
 - ``run``: run_until_complete with a time limit, so a hang fails fast.
 - ``assert_same_bytes``: compare payloads with a short report on a mismatch.
+- ``echo_stream``: a start_server() handler that echoes until EOF;
+  ``tls_contexts``: a server and a client SSLContext for TLS tests.
 """
 
 from __future__ import annotations
@@ -138,6 +140,16 @@ def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     except ImportError:
         pytest.skip("needs the interpreter's test package (test.test_asyncio)")
     return test_utils.simple_server_sslcontext(), test_utils.simple_client_sslcontext()
+
+
+async def echo_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A start_server() handler that echoes what it reads until EOF, then
+    closes."""
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+    await writer.wait_closed()
 
 
 def assert_same_bytes(got: bytes | bytearray, expected: bytes) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from net_helpers import (
     HOST,
+    echo_stream,
     no_fd_leak,  # noqa: F401  (fixture, applied below)
     payload,
     run,
@@ -93,14 +94,6 @@ async def run_sock_style(loop, rounds: int) -> int:
 # ---- streams -----------------------------------------------------------------------
 
 
-async def stream_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await reader.read(65536):
-        writer.write(data)
-        await writer.drain()
-    writer.close()
-    await writer.wait_closed()
-
-
 async def stream_client(address, client: int, rounds: int) -> int:
     reader, writer = await asyncio.open_connection(*address)
     for rnd in range(rounds):
@@ -114,7 +107,7 @@ async def stream_client(address, client: int, rounds: int) -> int:
 
 
 async def run_stream_style(loop, rounds: int) -> int:
-    server = await asyncio.start_server(stream_handler, HOST, 0, backlog=CLIENTS)
+    server = await asyncio.start_server(echo_stream, HOST, 0, backlog=CLIENTS)
     async with server:
         address = server.sockets[0].getsockname()
         done = await asyncio.gather(*(stream_client(address, i, rounds) for i in range(CLIENTS)))

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from net_helpers import (
     HOST,
+    echo_stream,
     is_casyncio,
     no_fd_leak,  # noqa: F401  (fixture, applied below)
     payload,
@@ -415,13 +416,6 @@ def test_many_connections_echo_every_byte(loop) -> None:
     server_ctx, client_ctx = tls_contexts()
     sizes = [1, 1000, 17000, 70000, 300000]
 
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-        writer.close()
-        await writer.wait_closed()
-
     async def client(port: int, seed: int) -> None:
         reader, writer = await asyncio.open_connection(HOST, port, ssl=client_ctx)
         for size in sizes[seed % 2 :] + sizes:
@@ -433,7 +427,7 @@ def test_many_connections_echo_every_byte(loop) -> None:
         await writer.wait_closed()
 
     async def main() -> None:
-        server = await asyncio.start_server(echo, HOST, 0, ssl=server_ctx)
+        server = await asyncio.start_server(echo_stream, HOST, 0, ssl=server_ctx)
         port = server.sockets[0].getsockname()[1]
         await asyncio.gather(*(client(port, seed) for seed in range(8)))
         server.close()
