@@ -1,15 +1,26 @@
 """The TLS protocol casyncio puts over its transports.
 
-It is asyncio's own ``SSLProtocol`` with three changes.
+It is asyncio's own ``SSLProtocol`` (the running Python's
+``asyncio.sslproto``) with these changes.
 
+- The methods every record passes through while the connection is up are
+  in C (``csrc/tls.c``), first among the bases: reading a record
+  (``get_buffer``, ``buffer_updated``, ``_do_read``, ``_do_read__copied``)
+  and writing one (the app transport's ``write``, ``_write_appdata``,
+  ``_do_write``, ``_process_outgoing``), with the flow-control checks that
+  end both.  They do what asyncio's methods do and hand the rare cases
+  back to them (a state other than WRAPPED, a flow-control mark crossed);
+  the handshake, the shutdown and the rest are asyncio's Python.  The
+  protocol's fields stay in the instance, where asyncio's methods find
+  them.
 - The connections of a loop share one read buffer.  asyncio gives each its
   own, zero-filled, of ``max_size`` (256 KiB) bytes: the transport receives
   into it, and ``buffer_updated()`` copies what came into the incoming BIO
   at once, before anything else can run.  Those 256 KiB were most of an
   idle TLS connection's memory (the benchmarks' mem_idle_tls_connection).
 
-The other two are in the loops that take decrypted bytes out of the
-``SSLObject``:
+Two more are in the loops that take decrypted bytes out of the
+``SSLObject`` (``_do_read__copied`` in C, ``_do_read__buffered`` here):
 
 - they stop when nothing is left to decrypt, instead of reading until
   ``read()`` raises ``SSLWantReadError``: building and catching that
@@ -32,6 +43,10 @@ when, is the running Python's ``SSLProtocol``.
 
 from asyncio import sslproto
 
+from . import _casyncio
+
+_casyncio._tls_setup(sslproto.SSLProtocol, sslproto.SSLProtocolState, sslproto.SSLAgainErrors)
+
 
 def _shared_read_buffer(loop) -> memoryview:
     view = getattr(loop, "_tls_read_buffer", None)
@@ -41,7 +56,12 @@ def _shared_read_buffer(loop) -> memoryview:
     return view
 
 
-class TLSProtocol(sslproto.SSLProtocol):
+class _SSLProtocolTransport(_casyncio.TLSAppTransportBase, sslproto._SSLProtocolTransport):
+    """asyncio's app transport, with write() in C.  It keeps asyncio's class
+    name, which code and tests look at ('ssl' in it)."""
+
+
+class TLSProtocol(_casyncio.TLSProtocolBase, sslproto.SSLProtocol):
     def __init__(self, loop, *args, **kwargs):
         # asyncio's __init__ makes the buffer bytearray(self.max_size): have
         # it make an empty one, then take the loop's.
@@ -53,33 +73,16 @@ class TLSProtocol(sslproto.SSLProtocol):
         self._ssl_buffer_view = _shared_read_buffer(loop)
         self._ssl_buffer = self._ssl_buffer_view.obj
 
+    def _get_app_transport(self):
+        if self._app_transport is None and not self._app_transport_created:
+            self._app_transport = _SSLProtocolTransport(self._loop, self)
+            self._app_transport_created = True
+        return super()._get_app_transport()
+
     def _nothing_to_decrypt(self) -> bool:
         # pending() is a safeguard: OpenSSL holds decrypted bytes beyond a
         # read only with read-ahead on, which Python's ssl module leaves off.
         return not self._incoming.pending and not self._sslobj.pending()
-
-    def _do_read__copied(self):
-        read = self._sslobj.read
-        chunks = []
-        closed = False
-        try:
-            while True:
-                chunk = read(self.max_size)
-                if not chunk:  # the peer's close_notify
-                    closed = True
-                    break
-                chunks.append(chunk)
-                if self._nothing_to_decrypt():
-                    break
-        except sslproto.SSLAgainErrors:
-            pass
-        if len(chunks) == 1:
-            self._app_protocol.data_received(chunks[0])
-        elif chunks:
-            self._app_protocol.data_received(b"".join(chunks))
-        if closed:
-            self._call_eof_received()
-            self._start_shutdown()
 
     def _do_read__buffered(self):
         buf = self._app_protocol_get_buffer(self._get_read_buffer_size())

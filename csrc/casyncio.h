@@ -92,6 +92,8 @@ typedef struct {
 
 struct HandleObj;
 
+#define CIO_TLS_SLOTS 48
+
 typedef struct {
     PyTypeObject *LoopType;
     PyTypeObject *HandleType;
@@ -205,6 +207,10 @@ typedef struct {
     PyObject *str_FINISHED;
     PyObject *kwnames_context; /* ("context",) */
     PyObject *kwnames_msg;     /* ("msg",) */
+
+    /* What tls.c keeps (its two types, what casyncio/_tls.py hands it, the
+     * names it looks up), indexed by the enum there. */
+    PyObject *tls[CIO_TLS_SLOTS];
 
     unsigned long long task_name_counter;
     /* Every live casyncio Task, for asyncio.all_tasks(); see task.c. */
@@ -580,6 +586,8 @@ void cio_task_unlink(TaskObj *task);
 #define CIO_BIG_READ (32 * 1024)
 
 int cio_transport_init_types(PyObject *module, cio_state *st);
+/* The TLS protocol's per-record methods (tls.c). */
+int cio_tls_init(PyObject *module, cio_state *st);
 int cio_sockops_init(PyObject *module, cio_state *st);
 /* An address as the socket module gives it, for AF_INET, AF_INET6 and
  * AF_UNIX (sockops.c). */

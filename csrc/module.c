@@ -408,7 +408,8 @@ module_exec(PyObject *module)
         return -1;
     }
     if (cio_future_init_types(module, st) < 0 || cio_task_init_type(module, st) < 0 ||
-        cio_transport_init_types(module, st) < 0 || cio_sockops_init(module, st) < 0) {
+        cio_transport_init_types(module, st) < 0 || cio_sockops_init(module, st) < 0 ||
+        cio_tls_init(module, st) < 0) {
         return -1;
     }
     /* asyncio never imports casyncio, so importing it here cannot cycle;
@@ -467,6 +468,9 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->asyncio_Task);
     Py_VISIT(st->kwnames_context);
     Py_VISIT(st->kwnames_msg);
+    for (int i = 0; i < CIO_TLS_SLOTS; i++) {
+        Py_VISIT(st->tls[i]);
+    }
     return 0;
 }
 
@@ -589,6 +593,9 @@ module_clear(PyObject *module)
     Py_CLEAR(st->str_PENDING);
     Py_CLEAR(st->str_CANCELLED);
     Py_CLEAR(st->str_FINISHED);
+    for (int i = 0; i < CIO_TLS_SLOTS; i++) {
+        Py_CLEAR(st->tls[i]);
+    }
     return 0;
 }
 

@@ -1,17 +1,21 @@
-"""TLS on casyncio is asyncio's SSLProtocol with casyncio's own read loop
-(casyncio/_tls.py), which stops when nothing is left to decrypt rather than
-when a read raises SSLWantReadError.
+"""TLS on casyncio is asyncio's SSLProtocol with its per-record steps in C
+(csrc/tls.c) and casyncio's own read loop (casyncio/_tls.py), which stops
+when nothing is left to decrypt rather than when a read raises
+SSLWantReadError.
 
-The read loop is held to the running Python's own SSLProtocol: each test
-gives both protocols the same TLS stream from an in-memory peer, cut into
-chunks at the same places of its record structure, and the application's
-protocol must see the same calls, with the same bytes, in the same order.
+Both are held to the running Python's own SSLProtocol.  The read tests give
+both protocols the same TLS stream from an in-memory peer, cut into chunks
+at the same places of its record structure, and the application's protocol
+must see the same calls, with the same bytes, in the same order; the write
+and flow-control tests (at the end) run the same script over both and
+compare what the application, the wire and the peer saw.
 """
 
 from __future__ import annotations
 
 import array
 import asyncio
+import functools
 import ssl
 from asyncio import sslproto
 from collections.abc import Callable
@@ -39,11 +43,13 @@ MESSAGES = [b"hello", payload(1024, seed=1), payload(20000, seed=2), b"!"]
 
 
 class Wire:
-    """The transport under a TLS protocol: it keeps what it is asked to send."""
+    """The transport under a TLS protocol: it keeps what it is asked to send,
+    and notes the other calls the protocol makes on it."""
 
     def __init__(self) -> None:
         self.sent = bytearray()
         self.closing = False
+        self.calls: list[tuple] = []
 
     def write(self, data: bytes) -> None:
         self.sent += data
@@ -56,11 +62,15 @@ class Wire:
 
     abort = close
 
+    def _force_close(self, exc: BaseException | None) -> None:
+        self.calls.append(("force_close", type(exc)))
+        self.closing = True
+
     def pause_reading(self) -> None:
-        pass
+        self.calls.append(("pause_reading",))
 
     def resume_reading(self) -> None:
-        pass
+        self.calls.append(("resume_reading",))
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return default
@@ -81,6 +91,12 @@ class CopiedApp(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.calls.append(("lost", type(exc)))
+
+    def pause_writing(self) -> None:
+        self.calls.append(("pause_writing",))
+
+    def resume_writing(self) -> None:
+        self.calls.append(("resume_writing",))
 
 
 class BufferedApp(CopiedApp, asyncio.BufferedProtocol):
@@ -181,11 +197,11 @@ async def settle(app: CopiedApp) -> None:
 
 async def connect(
     protocol_class: type[sslproto.SSLProtocol], app: CopiedApp, version: str = "TLSv1_3"
-) -> tuple[sslproto.SSLProtocol, ssl.SSLObject, ssl.MemoryBIO]:
+) -> tuple[sslproto.SSLProtocol, ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]:
     """Connect ``app`` through a ``protocol_class`` client to an in-memory
     TLS server speaking at most ``version``; returns the client's protocol
-    once its handshake is done, the server's SSLObject and the BIO holding
-    what the server sends."""
+    once its handshake is done, the server's SSLObject, the BIO holding
+    what the server sends and the one it reads from."""
     server_ctx, client_ctx = tls_contexts()
     server_ctx.maximum_version = ssl.TLSVersion[version]
     loop = asyncio.get_running_loop()
@@ -209,7 +225,7 @@ async def connect(
         if handshaken and waiter.done():
             break
     await waiter
-    return proto, peer, peer_out
+    return proto, peer, peer_out, peer_in
 
 
 async def session(
@@ -224,7 +240,7 @@ async def session(
     without one (the transport's eof_received()).  The stream reaches the
     client cut where ``cut`` says.  Returns how many of the client's reads
     raised SSLWantReadError after the handshake."""
-    proto, peer, peer_out = await connect(protocol_class, app, version)
+    proto, peer, peer_out, _ = await connect(protocol_class, app, version)
     counting = CountingSSLObject(proto._sslobj)
     proto._sslobj = counting
 
@@ -354,7 +370,7 @@ def test_decrypted_bytes_in_the_sslobject_are_read_too(loop, app) -> None:
 
     async def main(protocol_class: type[sslproto.SSLProtocol]) -> list[tuple]:
         application = app()
-        proto, _, _ = await connect(protocol_class, application)
+        proto, *_ = await connect(protocol_class, application)
         real = proto._sslobj
         proto._sslobj = DecryptedAhead(pieces)
         proto._do_read()  # as buffer_updated() would
@@ -478,3 +494,235 @@ def test_connections_share_the_loops_read_buffer(loop) -> None:
 
     grown = run(loop, main())
     assert grown < 20 * 64 * 1024, grown  # 20 protocols: under 64 KiB each
+
+
+# ---- the write side and flow control -------------------------------------------
+# casyncio's TLSProtocol makes the per-record steps in C (csrc/tls.c) and hands
+# the rare cases (a flow-control mark crossed, a write after close, an error in
+# the application) to asyncio's methods.  Each test below runs the same script
+# over stock's SSLProtocol and over casyncio's and compares what the
+# application, the wire under the protocol and the peer saw.
+
+
+def decrypt(peer: ssl.SSLObject, peer_in: ssl.MemoryBIO, wire: Wire) -> bytes:
+    """What the client sent so far, as the in-memory server reads it."""
+    peer_in.write(bytes(wire.sent))
+    wire.sent.clear()
+    plain = bytearray()
+    while True:
+        try:
+            chunk = peer.read(1 << 20)
+        except ssl.SSLWantReadError:
+            return bytes(plain)
+        if not chunk:
+            return bytes(plain)
+        plain += chunk
+
+
+WRITES: list[Any] = [
+    b"a",
+    bytearray(b"bb"),
+    memoryview(b"ccc"),
+    b"",
+    bytearray(),
+    payload(20000, seed=3),  # more than one record
+    memoryview(b"-xyz-")[1:4],
+    None,
+    "text",
+    123,
+]
+
+
+def outcome(call: Callable[[], Any]) -> tuple:
+    """("ok", what call() returned), or the type and text of what it raised."""
+    try:
+        return ("ok", call())
+    except Exception as exc:  # noqa: BLE001 (any error is an outcome to compare)
+        return (type(exc), str(exc))
+
+
+def test_writes_match_stock(loop) -> None:
+    """write() of each bytes-like type, empty writes, wrong types (the same
+    TypeError) and writelines() of a list and of a generator: the peer
+    decrypts the same bytes, the buffer sizes and errors are the same."""
+
+    async def main(protocol_class: type[sslproto.SSLProtocol]) -> tuple:
+        app = CopiedApp()
+        proto, peer, _, peer_in = await connect(protocol_class, app)
+        transport, wire = proto._app_transport, proto._transport
+        seen = []
+        for data in WRITES:
+            seen.append(outcome(functools.partial(transport.write, data)))
+            seen.append(transport.get_write_buffer_size())
+        transport.writelines([b"l1", bytearray(b"l2"), memoryview(b"l3")])
+        transport.writelines(piece for piece in (b"g1", b"", b"g2"))
+        seen.append(outcome(lambda: transport.writelines([b"ok", 5])))
+        plain = decrypt(peer, peer_in, wire)
+        proto.connection_lost(None)
+        return seen, plain, app.calls, wire.calls
+
+    stock = run(loop, main(sslproto.SSLProtocol))
+    ours = run(loop, main(TLSProtocol))
+    # (writelines() stops at the 5, with b"ok" in the backlog, unsent.)
+    assert ours[1] == b"abbccc" + payload(20000, seed=3) + b"xyzl1l2l3g1g2"
+    assert (TypeError, "data: expecting a bytes-like instance, got NoneType") in ours[0]
+    assert ours == stock
+
+
+@pytest.mark.parametrize("limits", [(4096, 1024), (0, 0), (100_000, 50_000)])
+def test_write_flow_control_matches_stock(loop, limits) -> None:
+    """While the socket transport has paused the protocol (pause_writing()),
+    records stay in the outgoing BIO and count against the app's write
+    limits: the app is paused at the high-water mark and resumed, once the
+    socket takes writes again, at the low one."""
+    high, low = limits
+
+    async def main(protocol_class: type[sslproto.SSLProtocol]) -> tuple:
+        app = CopiedApp()
+        proto, peer, _, peer_in = await connect(protocol_class, app)
+        transport, wire = proto._app_transport, proto._transport
+        transport.set_write_buffer_limits(high=high, low=low)
+        proto.pause_writing()
+        for i in range(8):
+            transport.write(payload(1500, seed=i))
+            app.calls.append(("size", transport.get_write_buffer_size(), len(wire.sent)))
+        proto.resume_writing()
+        app.calls.append(("size", transport.get_write_buffer_size(), len(wire.sent)))
+        await settle(app)
+        plain = decrypt(peer, peer_in, wire)
+        proto.connection_lost(None)
+        return app.calls, plain
+
+    stock = run(loop, main(sslproto.SSLProtocol))
+    ours = run(loop, main(TLSProtocol))
+    assert ours[1] == b"".join(payload(1500, seed=i) for i in range(8))
+    if high == 4096:
+        assert ("pause_writing",) in ours[0] and ("resume_writing",) in ours[0]
+    assert ours == stock
+
+
+def test_read_flow_control_matches_stock(loop) -> None:
+    """With the app's reading paused, records pile up in the incoming BIO
+    until the socket transport is paused at the read high-water mark;
+    resuming delivers them and resumes the socket at the low one."""
+
+    async def main(protocol_class: type[sslproto.SSLProtocol]) -> tuple:
+        app = CopiedApp()
+        proto, peer, peer_out, _ = await connect(protocol_class, app)
+        transport, wire = proto._app_transport, proto._transport
+        transport.set_read_buffer_limits(high=4096, low=1024)
+        transport.pause_reading()
+        for i in range(6):
+            peer.write(payload(1500, seed=i))
+            feed(proto, peer_out.read())
+            wire.calls.append(("buffered", transport.get_read_buffer_size()))
+        transport.resume_reading()
+        await settle(app)
+        proto.connection_lost(None)
+        return app.calls, wire.calls
+
+    stock = run(loop, main(sslproto.SSLProtocol))
+    ours = run(loop, main(TLSProtocol))
+    assert ("pause_reading",) in ours[1] and ("resume_reading",) in ours[1]
+    assert received_calls(ours[0]) == b"".join(payload(1500, seed=i) for i in range(6))
+    assert ours == stock
+
+
+def received_calls(calls: list[tuple]) -> bytes:
+    return b"".join(call[1] for call in calls if call[0] == "data")
+
+
+def test_writes_after_close_match_stock(loop, caplog) -> None:
+    """Writes once the app transport is closing are dropped, and from the
+    fifth on each logs 'SSL connection is closed'."""
+
+    async def main(protocol_class: type[sslproto.SSLProtocol]) -> tuple:
+        app = CopiedApp()
+        proto, *_ = await connect(protocol_class, app)
+        transport, wire = proto._app_transport, proto._transport
+        transport.close()
+        caplog.clear()
+        sent = len(wire.sent)
+        for _ in range(8):
+            transport.write(b"late")
+        warnings = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+        grew = len(wire.sent) - sent
+        proto.connection_lost(None)
+        return warnings, grew, proto._conn_lost
+
+    with caplog.at_level("WARNING", logger="asyncio"):
+        stock = run(loop, main(sslproto.SSLProtocol))
+        ours = run(loop, main(TLSProtocol))
+    assert ours[0] == ["SSL connection is closed"] * 3
+    assert ours == stock
+
+
+class FailingApp(CopiedApp):
+    """Raises ``error`` from data_received()."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        raise self.error
+
+
+class Stop(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("error_type", [ValueError, OSError, Stop], ids=lambda t: t.__name__)
+def test_errors_in_the_app_match_stock(loop, error_type) -> None:
+    """An Exception from data_received() is the protocol's fatal error: the
+    wire is force-closed and, but for an OSError, the loop's exception
+    handler hears of it.  Any other BaseException goes up through
+    buffer_updated() to the transport, as in asyncio."""
+
+    async def main(protocol_class: type[sslproto.SSLProtocol]) -> tuple:
+        reports: list[tuple] = []
+        asyncio.get_running_loop().set_exception_handler(
+            lambda loop, context: reports.append(
+                (context["message"], type(context.get("exception")))
+            )
+        )
+        app = FailingApp(error_type("from the app"))
+        proto, peer, peer_out, _ = await connect(protocol_class, app)
+        wire = proto._transport
+        peer.write(b"boom")
+        raised = outcome(lambda: feed(proto, peer_out.read()))
+        await settle(app)
+        proto.connection_lost(None)
+        await settle(app)
+        asyncio.get_running_loop().set_exception_handler(None)
+        return raised, app.calls, wire.calls, reports
+
+    def guarded(protocol_class: type[sslproto.SSLProtocol]) -> tuple:
+        try:
+            return run(loop, main(protocol_class))
+        except Stop:
+            return ("Stop escaped",)
+
+    stock = guarded(sslproto.SSLProtocol)
+    ours = guarded(TLSProtocol)
+    if error_type is Stop:
+        assert ours == ("Stop escaped",)
+    else:
+        assert ("force_close", error_type) in ours[2]
+        assert bool(ours[3]) == (error_type is not OSError)
+    assert ours == stock
+
+
+@pytest.mark.parametrize("n", [0, -1, 1, 1000, 262144, 262145, 10**30, 2.5])
+def test_get_buffer_matches_stock(loop, n) -> None:
+    """get_buffer(n) gives a buffer of at least n bytes, up to max_size (and
+    max_size for n <= 0), for any number n."""
+
+    async def main(protocol_class: type[sslproto.SSLProtocol]) -> Any:
+        proto, *_ = await connect(protocol_class, CopiedApp())
+        size = outcome(lambda: len(proto.get_buffer(n)))
+        proto.connection_lost(None)
+        return size
+
+    assert run(loop, main(TLSProtocol)) == run(loop, main(sslproto.SSLProtocol))
