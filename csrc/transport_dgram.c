@@ -481,32 +481,27 @@ dgram_io(TransportObj *t, int which)
         rc = d->base.writing ? sendto_ready(d) : 0;
     }
     if (rc < 0) {
-        /* The protocol's callback raised: report it like a failing callback
-         * (as asyncio, whose callbacks run from Handles) and keep going; the
-         * transport stays open. */
+        /* The protocol's callback raised: report it as asyncio does, whose
+         * _read_ready()/_sendto_ready() run from the fd's Handle (the
+         * report names that Handle), and keep going; the transport stays
+         * open. */
         PyObject *exc = cio_err_take();
         if (cio_exception_is_fatal(exc)) {
             cio_err_restore(exc);
             return -1;
         }
-        PyObject *name = PyType_GetName(Py_TYPE(obj));
-        PyObject *ctx =
-            name ? Py_BuildValue(
-                       "{sNsOsOsO}", "message",
-                       PyUnicode_FromFormat("Exception in callback %U.%s()", name,
-                                            which == CIO_READ ? "_read_ready" : "_sendto_ready"),
-                       "exception", exc, "transport", obj, "protocol",
-                       d->base.protocol ? d->base.protocol : Py_None)
-                 : NULL;
-        Py_XDECREF(name);
-        Py_DECREF(exc);
-        if (ctx == NULL) {
+        PyObject *callback =
+            PyObject_GetAttrString(obj, which == CIO_READ ? "_read_ready" : "_sendto_ready");
+        if (callback == NULL || d->base.loop == NULL) {
+            Py_XDECREF(callback);
+            Py_DECREF(exc);
             PyErr_WriteUnraisable(obj);
             return 0;
         }
-        int r = d->base.loop ? cio_call_exception_handler(d->base.st, (PyObject *)d->base.loop, ctx)
-                             : 0;
-        Py_DECREF(ctx);
+        PyObject *context = d->base.context ? d->base.context : d->base.ctx[which];
+        int r = cio_handle_report_call_error(d->base.st, (PyObject *)d->base.loop, callback, NULL,
+                                             context, exc);
+        Py_DECREF(callback);
         return r;
     }
     return 0;
@@ -630,8 +625,28 @@ error:
     return NULL;
 }
 
+/* _read_ready() and _sendto_ready(): one readiness of the socket, as the
+ * loop runs it, and nothing while the loop is not watching for it
+ * (asyncio's transport has the same two methods, and the loop's report of
+ * an error from the protocol names them). */
+static PyObject *
+Dgram_read_ready(DgramObj *d, PyObject *Py_UNUSED(ignored))
+{
+    int r = d->base.reading ? read_ready(d) : 0;
+    return r < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+static PyObject *
+Dgram_sendto_ready(DgramObj *d, PyObject *Py_UNUSED(ignored))
+{
+    int r = d->base.writing ? sendto_ready(d) : 0;
+    return r < 0 ? NULL : Py_NewRef(Py_None);
+}
+
 static PyMethodDef Dgram_methods[] = {
     CIO_TRANSPORT_METHODS,
+    {"_read_ready", (PyCFunction)Dgram_read_ready, METH_NOARGS, NULL},
+    {"_sendto_ready", (PyCFunction)Dgram_sendto_ready, METH_NOARGS, NULL},
     {"sendto", (PyCFunction)(void (*)(void))Dgram_sendto, METH_FASTCALL | METH_KEYWORDS,
      "sendto(data, addr=None): send a datagram (queued if the socket would block)."},
     {"set_protocol", (PyCFunction)Dgram_set_protocol, METH_O, NULL},

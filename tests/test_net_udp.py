@@ -412,7 +412,9 @@ def test_unconnected_sendto_addresses(loop, host, port, outcome):
 
 @pytest.mark.loop_errors
 def test_udp_datagram_received_raising(loop):
-    """Reported to the exception handler; the endpoint keeps working."""
+    """Reported to the exception handler as asyncio reports a failing
+    callback, naming the Handle that ran the transport's _read_ready(); the
+    endpoint keeps working."""
 
     class Raising(DgramRecorder):
         def datagram_received(self, data: bytes, addr: Any) -> None:
@@ -434,6 +436,10 @@ def test_udp_datagram_received_raising(loop):
     run(loop, main())
     [ctx] = loop.handler_calls
     assert isinstance(ctx["exception"], ZeroDivisionError)
+    assert set(ctx) - {"source_traceback"} == {"message", "exception", "handle"}
+    assert ctx["message"].startswith("Exception in callback ")
+    assert ctx["message"].endswith("DatagramTransport._read_ready()")
+    assert repr(ctx["handle"]).startswith("<Handle ")
 
 
 def test_udp_ipv6(loop):
