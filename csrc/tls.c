@@ -657,21 +657,23 @@ TLSProtocol_get_buffer(PyObject *self, PyTypeObject *cls, PyObject *const *args,
     if (st == NULL || check_arguments("get_buffer", nargs, kwnames, 1) < 0) {
         return NULL;
     }
-    /* want = n, or max_size when n is not in 1..max_size; the buffer
-     * grows (asyncio's own method) if it is smaller. */
+    /* want = n, or max_size when n is not in 1..max_size (the transports
+     * ask with -1); the buffer grows (asyncio's own method) if it is
+     * smaller, and asyncio's method also answers an n that is not an int. */
     PyObject *max_obj = PyObject_GetAttr(self, NAME(st, N_max_size));
     Py_ssize_t max_size = max_obj ? PyLong_AsSsize_t(max_obj) : -1;
     Py_XDECREF(max_obj);
-    Py_ssize_t want = PyLong_CheckExact(args[0]) ? PyLong_AsSsize_t(args[0]) : -1;
-    PyObject *buf =
-        max_size < 0 || want < 0 ? NULL : PyObject_GetAttr(self, NAME(st, N_ssl_buffer));
+    int odd = max_size < 0 || !PyLong_CheckExact(args[0]);
+    Py_ssize_t want = odd ? 0 : PyLong_AsSsize_t(args[0]);
+    odd = odd || (want == -1 && PyErr_Occurred());
+    PyObject *buf = odd ? NULL : PyObject_GetAttr(self, NAME(st, N_ssl_buffer));
     Py_ssize_t have = buf ? PyObject_Size(buf) : -1;
     Py_XDECREF(buf);
     if (want <= 0 || want > max_size) {
         want = max_size;
     }
-    if (have < 0 || have < want) {
-        PyErr_Clear(); /* an odd n or field: asyncio's method says what is wrong */
+    if (odd || have < 0 || have < want) {
+        PyErr_Clear();
         return call_stock(st, self, N_get_buffer, args, 1);
     }
     return PyObject_GetAttr(self, NAME(st, N_ssl_buffer_view));
@@ -702,26 +704,44 @@ TLSProtocol_buffer_updated(PyObject *self, PyTypeObject *cls, PyObject *const *a
     return none_unless(r < 0 ? -1 : do_read(st, self));
 }
 
+/* A method of no arguments that runs step(). */
+static PyObject *
+run_step(PyObject *self, PyTypeObject *cls, size_t nargs, PyObject *kwnames, const char *name,
+         int (*step)(cio_state *, PyObject *))
+{
+    cio_state *st = tls_state(cls);
+    if (st == NULL || check_arguments(name, nargs, kwnames, 0) < 0) {
+        return NULL;
+    }
+    return none_unless(step(st, self));
+}
+
 static PyObject *
 TLSProtocol_do_read(PyObject *self, PyTypeObject *cls, PyObject *const *args, size_t nargs,
                     PyObject *kwnames)
 {
-    cio_state *st = tls_state(cls);
-    if (st == NULL || check_arguments("_do_read", nargs, kwnames, 0) < 0) {
-        return NULL;
-    }
-    return none_unless(do_read(st, self));
+    return run_step(self, cls, nargs, kwnames, "_do_read", do_read);
 }
 
 static PyObject *
 TLSProtocol_do_read_copied(PyObject *self, PyTypeObject *cls, PyObject *const *args, size_t nargs,
                            PyObject *kwnames)
 {
-    cio_state *st = tls_state(cls);
-    if (st == NULL || check_arguments("_do_read__copied", nargs, kwnames, 0) < 0) {
-        return NULL;
-    }
-    return none_unless(read_copied(st, self));
+    return run_step(self, cls, nargs, kwnames, "_do_read__copied", read_copied);
+}
+
+static PyObject *
+TLSProtocol_do_write(PyObject *self, PyTypeObject *cls, PyObject *const *args, size_t nargs,
+                     PyObject *kwnames)
+{
+    return run_step(self, cls, nargs, kwnames, "_do_write", do_write);
+}
+
+static PyObject *
+TLSProtocol_process_outgoing(PyObject *self, PyTypeObject *cls, PyObject *const *args, size_t nargs,
+                             PyObject *kwnames)
+{
+    return run_step(self, cls, nargs, kwnames, "_process_outgoing", process_outgoing);
 }
 
 static PyObject *
@@ -733,28 +753,6 @@ TLSProtocol_write_appdata(PyObject *self, PyTypeObject *cls, PyObject *const *ar
         return NULL;
     }
     return none_unless(write_appdata(st, self, args[0], NULL));
-}
-
-static PyObject *
-TLSProtocol_do_write(PyObject *self, PyTypeObject *cls, PyObject *const *args, size_t nargs,
-                     PyObject *kwnames)
-{
-    cio_state *st = tls_state(cls);
-    if (st == NULL || check_arguments("_do_write", nargs, kwnames, 0) < 0) {
-        return NULL;
-    }
-    return none_unless(do_write(st, self));
-}
-
-static PyObject *
-TLSProtocol_process_outgoing(PyObject *self, PyTypeObject *cls, PyObject *const *args, size_t nargs,
-                             PyObject *kwnames)
-{
-    cio_state *st = tls_state(cls);
-    if (st == NULL || check_arguments("_process_outgoing", nargs, kwnames, 0) < 0) {
-        return NULL;
-    }
-    return none_unless(process_outgoing(st, self));
 }
 
 #define TLS_METHOD(name, func) \
