@@ -132,19 +132,35 @@ tls_state(PyTypeObject *defining_class)
     return st;
 }
 
-/* The methods below take `want` positional arguments and no keywords. */
+/* The methods below take no argument, or one (`param`, which may also be
+ * passed by that name, as to asyncio's Python methods), stored in *arg. */
 static int
-check_arguments(const char *name, size_t nargsf, PyObject *kwnames, Py_ssize_t want)
+parse_arguments(const char *name, PyObject *const *args, size_t nargsf, PyObject *kwnames,
+                const char *param, PyObject **arg)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
-        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", name);
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    Py_ssize_t want = param != NULL;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        if (param == NULL || PyUnicode_CompareWithASCIIString(key, param) != 0) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", name,
+                         key);
+            return -1;
+        }
+        if (nargs > 0) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", name,
+                         param);
+            return -1;
+        }
+    }
+    if (nargs + nkw != want) {
+        PyErr_Format(PyExc_TypeError, "%s() takes exactly %zd argument%s (%zd given)", name, want,
+                     want == 1 ? "" : "s", nargs + nkw);
         return -1;
     }
-    if (nargs != want) {
-        PyErr_Format(PyExc_TypeError, "%s() takes exactly %zd argument%s (%zd given)", name, want,
-                     want == 1 ? "" : "s", nargs);
-        return -1;
+    if (want) {
+        *arg = args[0];
     }
     return 0;
 }
@@ -654,7 +670,8 @@ TLSProtocol_get_buffer(PyObject *self, PyTypeObject *cls, PyObject *const *args,
                        PyObject *kwnames)
 {
     cio_state *st = tls_state(cls);
-    if (st == NULL || check_arguments("get_buffer", nargs, kwnames, 1) < 0) {
+    PyObject *n;
+    if (st == NULL || parse_arguments("get_buffer", args, nargs, kwnames, "n", &n) < 0) {
         return NULL;
     }
     /* want = n, or max_size when n is not in 1..max_size (the transports
@@ -663,8 +680,8 @@ TLSProtocol_get_buffer(PyObject *self, PyTypeObject *cls, PyObject *const *args,
     PyObject *max_obj = PyObject_GetAttr(self, NAME(st, N_max_size));
     Py_ssize_t max_size = max_obj ? PyLong_AsSsize_t(max_obj) : -1;
     Py_XDECREF(max_obj);
-    int odd = max_size < 0 || !PyLong_CheckExact(args[0]);
-    Py_ssize_t want = odd ? 0 : PyLong_AsSsize_t(args[0]);
+    int odd = max_size < 0 || !PyLong_CheckExact(n);
+    Py_ssize_t want = odd ? 0 : PyLong_AsSsize_t(n);
     odd = odd || (want == -1 && PyErr_Occurred());
     PyObject *buf = odd ? NULL : PyObject_GetAttr(self, NAME(st, N_ssl_buffer));
     Py_ssize_t have = buf ? PyObject_Size(buf) : -1;
@@ -674,7 +691,7 @@ TLSProtocol_get_buffer(PyObject *self, PyTypeObject *cls, PyObject *const *args,
     }
     if (odd || have < 0 || have < want) {
         PyErr_Clear();
-        return call_stock(st, self, N_get_buffer, args, 1);
+        return call_stock(st, self, N_get_buffer, &n, 1);
     }
     return PyObject_GetAttr(self, NAME(st, N_ssl_buffer_view));
 }
@@ -684,16 +701,18 @@ TLSProtocol_buffer_updated(PyObject *self, PyTypeObject *cls, PyObject *const *a
                            PyObject *kwnames)
 {
     cio_state *st = tls_state(cls);
-    if (st == NULL || check_arguments("buffer_updated", nargs, kwnames, 1) < 0) {
+    PyObject *nbytes;
+    if (st == NULL ||
+        parse_arguments("buffer_updated", args, nargs, kwnames, "nbytes", &nbytes) < 0) {
         return NULL;
     }
     int wrapped = state_is(st, self, T_WRAPPED);
     if (wrapped <= 0) {
-        return wrapped < 0 ? NULL : call_stock(st, self, N_buffer_updated, args, 1);
+        return wrapped < 0 ? NULL : call_stock(st, self, N_buffer_updated, &nbytes, 1);
     }
     /* self._incoming.write(self._ssl_buffer_view[:nbytes]) */
     PyObject *view = PyObject_GetAttr(self, NAME(st, N_ssl_buffer_view));
-    PyObject *upto = view ? PySlice_New(NULL, args[0], NULL) : NULL;
+    PyObject *upto = view ? PySlice_New(NULL, nbytes, NULL) : NULL;
     PyObject *piece = upto ? PyObject_GetItem(view, upto) : NULL;
     PyObject *incoming = piece ? PyObject_GetAttr(self, NAME(st, N_incoming)) : NULL;
     int r = incoming ? call_method_void(st, incoming, N_write, piece) : -1;
@@ -710,7 +729,7 @@ run_step(PyObject *self, PyTypeObject *cls, size_t nargs, PyObject *kwnames, con
          int (*step)(cio_state *, PyObject *))
 {
     cio_state *st = tls_state(cls);
-    if (st == NULL || check_arguments(name, nargs, kwnames, 0) < 0) {
+    if (st == NULL || parse_arguments(name, NULL, nargs, kwnames, NULL, NULL) < 0) {
         return NULL;
     }
     return none_unless(step(st, self));
@@ -749,10 +768,12 @@ TLSProtocol_write_appdata(PyObject *self, PyTypeObject *cls, PyObject *const *ar
                           PyObject *kwnames)
 {
     cio_state *st = tls_state(cls);
-    if (st == NULL || check_arguments("_write_appdata", nargs, kwnames, 1) < 0) {
+    PyObject *pieces;
+    if (st == NULL ||
+        parse_arguments("_write_appdata", args, nargs, kwnames, "list_of_data", &pieces) < 0) {
         return NULL;
     }
-    return none_unless(write_appdata(st, self, args[0], NULL));
+    return none_unless(write_appdata(st, self, pieces, NULL));
 }
 
 #define TLS_METHOD(name, func) \
@@ -791,10 +812,10 @@ TLSAppTransport_write(PyObject *self, PyTypeObject *cls, PyObject *const *args, 
                       PyObject *kwnames)
 {
     cio_state *st = tls_state(cls);
-    if (st == NULL || check_arguments("write", nargs, kwnames, 1) < 0) {
+    PyObject *data;
+    if (st == NULL || parse_arguments("write", args, nargs, kwnames, "data", &data) < 0) {
         return NULL;
     }
-    PyObject *data = args[0];
     if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data)) {
         int ok = PyObject_IsInstance(data, st->tls[T_BYTES_TYPES]);
         if (ok <= 0) {

@@ -543,8 +543,9 @@ def outcome(call: Callable[[], Any]) -> tuple:
 
 def test_writes_match_stock(loop) -> None:
     """write() of each bytes-like type, empty writes, wrong types (the same
-    TypeError) and writelines() of a list and of a generator: the peer
-    decrypts the same bytes, the buffer sizes and errors are the same."""
+    TypeError), data passed by name, and writelines() of a list and of a
+    generator: the peer decrypts the same bytes, the buffer sizes and errors
+    are the same."""
 
     async def main(protocol_class: type[sslproto.SSLProtocol]) -> tuple:
         app = CopiedApp()
@@ -554,6 +555,9 @@ def test_writes_match_stock(loop) -> None:
         for data in WRITES:
             seen.append(outcome(functools.partial(transport.write, data)))
             seen.append(transport.get_write_buffer_size())
+        seen.append(outcome(functools.partial(transport.write, data=b"kw")))
+        # (The messages name the method differently: compare the type.)
+        seen.append(outcome(functools.partial(transport.write, b"", data=b""))[0])
         transport.writelines([b"l1", bytearray(b"l2"), memoryview(b"l3")])
         transport.writelines(piece for piece in (b"g1", b"", b"g2"))
         seen.append(outcome(lambda: transport.writelines([b"ok", 5])))
@@ -564,7 +568,7 @@ def test_writes_match_stock(loop) -> None:
     stock = run(loop, main(sslproto.SSLProtocol))
     ours = run(loop, main(TLSProtocol))
     # (writelines() stops at the 5, with b"ok" in the backlog, unsent.)
-    assert ours[1] == b"abbccc" + payload(20000, seed=3) + b"xyzl1l2l3g1g2"
+    assert ours[1] == b"abbccc" + payload(20000, seed=3) + b"xyzkwl1l2l3g1g2"
     assert (TypeError, "data: expecting a bytes-like instance, got NoneType") in ours[0]
     assert ours == stock
 
@@ -722,7 +726,8 @@ def test_get_buffer_matches_stock(loop, n) -> None:
     async def main(protocol_class: type[sslproto.SSLProtocol]) -> Any:
         proto, *_ = await connect(protocol_class, CopiedApp())
         size = outcome(lambda: len(proto.get_buffer(n)))
+        by_name = outcome(lambda: len(proto.get_buffer(n=n)))
         proto.connection_lost(None)
-        return size
+        return size, by_name
 
     assert run(loop, main(TLSProtocol)) == run(loop, main(sslproto.SSLProtocol))
