@@ -623,6 +623,12 @@ extern PyModuleDef cio_module_def;
 
 /* The module state behind one of our types or a Python subclass of it. */
 cio_state *cio_state_from_type(PyTypeObject *type);
+/* The arguments of a C method (METH_FASTCALL | METH_KEYWORDS) that takes
+ * one, `param`, or none (param NULL): the one is also accepted by name, as
+ * by the Python method the C one stands for.  Sets *arg.  Returns 0 or -1
+ * with a TypeError. */
+int cio_parse_one(const char *name, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                  const char *param, PyObject **arg);
 
 /* After a socket object's method raised: 0 (the error cleared) if it only
  * would have blocked (BlockingIOError, InterruptedError), else -1 with the

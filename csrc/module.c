@@ -18,6 +18,36 @@ cio_exception_is_fatal(PyObject *exc)
                            PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt));
 }
 
+int
+cio_parse_one(const char *name, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+              const char *param, PyObject **arg)
+{
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    Py_ssize_t want = param != NULL;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        if (param == NULL || PyUnicode_CompareWithASCIIString(key, param) != 0) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", name,
+                         key);
+            return -1;
+        }
+        if (nargs > 0) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", name,
+                         param);
+            return -1;
+        }
+    }
+    if (nargs + nkw != want) {
+        PyErr_Format(PyExc_TypeError, "%s() takes exactly %zd argument%s (%zd given)", name, want,
+                     want == 1 ? "" : "s", nargs + nkw);
+        return -1;
+    }
+    if (want) {
+        *arg = args[0];
+    }
+    return 0;
+}
+
 cio_state *
 cio_state_from_type(PyTypeObject *type)
 {

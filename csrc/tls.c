@@ -132,39 +132,6 @@ tls_state(PyTypeObject *defining_class)
     return st;
 }
 
-/* The methods below take no argument, or one (`param`, which may also be
- * passed by that name, as to asyncio's Python methods), stored in *arg. */
-static int
-parse_arguments(const char *name, PyObject *const *args, size_t nargsf, PyObject *kwnames,
-                const char *param, PyObject **arg)
-{
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
-    Py_ssize_t want = param != NULL;
-    for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-        if (param == NULL || PyUnicode_CompareWithASCIIString(key, param) != 0) {
-            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", name,
-                         key);
-            return -1;
-        }
-        if (nargs > 0) {
-            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", name,
-                         param);
-            return -1;
-        }
-    }
-    if (nargs + nkw != want) {
-        PyErr_Format(PyExc_TypeError, "%s() takes exactly %zd argument%s (%zd given)", name, want,
-                     want == 1 ? "" : "s", nargs + nkw);
-        return -1;
-    }
-    if (want) {
-        *arg = args[0];
-    }
-    return 0;
-}
-
 /* obj.<name> as truth: 1, 0, or -1 with an exception. */
 static int
 attr_truth(cio_state *st, PyObject *obj, int name)
@@ -671,7 +638,8 @@ TLSProtocol_get_buffer(PyObject *self, PyTypeObject *cls, PyObject *const *args,
 {
     cio_state *st = tls_state(cls);
     PyObject *n;
-    if (st == NULL || parse_arguments("get_buffer", args, nargs, kwnames, "n", &n) < 0) {
+    if (st == NULL ||
+        cio_parse_one("get_buffer", args, PyVectorcall_NARGS(nargs), kwnames, "n", &n) < 0) {
         return NULL;
     }
     /* want = n, or max_size when n is not in 1..max_size (the transports
@@ -702,8 +670,8 @@ TLSProtocol_buffer_updated(PyObject *self, PyTypeObject *cls, PyObject *const *a
 {
     cio_state *st = tls_state(cls);
     PyObject *nbytes;
-    if (st == NULL ||
-        parse_arguments("buffer_updated", args, nargs, kwnames, "nbytes", &nbytes) < 0) {
+    if (st == NULL || cio_parse_one("buffer_updated", args, PyVectorcall_NARGS(nargs), kwnames,
+                                    "nbytes", &nbytes) < 0) {
         return NULL;
     }
     int wrapped = state_is(st, self, T_WRAPPED);
@@ -729,7 +697,8 @@ run_step(PyObject *self, PyTypeObject *cls, size_t nargs, PyObject *kwnames, con
          int (*step)(cio_state *, PyObject *))
 {
     cio_state *st = tls_state(cls);
-    if (st == NULL || parse_arguments(name, NULL, nargs, kwnames, NULL, NULL) < 0) {
+    if (st == NULL ||
+        cio_parse_one(name, NULL, PyVectorcall_NARGS(nargs), kwnames, NULL, NULL) < 0) {
         return NULL;
     }
     return none_unless(step(st, self));
@@ -769,8 +738,8 @@ TLSProtocol_write_appdata(PyObject *self, PyTypeObject *cls, PyObject *const *ar
 {
     cio_state *st = tls_state(cls);
     PyObject *pieces;
-    if (st == NULL ||
-        parse_arguments("_write_appdata", args, nargs, kwnames, "list_of_data", &pieces) < 0) {
+    if (st == NULL || cio_parse_one("_write_appdata", args, PyVectorcall_NARGS(nargs), kwnames,
+                                    "list_of_data", &pieces) < 0) {
         return NULL;
     }
     return none_unless(write_appdata(st, self, pieces, NULL));
@@ -813,7 +782,8 @@ TLSAppTransport_write(PyObject *self, PyTypeObject *cls, PyObject *const *args, 
 {
     cio_state *st = tls_state(cls);
     PyObject *data;
-    if (st == NULL || parse_arguments("write", args, nargs, kwnames, "data", &data) < 0) {
+    if (st == NULL ||
+        cio_parse_one("write", args, PyVectorcall_NARGS(nargs), kwnames, "data", &data) < 0) {
         return NULL;
     }
     if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data)) {

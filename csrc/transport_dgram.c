@@ -625,6 +625,17 @@ error:
     return NULL;
 }
 
+/* set_protocol(protocol), also by name, as asyncio's. */
+static PyObject *
+Dgram_set_protocol_meth(DgramObj *d, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *protocol;
+    if (cio_parse_one("set_protocol", args, nargs, kwnames, "protocol", &protocol) < 0) {
+        return NULL;
+    }
+    return Dgram_set_protocol(d, protocol);
+}
+
 /* _read_ready() and _sendto_ready(): one readiness of the socket, as the
  * loop runs it, and nothing while the loop is not watching for it
  * (asyncio's transport has the same two methods, and the loop's report of
@@ -649,7 +660,8 @@ static PyMethodDef Dgram_methods[] = {
     {"_sendto_ready", (PyCFunction)Dgram_sendto_ready, METH_NOARGS, NULL},
     {"sendto", (PyCFunction)(void (*)(void))Dgram_sendto, METH_FASTCALL | METH_KEYWORDS,
      "sendto(data, addr=None): send a datagram (queued if the socket would block)."},
-    {"set_protocol", (PyCFunction)Dgram_set_protocol, METH_O, NULL},
+    {"set_protocol", (PyCFunction)(void (*)(void))Dgram_set_protocol_meth,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
     {NULL, NULL},
 };
 

@@ -991,16 +991,51 @@ error:
     return NULL;
 }
 
+/* write(data), writelines(list_of_data) and set_protocol(protocol), whose
+ * argument may be passed by name, as to asyncio's transports. */
+static PyObject *
+Stream_write_meth(StreamObj *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *data;
+    if (cio_parse_one("write", args, nargs, kwnames, "data", &data) < 0) {
+        return NULL;
+    }
+    return Stream_write(s, data);
+}
+
+static PyObject *
+Stream_writelines_meth(StreamObj *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *list_of_data;
+    if (cio_parse_one("writelines", args, nargs, kwnames, "list_of_data", &list_of_data) < 0) {
+        return NULL;
+    }
+    return Stream_writelines(s, list_of_data);
+}
+
+static PyObject *
+Stream_set_protocol_meth(StreamObj *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *protocol;
+    if (cio_parse_one("set_protocol", args, nargs, kwnames, "protocol", &protocol) < 0) {
+        return NULL;
+    }
+    return Stream_set_protocol(s, protocol);
+}
+
+#define STREAM_METHOD(name, func, doc) \
+    {name, (PyCFunction)(void (*)(void))func, METH_FASTCALL | METH_KEYWORDS, doc}
+
 static PyMethodDef Stream_methods[] = {
     CIO_TRANSPORT_METHODS,
-    {"write", (PyCFunction)Stream_write, METH_O,
-     "Write bytes: sent at once when possible, buffered otherwise."},
-    {"writelines", (PyCFunction)Stream_writelines, METH_O,
-     "Write a sequence of bytes-like objects with one sendmsg()."},
+    STREAM_METHOD("write", Stream_write_meth,
+                  "Write bytes: sent at once when possible, buffered otherwise."),
+    STREAM_METHOD("writelines", Stream_writelines_meth,
+                  "Write a sequence of bytes-like objects with one sendmsg()."),
     {"write_eof", (PyCFunction)Stream_write_eof, METH_NOARGS,
      "Shut down the write side once the buffer is flushed."},
     {"can_write_eof", (PyCFunction)Stream_can_write_eof, METH_NOARGS, NULL},
-    {"set_protocol", (PyCFunction)Stream_set_protocol, METH_O, NULL},
+    STREAM_METHOD("set_protocol", Stream_set_protocol_meth, NULL),
     {"_make_empty_waiter", (PyCFunction)Stream_make_empty_waiter, METH_NOARGS, NULL},
     {"_reset_empty_waiter", (PyCFunction)Stream_reset_empty_waiter, METH_NOARGS, NULL},
     {NULL, NULL},

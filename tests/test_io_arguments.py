@@ -108,7 +108,7 @@ class SocketLike:
 Case = Callable[[Env], Awaitable[Any]]
 
 
-def on_transport(method: str, *args: Any, closed: bool = False) -> Case:
+def on_transport(method: str, *args: Any, closed: bool = False, **kwargs: Any) -> Case:
     """A call to a method of a TCP transport connected to the listener,
     closed first (and its connection_lost() run) if asked."""
 
@@ -118,14 +118,14 @@ def on_transport(method: str, *args: Any, closed: bool = False) -> Case:
             if closed:
                 transport.close()
                 await asyncio.sleep(0)
-            getattr(transport, method)(*args)
+            getattr(transport, method)(*args, **kwargs)
         finally:
             transport.abort()
 
     return case
 
 
-def on_datagram(method: str, *args: Any) -> Case:
+def on_datagram(method: str, *args: Any, **kwargs: Any) -> Case:
     """A call to a method of an unconnected UDP transport."""
 
     async def case(e: Env) -> None:
@@ -133,7 +133,7 @@ def on_datagram(method: str, *args: Any) -> Case:
             asyncio.DatagramProtocol, local_addr=(HOST, 0)
         )
         try:
-            getattr(transport, method)(*args)
+            getattr(transport, method)(*args, **kwargs)
         finally:
             transport.abort()
 
@@ -246,6 +246,17 @@ CASES |= {
     "write-buffer-limits-nan": on_transport("set_write_buffer_limits", float("nan")),
     "extra-info-no-name": on_transport("get_extra_info"),
     "pause-reading-argument": on_transport("pause_reading", 1),
+    # Arguments by name, as asyncio's Python methods take them.
+    "write-by-name": on_transport("write", data=b"x"),
+    "writelines-by-name": on_transport("writelines", list_of_data=[b"x", b"y"]),
+    "set-protocol-by-name": on_transport("set_protocol", protocol=asyncio.Protocol()),
+    "write-twice": on_transport("write", b"x", data=b"y"),
+    "write-unknown-keyword": on_transport("write", b"x", buf=b"y"),
+    "write-nothing": on_transport("write"),
+    "datagram-set-protocol-by-name": on_datagram(
+        "set_protocol", protocol=asyncio.DatagramProtocol()
+    ),
+    "datagram-sendto-by-name": on_datagram("sendto", data=b"x", addr=(HOST, 9)),
     "closed-write": on_transport("write", b"x", closed=True),
     "closed-write-str": on_transport("write", "s", closed=True),
     "closed-writelines-none": on_transport("writelines", None, closed=True),
