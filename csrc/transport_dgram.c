@@ -472,45 +472,50 @@ static int
 dgram_io(TransportObj *t, int which)
 {
     DgramObj *d = (DgramObj *)t;
-    PyObject *obj = (PyObject *)t;
-    int rc;
     if (which == CIO_READ) {
-        rc = d->base.reading ? read_ready(d) : 0;
+        return d->base.reading ? read_ready(d) : 0;
     }
-    else {
-        rc = d->base.writing ? sendto_ready(d) : 0;
+    return d->base.writing ? sendto_ready(d) : 0;
+}
+
+/* The protocol's callback raised during one readiness: report it as
+ * asyncio does, whose _read_ready()/_sendto_ready() run from the fd's
+ * Handle (the report names a Handle of them, in the event's context), and
+ * keep going; the transport stays open.  Called once that context is
+ * exited, as the handler may run in it (3.12+). */
+static int
+report_io_error(DgramObj *d, int which)
+{
+    PyObject *obj = (PyObject *)d;
+    PyObject *exc = cio_err_take();
+    if (cio_exception_is_fatal(exc)) {
+        cio_err_restore(exc);
+        return -1;
     }
-    if (rc < 0) {
-        /* The protocol's callback raised: report it as asyncio does, whose
-         * _read_ready()/_sendto_ready() run from the fd's Handle (the
-         * report names that Handle), and keep going; the transport stays
-         * open. */
-        PyObject *exc = cio_err_take();
-        if (cio_exception_is_fatal(exc)) {
-            cio_err_restore(exc);
-            return -1;
-        }
-        PyObject *callback =
-            PyObject_GetAttrString(obj, which == CIO_READ ? "_read_ready" : "_sendto_ready");
-        if (callback == NULL || d->base.loop == NULL) {
-            Py_XDECREF(callback);
-            Py_DECREF(exc);
-            PyErr_WriteUnraisable(obj);
-            return 0;
-        }
-        PyObject *context = d->base.context ? d->base.context : d->base.ctx[which];
-        int r = cio_handle_report_call_error(d->base.st, (PyObject *)d->base.loop, callback, NULL,
-                                             context, exc);
-        Py_DECREF(callback);
-        return r;
+    if (d->base.loop == NULL) { /* lost meanwhile: no loop to report to */
+        Py_XDECREF(exc);
+        return 0;
     }
-    return 0;
+    PyObject *callback =
+        PyObject_GetAttrString(obj, which == CIO_READ ? "_read_ready" : "_sendto_ready");
+    if (callback == NULL) {
+        Py_XDECREF(exc);
+        PyErr_WriteUnraisable(obj);
+        return 0;
+    }
+    int r = cio_handle_report_call_error(d->base.st, (PyObject *)d->base.loop, callback, NULL,
+                                         d->base.ctx[which], exc);
+    Py_DECREF(callback);
+    return r;
 }
 
 int
 cio_dgram_io(PyObject *obj, int which)
 {
-    return cio_transport_run_io((TransportObj *)obj, which, dgram_io);
+    if (cio_transport_run_io((TransportObj *)obj, which, dgram_io) < 0) {
+        return report_io_error((DgramObj *)obj, which);
+    }
+    return 0;
 }
 
 static PyObject *

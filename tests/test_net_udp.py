@@ -532,6 +532,31 @@ def test_datagram_received_runs_in_the_endpoint_creators_context(loop):
     assert seen == ["creator"]
 
 
+def test_datagram_received_raising_is_reported_in_the_creators_context(loop):
+    """From 3.12 asyncio runs the exception handler in the context of the
+    Handle whose callback failed: for a datagram transport, the one its
+    reads run in (before, in the loop's own)."""
+    cvar: contextvars.ContextVar[str] = contextvars.ContextVar("cvar", default="outside")
+    seen: list[str] = []
+
+    class Raising(DgramRecorder):
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            super().datagram_received(data, addr)
+            raise ZeroDivisionError
+
+    async def main() -> None:
+        loop.set_exception_handler(lambda lp, ctx: seen.append(cvar.get()))
+        cvar.set("creator")
+        st, sp = await loop.create_datagram_endpoint(lambda: Raising(loop), local_addr=(HOST, 0))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"ping", st.get_extra_info("sockname"))
+            await sp.wait(1)
+        await close_endpoint(st, sp)
+
+    run(loop, main())
+    assert seen == ["creator" if sys.version_info >= (3, 12) else "outside"]
+
+
 def test_unix_datagram_endpoint(loop, tmp_path):
     spath = str(tmp_path / "server.dgram")
     cpath = str(tmp_path / "client.dgram")
