@@ -329,15 +329,12 @@ add_write_buffer_size(cio_state *st, PyObject *self, PyObject *delta, int subtra
     return r;
 }
 
-/* _do_write(): the backlog through SSLObject.write() until it is empty or
- * the SSLObject wants to read first, then _process_outgoing(). */
+/* _do_write(): the backlog (self._write_backlog, as the caller read it)
+ * through SSLObject.write() until it is empty or the SSLObject wants to
+ * read first, then _process_outgoing(). */
 static int
-do_write(cio_state *st, PyObject *self)
+write_backlog(cio_state *st, PyObject *self, PyObject *backlog)
 {
-    PyObject *backlog = PyObject_GetAttr(self, NAME(st, N_write_backlog));
-    if (backlog == NULL) {
-        return -1;
-    }
     int r = 0;
     for (;;) {
         int more = PyObject_IsTrue(backlog);
@@ -388,7 +385,6 @@ do_write(cio_state *st, PyObject *self)
             break;
         }
     }
-    Py_DECREF(backlog);
     if (r < 0) {
         if (!PyErr_ExceptionMatches(st->tls[T_AGAIN])) {
             return -1;
@@ -398,28 +394,61 @@ do_write(cio_state *st, PyObject *self)
     return process_outgoing(st, self);
 }
 
-/* One piece of _write_appdata()'s loop: onto the backlog, and counted. */
 static int
-append_appdata(cio_state *st, PyObject *self, PyObject *data)
+do_write(cio_state *st, PyObject *self)
 {
     PyObject *backlog = PyObject_GetAttr(self, NAME(st, N_write_backlog));
     if (backlog == NULL) {
         return -1;
     }
-    int r = call_method_void(st, backlog, N_append, data);
+    int r = write_backlog(st, self, backlog);
     Py_DECREF(backlog);
-    if (r < 0) {
+    return r;
+}
+
+/* One piece of _write_appdata()'s loop: onto the backlog, and counted. */
+static int
+append_appdata(cio_state *st, PyObject *self, PyObject *backlog, PyObject *data)
+{
+    if (call_method_void(st, backlog, N_append, data) < 0) {
         return -1;
     }
     Py_ssize_t n = PyObject_Size(data);
     PyObject *len_obj = n < 0 ? NULL : PyLong_FromSsize_t(n);
-    r = len_obj ? add_write_buffer_size(st, self, len_obj, 0) : -1;
+    int r = len_obj ? add_write_buffer_size(st, self, len_obj, 0) : -1;
     Py_XDECREF(len_obj);
     return r;
 }
 
+/* The loop of _write_appdata() over an iterable, which may run code
+ * between pieces: the backlog is looked up for each, as asyncio does. */
+static int
+append_pieces(cio_state *st, PyObject *self, PyObject *pieces)
+{
+    PyObject *it = PyObject_GetIter(pieces);
+    if (it == NULL) {
+        return -1;
+    }
+    PyObject *data;
+    while ((data = PyIter_Next(it)) != NULL) {
+        PyObject *backlog = PyObject_GetAttr(self, NAME(st, N_write_backlog));
+        int r = backlog ? append_appdata(st, self, backlog, data) : -1;
+        Py_XDECREF(backlog);
+        Py_DECREF(data);
+        if (r < 0) {
+            break;
+        }
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
 /* _write_appdata(): pieces is an iterable, or NULL for the one piece
- * `one` (the app transport's write()). */
+ * `one` (the app transport's write(), which has checked it is bytes,
+ * bytearray or memoryview).  Appending one such piece runs no Python code,
+ * so the state and the backlog read before it are still the current ones
+ * after it; an iterable's pieces may change them, and both are read again,
+ * as asyncio reads them. */
 static int
 write_appdata(cio_state *st, PyObject *self, PyObject *pieces, PyObject *one)
 {
@@ -429,6 +458,7 @@ write_appdata(cio_state *st, PyObject *self, PyObject *pieces, PyObject *one)
     }
     int closed = state == st->tls[T_FLUSHING] || state == st->tls[T_SHUTDOWN] ||
                  state == st->tls[T_UNWRAPPED];
+    int wrapped = state == st->tls[T_WRAPPED];
     Py_DECREF(state);
     if (closed) {
         /* Counted, and logged past a threshold, by asyncio. */
@@ -438,33 +468,25 @@ write_appdata(cio_state *st, PyObject *self, PyObject *pieces, PyObject *one)
         Py_XDECREF(r);
         return r == NULL ? -1 : 0;
     }
+    PyObject *backlog = NULL;
     if (pieces == NULL) {
-        if (append_appdata(st, self, one) < 0) {
+        backlog = PyObject_GetAttr(self, NAME(st, N_write_backlog));
+        if (backlog == NULL || append_appdata(st, self, backlog, one) < 0) {
+            Py_XDECREF(backlog);
             return -1;
         }
     }
     else {
-        PyObject *it = PyObject_GetIter(pieces);
-        if (it == NULL) {
+        if (append_pieces(st, self, pieces) < 0) {
             return -1;
         }
-        PyObject *data;
-        while ((data = PyIter_Next(it)) != NULL) {
-            int r = append_appdata(st, self, data);
-            Py_DECREF(data);
-            if (r < 0) {
-                break;
-            }
-        }
-        Py_DECREF(it);
-        if (PyErr_Occurred()) {
-            return -1;
-        }
+        wrapped = state_is(st, self, T_WRAPPED);
     }
-    int wrapped = state_is(st, self, T_WRAPPED);
-    if (wrapped > 0 && do_write(st, self) < 0) {
-        wrapped = -1;
+    if (wrapped > 0) {
+        int r = backlog ? write_backlog(st, self, backlog) : do_write(st, self);
+        wrapped = r < 0 ? -1 : wrapped;
     }
+    Py_XDECREF(backlog);
     if (wrapped < 0) {
         return fatal_unless_base(st, self);
     }
