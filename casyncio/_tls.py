@@ -5,8 +5,8 @@ It is asyncio's own ``SSLProtocol`` (the running Python's
 
 - The methods every record passes through while the connection is up are
   in C (``csrc/tls.c``), first among the bases: reading a record
-  (``get_buffer``, ``buffer_updated``, ``_do_read``, ``_do_read__copied``)
-  and writing one (the app transport's ``write``, ``_write_appdata``,
+  (``get_buffer``, ``buffer_updated``, ``_do_read``, ``_do_read__copied``,
+  ``_do_read__buffered``) and writing one (the app transport's ``write``, ``_write_appdata``,
   ``_do_write``, ``_process_outgoing``), with the flow-control checks that
   end both.  They do what asyncio's methods do and hand the rare cases
   back to them (a state other than WRAPPED, a flow-control mark crossed);
@@ -20,7 +20,7 @@ It is asyncio's own ``SSLProtocol`` (the running Python's
   idle TLS connection's memory (the benchmarks' mem_idle_tls_connection).
 
 Two more are in the loops that take decrypted bytes out of the
-``SSLObject`` (``_do_read__copied`` in C, ``_do_read__buffered`` here):
+``SSLObject`` (``_do_read__copied`` and ``_do_read__buffered``, both C):
 
 - they stop when nothing is left to decrypt, instead of reading until
   ``read()`` raises ``SSLWantReadError``: building and catching that
@@ -78,37 +78,3 @@ class TLSProtocol(_casyncio.TLSProtocolBase, sslproto.SSLProtocol):
             self._app_transport = _SSLProtocolTransport(self._loop, self)
             self._app_transport_created = True
         return super()._get_app_transport()
-
-    def _nothing_to_decrypt(self) -> bool:
-        # pending() is a safeguard: OpenSSL holds decrypted bytes beyond a
-        # read only with read-ahead on, which Python's ssl module leaves off.
-        return not self._incoming.pending and not self._sslobj.pending()
-
-    def _do_read__buffered(self):
-        buf = self._app_protocol_get_buffer(self._get_read_buffer_size())
-        filled = 0
-        count = 1  # 0 once a read returns the peer's close_notify
-        # Counted in bytes (stock counts len(buf): elements, for an array).
-        with memoryview(buf).cast("B") as view:
-            wants = len(view)
-            try:
-                count = self._sslobj.read(wants, view)
-                if count > 0:
-                    filled = count
-                    while filled < wants:
-                        if self._nothing_to_decrypt():
-                            break
-                        count = self._sslobj.read(wants - filled, view[filled:])
-                        if count <= 0:
-                            break
-                        filled += count
-                    else:
-                        # The buffer is full: come back for the rest.
-                        self._loop.call_soon(self._do_read)
-            except sslproto.SSLAgainErrors:
-                pass
-        if filled > 0:
-            self._app_protocol_buffer_updated(filled)
-        if not count:
-            self._call_eof_received()
-            self._start_shutdown()

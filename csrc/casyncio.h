@@ -92,7 +92,7 @@ typedef struct {
 
 struct HandleObj;
 
-#define CIO_TLS_SLOTS 48
+#define CIO_TLS_SLOTS 56
 
 typedef struct {
     PyTypeObject *LoopType;

@@ -6,7 +6,8 @@
  * before asyncio's _SSLProtocolTransport.  The methods here are the ones
  * every record passes through while a connection is up:
  *
- *   read:  get_buffer, buffer_updated, _do_read, _do_read__copied;
+ *   read:  get_buffer, buffer_updated, _do_read, _do_read__copied,
+ *          _do_read__buffered;
  *   write: the app transport's write, _write_appdata, _do_write,
  *          _process_outgoing;
  *
@@ -38,6 +39,7 @@ enum {
     T_BYTES_TYPES, /* (bytes, bytearray, memoryview) */
     T_EMPTY,       /* b"" */
     T_FATAL_MSG,   /* 'Fatal error on SSL protocol' */
+    T_BYTE_FORMAT, /* "B", memoryview.cast()'s format */
     T_FIRST_NAME,
     N_state = T_FIRST_NAME,
     N_ssl_buffer,
@@ -63,7 +65,12 @@ enum {
     N_fatal_error,
     N_call_eof_received,
     N_start_shutdown,
-    N_do_read__buffered,
+    N_app_protocol_get_buffer,
+    N_app_protocol_buffer_updated,
+    N_loop,
+    N_call_soon,
+    N_do_read,
+    N_cast,
     N_control_app_writing,
     N_control_ssl_reading,
     N_write_appdata,
@@ -105,7 +112,12 @@ static const char *const tls_names[T_COUNT - T_FIRST_NAME] = {
     "_fatal_error",
     "_call_eof_received",
     "_start_shutdown",
-    "_do_read__buffered",
+    "_app_protocol_get_buffer",
+    "_app_protocol_buffer_updated",
+    "_loop",
+    "call_soon",
+    "_do_read",
+    "cast",
     "_control_app_writing",
     "_control_ssl_reading",
     "_write_appdata",
@@ -513,6 +525,15 @@ nothing_to_decrypt(cio_state *st, PyObject *incoming, PyObject *sslobj)
     return more < 0 ? -1 : !more;
 }
 
+/* The end of both reads: a read that returned 0 (or b"") was the peer's
+ * close_notify. */
+static int
+read_closed(cio_state *st, PyObject *self)
+{
+    int r = call_method_void(st, self, N_call_eof_received, NULL);
+    return r < 0 ? -1 : call_method_void(st, self, N_start_shutdown, NULL);
+}
+
 /* casyncio's _do_read__copied(): decrypts what the incoming BIO holds, in
  * reads of max_size, and gives it to the app in one data_received() call;
  * stops when nothing is left to decrypt rather than at the
@@ -586,13 +607,103 @@ read_copied(cio_state *st, PyObject *self)
     }
     Py_XDECREF(first);
     Py_XDECREF(more);
-    if (r == 0 && closed) {
-        r = call_method_void(st, self, N_call_eof_received, NULL);
-        if (r == 0) {
-            r = call_method_void(st, self, N_start_shutdown, NULL);
+    return r == 0 && closed ? read_closed(st, self) : r;
+}
+
+/* sslobj.read(n, view): the count, or -1 with an exception. */
+static Py_ssize_t
+read_into(PyObject *read, Py_ssize_t n, PyObject *view)
+{
+    PyObject *n_obj = PyLong_FromSsize_t(n);
+    if (n_obj == NULL) {
+        return -1;
+    }
+    PyObject *args[2] = {n_obj, view};
+    PyObject *count = PyObject_Vectorcall(read, args, 2, NULL);
+    Py_DECREF(n_obj);
+    if (count == NULL) {
+        return -1;
+    }
+    Py_ssize_t c = PyLong_AsSsize_t(count);
+    Py_DECREF(count);
+    return c;
+}
+
+/* casyncio's _do_read__buffered(), for a BufferedProtocol app: decrypts
+ * into the buffer the app's get_buffer() gives, until it is full or
+ * nothing is left to decrypt, then tells the app with buffer_updated().
+ * Reads go into a byte memoryview of the buffer and its tail slices, so an
+ * app's bytearray keeps every byte (stock reads the next record into
+ * buf[offset:], a copy of a bytearray: CPython gh-156275) and the count is
+ * in bytes (stock counts len(buf): elements, for an array).  A full buffer
+ * schedules another _do_read() for the rest, as asyncio's does. */
+static int
+read_buffered(cio_state *st, PyObject *self)
+{
+    /* buf = self._app_protocol_get_buffer(self._get_read_buffer_size()) */
+    PyObject *incoming = PyObject_GetAttr(self, NAME(st, N_incoming));
+    PyObject *size = incoming ? PyObject_GetAttr(incoming, NAME(st, N_pending)) : NULL;
+    PyObject *buf =
+        size ? PyObject_CallMethodOneArg(self, NAME(st, N_app_protocol_get_buffer), size) : NULL;
+    Py_XDECREF(size);
+    PyObject *whole = buf ? PyMemoryView_FromObject(buf) : NULL;
+    Py_XDECREF(buf);
+    PyObject *view =
+        whole ? PyObject_CallMethodOneArg(whole, NAME(st, N_cast), st->tls[T_BYTE_FORMAT]) : NULL;
+    Py_XDECREF(whole);
+    PyObject *sslobj = view ? PyObject_GetAttr(self, NAME(st, N_sslobj)) : NULL;
+    PyObject *read = sslobj ? PyObject_GetAttr(sslobj, NAME(st, N_read)) : NULL;
+    Py_ssize_t wants = read ? PyObject_Size(view) : -1;
+    Py_ssize_t filled = 0, count = 1; /* 0 once a read returns close_notify */
+    int r = wants < 0 ? -1 : 0;
+    if (r == 0) {
+        Py_ssize_t c = read_into(read, wants, view);
+        if (c < 0 && PyErr_Occurred()) {
+            r = -1;
+        }
+        else {
+            count = c;
+            filled = count > 0 ? count : 0;
+        }
+        while (r == 0 && count > 0 && filled < wants) {
+            int done = nothing_to_decrypt(st, incoming, sslobj);
+            if (done != 0) {
+                r = done < 0 ? -1 : 0;
+                break;
+            }
+            PyObject *rest = PySequence_GetSlice(view, filled, wants);
+            c = rest ? read_into(read, wants - filled, rest) : -1;
+            Py_XDECREF(rest);
+            if (c < 0 && PyErr_Occurred()) {
+                r = -1;
+                break;
+            }
+            count = c;
+            filled += count > 0 ? count : 0;
+        }
+        if (r == 0 && count > 0 && filled >= wants) {
+            /* The buffer is full: come back for the rest. */
+            PyObject *loop = PyObject_GetAttr(self, NAME(st, N_loop));
+            PyObject *again = loop ? PyObject_GetAttr(self, NAME(st, N_do_read)) : NULL;
+            r = again ? call_method_void(st, loop, N_call_soon, again) : -1;
+            Py_XDECREF(again);
+            Py_XDECREF(loop);
+        }
+        if (r < 0 && PyErr_ExceptionMatches(st->tls[T_AGAIN])) {
+            PyErr_Clear();
+            r = 0;
         }
     }
-    return r;
+    Py_XDECREF(incoming);
+    Py_XDECREF(sslobj);
+    Py_XDECREF(read);
+    Py_XDECREF(view); /* the only reference: the buffer is released */
+    if (r == 0 && filled > 0) {
+        PyObject *n = PyLong_FromSsize_t(filled);
+        r = n ? call_method_void(st, self, N_app_protocol_buffer_updated, n) : -1;
+        Py_XDECREF(n);
+    }
+    return r == 0 && count == 0 ? read_closed(st, self) : r;
 }
 
 /* The body of _do_read()'s try. */
@@ -608,8 +719,7 @@ do_read_body(cio_state *st, PyObject *self)
         if (buffered < 0) {
             return -1;
         }
-        int r = buffered ? call_method_void(st, self, N_do_read__buffered, NULL)
-                         : read_copied(st, self);
+        int r = buffered ? read_buffered(st, self) : read_copied(st, self);
         if (r < 0) {
             return -1;
         }
@@ -741,6 +851,13 @@ TLSProtocol_do_read_copied(PyObject *self, PyTypeObject *cls, PyObject *const *a
 }
 
 static PyObject *
+TLSProtocol_do_read_buffered(PyObject *self, PyTypeObject *cls, PyObject *const *args, size_t nargs,
+                             PyObject *kwnames)
+{
+    return run_step(self, cls, nargs, kwnames, "_do_read__buffered", read_buffered);
+}
+
+static PyObject *
 TLSProtocol_do_write(PyObject *self, PyTypeObject *cls, PyObject *const *args, size_t nargs,
                      PyObject *kwnames)
 {
@@ -775,6 +892,7 @@ static PyMethodDef TLSProtocol_methods[] = {
     TLS_METHOD("buffer_updated", TLSProtocol_buffer_updated),
     TLS_METHOD("_do_read", TLSProtocol_do_read),
     TLS_METHOD("_do_read__copied", TLSProtocol_do_read_copied),
+    TLS_METHOD("_do_read__buffered", TLSProtocol_do_read_buffered),
     TLS_METHOD("_write_appdata", TLSProtocol_write_appdata),
     TLS_METHOD("_do_write", TLSProtocol_do_write),
     TLS_METHOD("_process_outgoing", TLSProtocol_process_outgoing),
@@ -913,8 +1031,9 @@ cio_tls_init(PyObject *module, cio_state *st)
                      (PyObject *)&PyMemoryView_Type);
     st->tls[T_EMPTY] = PyBytes_FromStringAndSize(NULL, 0);
     st->tls[T_FATAL_MSG] = PyUnicode_FromString("Fatal error on SSL protocol");
+    st->tls[T_BYTE_FORMAT] = PyUnicode_InternFromString("B");
     if (st->tls[T_BYTES_TYPES] == NULL || st->tls[T_EMPTY] == NULL ||
-        st->tls[T_FATAL_MSG] == NULL) {
+        st->tls[T_FATAL_MSG] == NULL || st->tls[T_BYTE_FORMAT] == NULL) {
         return -1;
     }
     st->tls[T_PROTOCOL_TYPE] = PyType_FromModuleAndSpec(module, &TLSProtocol_spec, NULL);

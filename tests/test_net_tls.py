@@ -677,22 +677,24 @@ class Stop(BaseException):
     pass
 
 
-@pytest.mark.parametrize("error_type", [ValueError, OSError, Stop], ids=lambda t: t.__name__)
-def test_errors_in_the_app_match_stock(loop, error_type) -> None:
-    """An Exception from data_received() is the protocol's fatal error: the
-    wire is force-closed and, but for an OSError, the loop's exception
-    handler hears of it.  Any other BaseException goes up through
-    buffer_updated() to the transport, as in asyncio."""
+def app_error_outcome(
+    loop: asyncio.AbstractEventLoop,
+    protocol_class: type[sslproto.SSLProtocol],
+    make_app: Callable[[], CopiedApp],
+) -> tuple:
+    """What the app, the wire and the exception handler saw when the app
+    failed while a record was read, and what the read raised."""
 
-    async def main(protocol_class: type[sslproto.SSLProtocol]) -> tuple:
+    async def main() -> tuple:
         reports: list[tuple] = []
         asyncio.get_running_loop().set_exception_handler(
             lambda loop, context: reports.append(
                 (context["message"], type(context.get("exception")))
             )
         )
-        app = FailingApp(error_type("from the app"))
+        app = make_app()
         proto, peer, peer_out, _ = await connect(protocol_class, app)
+        app.armed = True  # the handshake's own reads are not the test
         wire = proto._transport
         peer.write(b"boom")
         raised = outcome(lambda: feed(proto, peer_out.read()))
@@ -702,19 +704,76 @@ def test_errors_in_the_app_match_stock(loop, error_type) -> None:
         asyncio.get_running_loop().set_exception_handler(None)
         return raised, app.calls, wire.calls, reports
 
-    def guarded(protocol_class: type[sslproto.SSLProtocol]) -> tuple:
-        try:
-            return run(loop, main(protocol_class))
-        except Stop:
-            return ("Stop escaped",)
+    try:
+        return run(loop, main())
+    except Stop:
+        return ("Stop escaped",)
 
-    stock = guarded(sslproto.SSLProtocol)
-    ours = guarded(TLSProtocol)
+
+@pytest.mark.parametrize("error_type", [ValueError, OSError, Stop], ids=lambda t: t.__name__)
+def test_errors_in_the_app_match_stock(loop, error_type) -> None:
+    """An Exception from data_received() is the protocol's fatal error: the
+    wire is force-closed and, but for an OSError, the loop's exception
+    handler hears of it.  Any other BaseException goes up through
+    buffer_updated() to the transport, as in asyncio."""
+
+    def make_app() -> CopiedApp:
+        return FailingApp(error_type("from the app"))
+
+    stock = app_error_outcome(loop, sslproto.SSLProtocol, make_app)
+    ours = app_error_outcome(loop, TLSProtocol, make_app)
     if error_type is Stop:
         assert ours == ("Stop escaped",)
     else:
         assert ("force_close", error_type) in ours[2]
         assert bool(ours[3]) == (error_type is not OSError)
+    assert ours == stock
+
+
+class FailingBufferedApp(BufferedApp):
+    """A BufferedProtocol app whose get_buffer() or buffer_updated() fails:
+    it raises, or get_buffer() gives what is no writable buffer."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__(64)
+        self.how = how
+        self.armed = False
+
+    def get_buffer(self, sizehint: int) -> Any:
+        given = super().get_buffer(sizehint)
+        if not self.armed:
+            return given
+        if self.how == "get_buffer raises":
+            raise ValueError("no buffer")
+        if self.how == "get_buffer raises Stop":
+            raise Stop
+        return {"gives None": None, "gives bytes": b"x" * 64, "gives nothing": bytearray()}.get(
+            self.how, given
+        )
+
+    def buffer_updated(self, nbytes: int) -> None:
+        super().buffer_updated(nbytes)
+        if self.armed and self.how == "buffer_updated raises":
+            raise OSError("not taken")
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "get_buffer raises",
+        "get_buffer raises Stop",
+        "gives None",
+        "gives bytes",
+        "gives nothing",
+        "buffer_updated raises",
+    ],
+)
+def test_errors_in_a_buffered_app_match_stock(loop, how) -> None:
+    """A BufferedProtocol app that fails in get_buffer() or buffer_updated(),
+    or hands out no writable buffer (or an empty one), gets what stock's
+    protocol gives it."""
+    stock = app_error_outcome(loop, sslproto.SSLProtocol, lambda: FailingBufferedApp(how))
+    ours = app_error_outcome(loop, TLSProtocol, lambda: FailingBufferedApp(how))
     assert ours == stock
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import gc
 import os
 import signal
@@ -247,6 +248,36 @@ async def tls(loop: asyncio.AbstractEventLoop) -> None:
         writer.close()
         with pytest.raises(TypeError):
             await writer.wait_closed()
+        # A BufferedProtocol app: records decrypted into its small buffer,
+        # and a get_buffer() that fails (the connection's fatal error).
+        for fail in (False, True):
+            transport, app = await loop.create_connection(
+                functools.partial(BufferedTLSApp, loop, fail), HOST, port, ssl=client_ctx
+            )
+            transport.write(b"b" * 3000)
+            await app.done
+            transport.close()
+            await app.lost
+
+
+class BufferedTLSApp(asyncio.BufferedProtocol):
+    def __init__(self, loop: asyncio.AbstractEventLoop, fail: bool) -> None:
+        self.buf, self.got, self.fail = bytearray(1000), 0, fail
+        self.done, self.lost = loop.create_future(), loop.create_future()
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        if self.fail and not self.done.done():
+            self.done.set_result(None)
+            raise ValueError("no buffer")
+        return self.buf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.got += nbytes
+        if self.got == 3000:
+            self.done.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set_result(None)
 
 
 async def unix(loop: asyncio.AbstractEventLoop) -> None:
