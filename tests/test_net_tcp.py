@@ -1392,6 +1392,107 @@ def test_server_connections_run_in_copies_of_the_server_context(loop):
     ]
 
 
+def test_a_server_protocol_factory_runs_in_the_connections_context(loop):
+    """What a server's protocol factory sets in the context, that
+    connection's callbacks see, and neither the server nor the next
+    connection does (stock makes each connection in a task, in a copy of
+    the server's context; casyncio makes a plain one in the accept
+    callback, in such a copy)."""
+    seen: list[tuple[str, str]] = []
+
+    class Recorder(ContextRecorder):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            transport.close()
+
+    async def main() -> list[tuple[str, str]]:
+        protocols: list[Recorder] = []
+
+        def factory() -> Recorder:
+            seen.append(("factory", cvar.get()))
+            cvar.set(f"factory {len(protocols)}")
+            protocols.append(Recorder(loop))
+            return protocols[-1]
+
+        cvar.set("server made")
+        server = await loop.create_server(factory, HOST, 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            for _ in range(2):
+                reader, w = await asyncio.open_connection(HOST, port)
+                assert await reader.read() == b""
+                w.close()
+                await w.wait_closed()
+                await protocols[-1].lost
+        assert cvar.get() == "server made"
+        return seen + [("made", p.seen["made"]) for p in protocols]
+
+    assert run(loop, main()) == [
+        ("factory", "server made"),
+        ("factory", "server made"),
+        ("made", "factory 0"),
+        ("made", "factory 1"),
+    ]
+
+
+@pytest.mark.loop_errors
+@pytest.mark.parametrize("debug", [False, True], ids=["normal", "debug"])
+# Stock's unclosed socket, when the collector finds it (see below).
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_failing_server_protocol_factory_drops_that_connection(loop, debug):
+    """A protocol factory that raises costs the server that one connection,
+    and in debug mode the exception handler hears of it.  The server goes on
+    accepting.  casyncio closes that connection's socket at once; stock
+    leaves it to the garbage collector (its task's frame holds it, and in
+    debug mode the report's cycle does), so the client's read is only
+    awaited on casyncio."""
+    reports: list[tuple[str, type]] = []
+    calls = 0
+
+    def factory() -> asyncio.Protocol:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ValueError("no protocol")
+        return EchoOnce()
+
+    class EchoOnce(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(data)
+            self.transport.close()
+
+    async def main() -> bytes:
+        loop.set_debug(debug)
+        loop.set_exception_handler(
+            lambda lp, ctx: reports.append((ctx["message"], type(ctx.get("exception"))))
+        )
+        server = await loop.create_server(factory, HOST, 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            reader, w = await asyncio.open_connection(HOST, port)
+            if is_casyncio(loop):
+                with contextlib.suppress(ConnectionResetError):
+                    assert await reader.read() == b""
+            w.close()
+            await w.wait_closed()
+            reader, w = await asyncio.open_connection(HOST, port)
+            w.write(b"ping")
+            echoed = await reader.read()
+            w.close()
+            await w.wait_closed()
+        return echoed
+
+    assert run(loop, main()) == b"ping"
+    expected = [("Error on transport creation for incoming connection", ValueError)]
+    assert [r for r in reports if r[0].startswith("Error on transport")] == (
+        expected if debug else []
+    )
+
+
 @pytest.mark.loop_errors
 def test_protocol_without_data_received_fails_when_data_comes(loop):
     """asyncio looks data_received() up when data arrives: a protocol
