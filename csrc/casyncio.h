@@ -130,8 +130,10 @@ typedef struct {
     int format_callback_debug_kw;
     PyObject *CancelledError;
     PyObject *InvalidStateError;
-    PyObject *asyncio_Future;  /* asyncio.Future, what casyncio.Future's __class__ says */
-    PyObject *asyncio_Task;    /* asyncio.Task, what casyncio.Task's __class__ says */
+    PyObject *asyncio_Future; /* asyncio.Future, what casyncio.Future's __class__ says */
+    PyObject *asyncio_Task;   /* asyncio.Task, what casyncio.Task's __class__ says */
+    PyObject *asyncio_Handle; /* asyncio.Handle and asyncio.TimerHandle, likewise */
+    PyObject *asyncio_TimerHandle;
     PyObject *TransportSocket; /* asyncio.trsock.TransportSocket */
     PyObject *set_nodelay;     /* asyncio.base_events._set_nodelay */
     PyObject *socket_socket;   /* socket.socket */

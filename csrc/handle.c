@@ -614,7 +614,30 @@ static PyMemberDef Handle_members[] = {
     {NULL},
 };
 
+/* isinstance(h, asyncio.Handle) and isinstance(th, asyncio.TimerHandle)
+ * hold, as for casyncio's futures (future.c): code that finds timers by
+ * that check, as Home Assistant's test helper does in loop._scheduled,
+ * finds ours.  type() gives casyncio's; subclasses report themselves. */
+static PyObject *
+Handle_get_class(PyObject *self, void *Py_UNUSED(closure))
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    cio_state *st = PyType_GetModuleState(tp);
+    if (st == NULL) {
+        PyErr_Clear(); /* a subclass: not the type that has the state */
+        return Py_NewRef(tp);
+    }
+    if (tp != st->HandleType && tp != st->TimerHandleType) {
+        return Py_NewRef(tp);
+    }
+    if (cio_state_import_asyncio(st) < 0) {
+        return NULL;
+    }
+    return Py_NewRef(tp == st->TimerHandleType ? st->asyncio_TimerHandle : st->asyncio_Handle);
+}
+
 static PyGetSetDef Handle_getset[] = {
+    {"__class__", (getter)Handle_get_class, NULL, NULL, NULL},
     {"_callback", (getter)Handle_get_callback, NULL, NULL, NULL},
     {"_args", (getter)Handle_get_args, NULL, NULL, NULL},
     {"_cancelled", (getter)Handle_get_cancelled, NULL, NULL, NULL},

@@ -160,7 +160,10 @@ cio_state_import_asyncio(cio_state *st)
         import_attr(&st->BufferedProtocol, "asyncio", "BufferedProtocol") < 0 ||
         import_attr(&st->InvalidStateError, "asyncio", "InvalidStateError") < 0 ||
         import_attr(&st->asyncio_Future, "asyncio", "Future") < 0 ||
-        import_attr(&st->asyncio_Task, "asyncio", "Task") < 0 || import_socket_fields(st) < 0) {
+        import_attr(&st->asyncio_Task, "asyncio", "Task") < 0 ||
+        import_attr(&st->asyncio_Handle, "asyncio", "Handle") < 0 ||
+        import_attr(&st->asyncio_TimerHandle, "asyncio", "TimerHandle") < 0 ||
+        import_socket_fields(st) < 0) {
         return -1;
     }
     /* The check asyncio's call_soon() makes: 3.14 deprecates the public
@@ -496,6 +499,8 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->InvalidStateError);
     Py_VISIT(st->asyncio_Future);
     Py_VISIT(st->asyncio_Task);
+    Py_VISIT(st->asyncio_Handle);
+    Py_VISIT(st->asyncio_TimerHandle);
     Py_VISIT(st->kwnames_context);
     Py_VISIT(st->kwnames_msg);
     for (int i = 0; i < CIO_TLS_SLOTS; i++) {
@@ -563,6 +568,8 @@ module_clear(PyObject *module)
     Py_CLEAR(st->InvalidStateError);
     Py_CLEAR(st->asyncio_Future);
     Py_CLEAR(st->asyncio_Task);
+    Py_CLEAR(st->asyncio_Handle);
+    Py_CLEAR(st->asyncio_TimerHandle);
     Py_CLEAR(st->kwnames_context);
     Py_CLEAR(st->kwnames_msg);
     Py_CLEAR(st->str_call_exception_handler);

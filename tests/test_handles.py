@@ -141,6 +141,26 @@ def test_timer_handle_when_and_ordering(loop):
     t2.cancel()
 
 
+def test_handles_are_instances_of_asyncios_classes(loop, loop_kind):
+    """isinstance() with asyncio's Handle and TimerHandle holds for the
+    handles either loop returns (casyncio's through their __class__; type()
+    stays casyncio's).  A subclass of casyncio's Handle is itself."""
+    h = loop.call_soon(named_callback)
+    t = loop.call_later(10, named_callback)
+    assert isinstance(h, asyncio.Handle) and not isinstance(h, asyncio.TimerHandle)
+    assert isinstance(t, asyncio.TimerHandle) and isinstance(t, asyncio.Handle)
+    if loop_kind == "casyncio":
+        assert (type(h), type(t)) == (casyncio.Handle, casyncio.TimerHandle)
+
+        class Mine(casyncio.TimerHandle):
+            pass
+
+        mine = Mine(1.0, named_callback, (), loop)
+        assert mine.__class__ is Mine and not isinstance(mine, asyncio.TimerHandle)
+    h.cancel()
+    t.cancel()
+
+
 # ---- context -------------------------------------------------------------------
 
 
