@@ -1177,6 +1177,42 @@ Loop_get_timer_count(LoopObj *self, void *Py_UNUSED(closure))
     return PyLong_FromSize_t(cio_heap_len(&self->timers));
 }
 
+static int
+timer_entry_order(const void *a, const void *b)
+{
+    const cio_heap_entry *x = a, *y = b;
+    if (x->when != y->when) {
+        return x->when < y->when ? -1 : 1;
+    }
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* loop._scheduled: in stock asyncio the heapq list of its TimerHandles,
+ * which test helpers read to find and fire pending timers (Home
+ * Assistant's, python-zeroconf's).  Here each read makes a new list of the
+ * timers pending, in the order they will fire (a sorted list is a heap
+ * too); changing the list changes nothing in the loop.  Stock's list also
+ * holds cancelled timers until it drops them; ours leave at cancel(). */
+static PyObject *
+Loop_get_scheduled(LoopObj *self, void *Py_UNUSED(closure))
+{
+    size_t n = cio_heap_len(&self->timers);
+    cio_heap_entry *order = PyMem_Malloc((n ? n : 1) * sizeof(cio_heap_entry));
+    if (order == NULL) {
+        return PyErr_NoMemory();
+    }
+    if (n > 0) {
+        memcpy(order, self->timers.items, n * sizeof(cio_heap_entry));
+        qsort(order, n, sizeof(cio_heap_entry), timer_entry_order);
+    }
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    for (size_t i = 0; list != NULL && i < n; i++) {
+        PyList_SET_ITEM(list, (Py_ssize_t)i, Py_NewRef(CIO_TIMER_FROM_NODE(order[i].node)));
+    }
+    PyMem_Free(order);
+    return list;
+}
+
 static PyObject *
 Loop_get_task_factory_attr(LoopObj *self, void *Py_UNUSED(closure))
 {
@@ -1200,6 +1236,8 @@ static PyGetSetDef Loop_getset[] = {
     {"_poller", (getter)Loop_get_poller, NULL, "Name of the I/O poller backend.", NULL},
     {"_ready_count", (getter)Loop_get_ready_count, NULL, NULL, NULL},
     {"_timer_count", (getter)Loop_get_timer_count, NULL, NULL, NULL},
+    {"_scheduled", (getter)Loop_get_scheduled, NULL,
+     "The pending TimerHandles, in the order they will fire (a new list on each read).", NULL},
     {"_current_handle", (getter)Loop_get_current_handle, NULL, NULL, NULL},
     {"_task_factory", (getter)Loop_get_task_factory_attr, NULL, NULL, NULL},
     {NULL},

@@ -161,6 +161,59 @@ def test_handles_are_instances_of_asyncios_classes(loop, loop_kind):
     t.cancel()
 
 
+def pending_timers(loop) -> list:
+    """loop._scheduled as a helper reading it sees it: stock keeps cancelled
+    timers there until it drops them, which such helpers skip."""
+    return [t for t in loop._scheduled if not t.cancelled()]
+
+
+def test_scheduled_holds_the_pending_timers_as_a_heap(loop, loop_kind):
+    """loop._scheduled, which test helpers read (Home Assistant's, python-
+    zeroconf's), holds the pending TimerHandles as a heap: the first is the
+    next to fire.  casyncio's is a new list, in firing order, on each read
+    (and changing it changes nothing in the loop)."""
+    timers = [loop.call_at(when, named_callback) for when in (30.0, 10.0, 20.0, 10.0, 5.0)]
+    timers[2].cancel()
+    pending = pending_timers(loop)
+    assert {id(t) for t in pending} == {id(t) for i, t in enumerate(timers) if i != 2}
+    assert pending[0] is timers[4]
+    whens = [t.when() for t in loop._scheduled]
+    assert all(whens[(i - 1) // 2] <= w for i, w in enumerate(whens) if i)
+    if loop_kind == "casyncio":
+        assert pending == [timers[4], timers[1], timers[3], timers[0]]
+        loop._scheduled.clear()
+        assert len(loop._scheduled) == 4
+    for t in timers:
+        t.cancel()
+    assert pending_timers(loop) == []
+
+
+def test_timers_fired_by_a_helper_through_scheduled(loop):
+    """What Home Assistant's async_fire_time_changed() does with the loop's
+    timers: for each pending TimerHandle due by a given time, _run() it and
+    cancel() it.  The right callbacks run, once, and the rest still fire
+    when due."""
+    ran: list[str] = []
+    now = loop.time()
+    for name, delay in [("late", 1000.0), ("a", 50.0), ("b", 60.0), ("gone", 55.0)]:
+        handle = loop.call_at(now + delay, ran.append, name)
+        if name == "gone":
+            handle.cancel()
+    loop.call_later(0.001, ran.append, "soon")
+
+    for timer in list(loop._scheduled):
+        if not isinstance(timer, asyncio.TimerHandle) or timer.cancelled():
+            continue
+        if timer.when() <= now + 100.0 and timer._callback == ran.append:
+            timer._run()
+            timer.cancel()
+    assert sorted(ran) == ["a", "b", "soon"]
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert sorted(ran) == ["a", "b", "soon"]
+    assert [t._args for t in pending_timers(loop)] == [("late",)]
+    pending_timers(loop)[0].cancel()
+
+
 # ---- context -------------------------------------------------------------------
 
 
