@@ -265,6 +265,11 @@ cio_socket_overrides(cio_state *st, PyObject *sock, const char *const *names)
     if ((PyObject *)Py_TYPE(sock) == st->socket_socket) {
         return 0;
     }
+    if (!PyObject_TypeCheck(sock, (PyTypeObject *)st->socket_socket)) {
+        /* A socket-like object (a wrapper, a mock): asyncio calls whatever
+         * methods it has, and so does its transport here. */
+        return 1;
+    }
     for (; *names != NULL; names++) {
         PyObject *theirs = PyObject_GetAttrString((PyObject *)Py_TYPE(sock), *names);
         PyObject *ours = theirs ? PyObject_GetAttrString(st->socket_socket, *names) : NULL;

@@ -73,8 +73,10 @@ int cio_transport_start(TransportObj *t, PyObject *waiter);
 /* asyncio's transports call their socket's methods (recv(), send()...);
  * ours make the system calls on its fd.  The two differ only for a
  * socket.socket subclass that overrides those methods (to count traffic,
- * say), whose transport then calls them.  Whether sock's class overrides
- * one of `names` (NULL-terminated): 1, 0, or -1 with an error set. */
+ * say), or an object that is no socket.socket but has such methods (a
+ * wrapper, a mock), whose transport then calls them.  Whether sock's class
+ * overrides one of `names` (NULL-terminated), or sock is no socket.socket:
+ * 1, 0, or -1 with an error set. */
 int cio_socket_overrides(cio_state *st, PyObject *sock, const char *const *names);
 
 /* Starts or stops watching the fd for reading / writing. */

@@ -1943,6 +1943,45 @@ def test_a_socket_subclass_writelines_goes_through_its_methods(loop):
     run(loop, main())
 
 
+class SocketWrapper:
+    """A socket-like object that is no socket.socket: it hands every
+    attribute on to the socket it wraps, and notes the I/O methods taken
+    (aioesphomeapi's tests give the loop a mock socket of this kind)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.calls: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        if name in {"recv", "recv_into", "send", "sendmsg", "recvfrom", "sendto"}:
+            self.calls.add(name)
+        return getattr(self._sock, name)
+
+
+@pytest.mark.parametrize("buffered", [False, True], ids=["protocol", "buffered"])
+def test_a_socket_like_object_carries_a_connection(loop, buffered):
+    """create_connection(sock=) takes an object that only has a socket's
+    methods, as asyncio does, and its transport reads and writes through
+    them."""
+    data = payload(50_000, seed=3)
+
+    async def main() -> None:
+        sock = SocketWrapper(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        factory: Callable[[], Any]
+        if buffered:
+            factory = lambda: Collector(loop, len(data))
+        else:
+            factory = lambda: Recorder(loop)
+        async with connected_to_echo(loop, sock, factory) as (t, p):  # type: ignore[arg-type]
+            t.write(data)
+            got = await (p.done if buffered else p.wait_bytes(len(data)))
+            assert_same_bytes(got, data)
+            assert "send" in sock.calls
+            assert ("recv_into" if buffered else "recv") in sock.calls
+
+    run(loop, main())
+
+
 def test_a_socket_subclass_recv_error_ends_the_connection(loop):
     """What the overridden recv() raises reaches connection_lost(), as a
     failing recv(2) would; a BlockingIOError from it only means "later"."""

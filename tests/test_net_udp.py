@@ -836,6 +836,45 @@ class TrackedDgramSocket(socket.socket):
         return super().send(*args, **kwargs)
 
 
+class DgramSocketWrapper:
+    """A socket-like object that is no socket.socket, handing every
+    attribute on to the datagram socket it wraps."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.calls: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        if name in {"recvfrom", "sendto", "send"}:
+            self.calls.add(name)
+        return getattr(self._sock, name)
+
+
+def test_a_socket_like_object_carries_datagrams(loop):
+    """create_datagram_endpoint(sock=) takes an object that only has a
+    socket's methods, as asyncio does, and its transport goes through
+    them."""
+
+    async def main() -> None:
+        st, sp = await endpoint(loop, local_addr=(HOST, 0))
+        server_addr = st.get_extra_info("sockname")
+        raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        raw.bind((HOST, 0))
+        sock = DgramSocketWrapper(raw)
+        ct, cp = await endpoint(loop, sock=sock)
+        ct.sendto(b"ping", server_addr)
+        await sp.wait(1)
+        assert sp.datagrams[0] == (b"ping", raw.getsockname())
+        st.sendto(b"pong", raw.getsockname())
+        await cp.wait(1)
+        assert cp.datagrams[0] == (b"pong", server_addr)
+        assert {"sendto", "recvfrom"} <= sock.calls
+        await close_endpoint(ct, cp)
+        await close_endpoint(st, sp)
+
+    run(loop, main())
+
+
 @pytest.mark.parametrize("connected", [False, True], ids=["sendto", "connected"])
 def test_a_socket_subclass_recvfrom_and_sendto_are_called(loop, connected):
     """A datagram socket whose class overrides recvfrom()/sendto()/send()
