@@ -88,6 +88,7 @@ typedef struct {
     unsigned long long iterations;
     unsigned long long callbacks;
     unsigned long long sendfile_calls; /* sendfile(2) calls sock_sendfile() made */
+    unsigned long long stream_sends;   /* send(2)/sendmsg(2) calls of stream transports */
 } cio_totals;
 
 struct HandleObj;
@@ -342,12 +343,17 @@ typedef struct {
     char debug;
     char running;
     char time_replaced;         /* loop.time is not LoopBase.time: see cio_loop_now() */
+    char corking;               /* a callback is running: writes may be corked */
     unsigned long thread_ident; /* valid while running */
     double clock_resolution;
     double slow_callback_duration;
     PyObject *current_handle; /* debug mode only */
     PyObject *task_factory;
     char *rbuf; /* read buffer shared by the transports */
+    /* The stream transports holding writes of the running callback, to
+     * send when it returns (see cio_loop_uncork()). */
+    PyObject **corked;
+    Py_ssize_t ncorked, corked_cap;
     PyObject *dict;
     PyObject *weakreflist;
 } LoopObj;
@@ -433,6 +439,40 @@ int cio_check_callback(cio_state *st, PyObject *callback, const char *method);
  * "write", a transport or sock_*() operation's I/O) took `seconds`, as
  * slow as slow_callback_duration or slower.  Errors are unraisable. */
 void cio_loop_log_slow(LoopObj *loop, PyObject *what, const char *io, double seconds);
+
+/* Corked writes.  While the loop runs a callback (a ready-queue entry, or
+ * a transport's event run during dispatch), a stream transport may hold
+ * that callback's small writes instead of sending each at once (see
+ * transport_stream.c); it notes itself with cio_loop_cork() and the loop
+ * sends them all when the callback returns (cio_loop_uncork()), so two
+ * write()s in one callback cost one system call.  cio_loop_cork() takes a
+ * reference; returns 0 or -1. */
+int cio_loop_cork(LoopObj *loop, PyObject *transport);
+/* Sends every corked transport's writes.  `rc` is the callback's result:
+ * an exception it left set is kept, and the first of its and the sends' is
+ * what the -1 returned carries. */
+int cio_loop_uncork(LoopObj *loop, int rc);
+/* transport.c: sends a transport's corked writes.  Returns 0 or -1. */
+int cio_transport_uncork(PyObject *transport);
+
+/* Around one callback: corking on before it, its corked writes sent
+ * after.  cio_loop_cork_begin() returns what cio_loop_cork_end() restores
+ * (a callback may run a nested iteration); cio_loop_cork_end() returns rc,
+ * or -1 if sending failed. */
+static inline char
+cio_loop_cork_begin(LoopObj *loop)
+{
+    char was = loop->corking;
+    loop->corking = 1;
+    return was;
+}
+
+static inline int
+cio_loop_cork_end(LoopObj *loop, char was, int rc)
+{
+    loop->corking = was;
+    return loop->ncorked > 0 ? cio_loop_uncork(loop, rc) : rc;
+}
 
 /* loop_fd.c: readiness of file descriptors. */
 extern PyMethodDef cio_loop_fd_methods[];

@@ -237,6 +237,59 @@ timers_clear(LoopObj *self)
     }
 }
 
+/* ---- corked writes ---- */
+
+int
+cio_loop_cork(LoopObj *self, PyObject *transport)
+{
+    if (self->ncorked == self->corked_cap) {
+        Py_ssize_t cap = self->corked_cap ? self->corked_cap * 2 : 8;
+        PyObject **corked = PyMem_Realloc(self->corked, cap * sizeof(PyObject *));
+        if (corked == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->corked = corked;
+        self->corked_cap = cap;
+    }
+    self->corked[self->ncorked++] = Py_NewRef(transport);
+    return 0;
+}
+
+int
+cio_loop_uncork(LoopObj *self, int rc)
+{
+    PyObject *exc = rc < 0 ? cio_err_take() : NULL;
+    /* A send that fails runs the exception handler, which may write (sent
+     * at once: corking is off here) or cork again in a nested iteration, so
+     * the count is read anew each time round. */
+    char was = self->corking;
+    self->corking = 0;
+    for (Py_ssize_t i = 0; i < self->ncorked; i++) {
+        PyObject *t = self->corked[i]; /* the list's reference, now ours */
+        if (t == NULL) {
+            continue; /* taken by a nested iteration's uncork */
+        }
+        self->corked[i] = NULL;
+        if (cio_transport_uncork(t) < 0) {
+            if (exc == NULL) {
+                exc = cio_err_take();
+            }
+            else {
+                PyErr_Clear();
+            }
+        }
+        Py_DECREF(t);
+    }
+    self->ncorked = 0;
+    self->corking = was;
+    if (exc != NULL) {
+        cio_err_restore(exc);
+        return -1;
+    }
+    return rc;
+}
+
 /* ---- one iteration ---- */
 
 static int
@@ -339,7 +392,9 @@ run_once(LoopObj *self)
         if (!cio_ring_pop(&self->ready, &it)) {
             break; /* close() from a callback emptied the queue */
         }
+        char was = cio_loop_cork_begin(self);
         int rc = self->debug ? run_item_debug(self, &it) : run_item(self, &it);
+        rc = cio_loop_cork_end(self, was, rc);
         cio_loop_item_release(&it);
         if (rc < 0) {
             return -1;
@@ -1033,6 +1088,9 @@ Loop_traverse(LoopObj *self, visitproc visit, void *arg)
     Py_VISIT(self->current_handle);
     Py_VISIT(self->task_factory);
     Py_VISIT(self->dict);
+    for (Py_ssize_t i = 0; i < self->ncorked; i++) {
+        Py_VISIT(self->corked[i]);
+    }
     if (self->ready.len > 0) {
         for (size_t i = 0; i < self->ready.len; i++) {
             cio_ring_item *it = &self->ready.buf[(self->ready.head + i) & (self->ready.cap - 1)];
@@ -1059,6 +1117,9 @@ Loop_clear(LoopObj *self)
     Py_CLEAR(self->current_handle);
     Py_CLEAR(self->task_factory);
     Py_CLEAR(self->dict);
+    while (self->ncorked > 0) {
+        Py_CLEAR(self->corked[--self->ncorked]);
+    }
     cio_ring_item it;
     while (cio_ring_pop(&self->ready, &it)) {
         cio_loop_item_release(&it);
@@ -1107,6 +1168,7 @@ Loop_dealloc(LoopObj *self)
     cio_heap_fini(&self->timers);
     cio_fdtable_fini(&self->fds);
     PyMem_Free(self->fired);
+    PyMem_Free(self->corked);
     PyMem_RawFree(self->rbuf);
     self->st->live.loops--;
     tp->tp_free(self);

@@ -252,9 +252,10 @@ static PyObject *
 mod_stats(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
     cio_state *st = PyModule_GetState(module);
-    return Py_BuildValue("{sK,sK,sK,sK}", "loops_created", st->totals.loops_created, "iterations",
-                         st->totals.iterations, "callbacks", st->totals.callbacks, "sendfile_calls",
-                         st->totals.sendfile_calls);
+    return Py_BuildValue("{sK,sK,sK,sK,sK}", "loops_created", st->totals.loops_created,
+                         "iterations", st->totals.iterations, "callbacks", st->totals.callbacks,
+                         "sendfile_calls", st->totals.sendfile_calls, "stream_sends",
+                         st->totals.stream_sends);
 }
 
 PyObject *cio_task_all(cio_state *st);

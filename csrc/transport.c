@@ -448,6 +448,20 @@ release_fd(TransportObj *t)
     }
 }
 
+/* Corked writes were sent at write() as far as anyone can tell: whatever
+ * reads or changes the write buffer's state sends them first. */
+static int
+uncork(TransportObj *t)
+{
+    return t->corked ? t->ops->uncork(t) : 0;
+}
+
+int
+cio_transport_uncork(PyObject *transport)
+{
+    return uncork((TransportObj *)transport);
+}
+
 int
 cio_transport_schedule_connection_lost(TransportObj *t, PyObject *exc)
 {
@@ -457,6 +471,14 @@ cio_transport_schedule_connection_lost(TransportObj *t, PyObject *exc)
 int
 cio_transport_force_close(TransportObj *t, PyObject *exc)
 {
+    if (t->conn_lost) {
+        return 0;
+    }
+    /* What write() took before an abort() went out, as with asyncio; a
+     * send that fails ends the connection itself, with its own error. */
+    if (uncork(t) < 0) {
+        return -1;
+    }
     if (t->conn_lost) {
         return 0;
     }
@@ -599,6 +621,12 @@ cio_transport_close(TransportObj *t, PyObject *Py_UNUSED(ignored))
     if (t->closing) {
         Py_RETURN_NONE;
     }
+    if (uncork(t) < 0) {
+        return NULL;
+    }
+    if (t->closing) {
+        return Py_NewRef(Py_None); /* the send failed: the connection is over */
+    }
     t->closing = 1;
     if (cio_transport_watch(t, CIO_READ, 0) < 0) {
         return NULL;
@@ -671,6 +699,9 @@ cio_transport_resume_reading(TransportObj *t, PyObject *Py_UNUSED(ignored))
 PyObject *
 cio_transport_get_write_buffer_size(TransportObj *t, PyObject *Py_UNUSED(ignored))
 {
+    if (uncork(t) < 0) {
+        return NULL;
+    }
     return PyLong_FromSsize_t(t->ops->buffer_size(t));
 }
 
@@ -755,7 +786,7 @@ cio_transport_set_write_buffer_limits(TransportObj *t, PyObject *args, PyObject 
     Py_XSETREF(t->limits, limits);
     t->high_water = high_size;
     t->low_water = low_size;
-    if (cio_transport_maybe_pause(t, t->ops->buffer_size(t)) < 0) {
+    if (uncork(t) < 0 || cio_transport_maybe_pause(t, t->ops->buffer_size(t)) < 0) {
         goto done;
     }
     result = Py_NewRef(Py_None);

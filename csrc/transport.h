@@ -50,6 +50,7 @@ typedef struct {
     char protocol_connected;
     char reading; /* the fd's reader is this transport */
     char writing; /* the fd's writer is this transport */
+    char corked;  /* holds writes of the running callback (see cio_loop_cork) */
     uint16_t tag; /* CIO_W_STREAM or CIO_W_DGRAM */
     const struct cio_transport_ops *ops;
 } TransportObj;
@@ -61,6 +62,9 @@ typedef struct cio_transport_ops {
     /* Called once the protocol has its connection_lost(), or NULL.
      * Returns 0 or -1. */
     int (*connection_lost)(TransportObj *t);
+    /* Sends the writes held while `corked`, and clears it; NULL for a
+     * transport that never corks.  Returns 0 or -1. */
+    int (*uncork)(TransportObj *t);
 } cio_transport_ops;
 
 /* Sets up the common fields: extra info (socket, sockname, peername), fd

@@ -87,7 +87,7 @@ dgram_buffer_clear(TransportObj *t)
     d->qsize = 0;
 }
 
-static const cio_transport_ops dgram_ops = {dgram_buffer_size, dgram_buffer_clear, NULL};
+static const cio_transport_ops dgram_ops = {dgram_buffer_size, dgram_buffer_clear, NULL, NULL};
 
 static int
 queue_push(DgramObj *d, PyObject *data, PyObject *addr, int front)

@@ -10,8 +10,22 @@
  * bytes object of exactly the received size; a BufferedProtocol gets data
  * straight into its own buffer (get_buffer/buffer_updated).
  *
- * Invariants: `writing` (watching for writability) is set exactly while the
- * queue is not empty; wsize is the number of unsent bytes in the queue. */
+ * Corking: a write() of bytes that a callback makes while nothing is queued
+ * is queued instead of sent, and the loop sends it when the callback
+ * returns (cio_loop_uncork()), together with whatever else the callback
+ * wrote to the transport meanwhile: uvicorn's headers-then-body response is
+ * one sendmsg() instead of two send()s.  asyncio and uvloop send at
+ * write().  Here the data leaves before any other callback runs, and the
+ * transport does not let the writing callback tell either:
+ * get_write_buffer_size(), close(), abort(), write_eof(),
+ * set_write_buffer_limits() and sendfile send it first, and a write that
+ * would pass the high-water mark goes out with it.  What differs is only
+ * the moment of the system call: a callback that blocks (without
+ * returning to the loop) until the peer has the data waits forever.
+ *
+ * Invariants: the queue is not empty exactly while `writing` (watching for
+ * writability) or `corked` is set, never both; wsize is the number of
+ * unsent bytes in the queue. */
 #include "transport.h"
 
 #include <errno.h>
@@ -95,8 +109,10 @@ stream_connection_lost(TransportObj *t)
     return rc;
 }
 
+static int stream_uncork(TransportObj *t);
+
 static const cio_transport_ops stream_ops = {stream_buffer_size, stream_buffer_clear,
-                                             stream_connection_lost};
+                                             stream_connection_lost, stream_uncork};
 
 /* Appends data[offset:] (a buffer view) to the queue, keeping a reference
  * to bytes and copying anything else. */
@@ -258,6 +274,7 @@ send_iov(StreamObj *s, struct iovec *iov, int n, int gather)
     struct msghdr msg = {0};
     msg.msg_iov = iov;
     msg.msg_iovlen = (size_t)n;
+    s->base.st->totals.stream_sends++;
     for (;;) {
         ssize_t r = n == 1 ? send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
                            : sendmsg(fd, &msg, MSG_NOSIGNAL);
@@ -341,13 +358,52 @@ write_after_lost(StreamObj *s)
     return 0;
 }
 
+/* Whether write(data) may be corked rather than sent at once (see the top
+ * of the file): the loop is running a callback, data is bytes (kept by
+ * reference; anything else would be copied, which costs more than the
+ * system call saved), and under the high-water mark, so asyncio would not
+ * have paused the protocol for it either.  A socket with its own send()
+ * does not cork: it must see the calls asyncio makes. */
+static int
+may_cork(StreamObj *s, PyObject *data, Py_ssize_t len)
+{
+    TransportObj *t = &s->base;
+    return t->loop != NULL && t->loop->corking && PyBytes_CheckExact(data) &&
+           len <= t->high_water && !s->via_methods;
+}
+
 /* Writes the pieces (views[i] of objs[i]): sends what the kernel takes now
  * if nothing is queued, queues the rest, watches for writability.  `gather`:
- * writelines() is writing (see send_iov()). */
+ * writelines() is writing (see send_iov()).  A one-piece write() from a
+ * callback may be corked instead. */
 static int
 write_pieces(StreamObj *s, PyObject **objs, Py_buffer *views, Py_ssize_t n, int gather)
 {
     TransportObj *t = &s->base;
+    if (t->corked) {
+        /* Behind what this callback wrote already: with it, in one send. */
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (views[i].len > 0 && queue_append(s, objs[i], &views[i], 0) < 0) {
+                return -1;
+            }
+        }
+        if (!gather && may_cork(s, objs[0], s->wsize)) {
+            return 0;
+        }
+        if (stream_uncork(t) < 0) {
+            return -1;
+        }
+        return cio_transport_maybe_pause(t, s->wsize);
+    }
+    /* Not while `writing`: write_ready() is running resume_writing(), and
+     * sends what the protocol writes there at once, as before. */
+    if (s->wsize == 0 && !t->writing && !gather && may_cork(s, objs[0], views[0].len)) {
+        if (cio_loop_cork(t->loop, (PyObject *)s) < 0) {
+            return -1;
+        }
+        t->corked = 1;
+        return queue_append(s, objs[0], &views[0], 0);
+    }
     Py_ssize_t first = 0, offset = 0;
     if (s->wsize == 0) {
         Py_ssize_t done = 0;
@@ -494,14 +550,13 @@ shutdown_write(StreamObj *s)
     return res ? 0 : -1;
 }
 
-/* The fd is writable: flush what we can. */
+/* Sends what the kernel takes of the queue, and drops that from it.  A
+ * send that fails ends the connection (fatal error): *failed is set then,
+ * and what is returned is the fatal error path's result. */
 static int
-write_ready(StreamObj *s)
+send_queue(StreamObj *s, int *failed)
 {
     TransportObj *t = &s->base;
-    if (t->conn_lost || s->wq_len == 0) {
-        return 0;
-    }
     struct iovec iov[MAX_IOV];
     int k = 0;
     for (Py_ssize_t i = 0; i < s->wq_len && k < MAX_IOV; i++, k++) {
@@ -511,6 +566,7 @@ write_ready(StreamObj *s)
     }
     Py_ssize_t sent = send_iov(s, iov, k, 1);
     if (sent < 0) {
+        *failed = 1;
         PyObject *exc = cio_err_take();
         cio_transport_watch(t, CIO_WRITE, 0);
         stream_buffer_clear(t);
@@ -523,6 +579,40 @@ write_ready(StreamObj *s)
         return rc;
     }
     queue_consume(s, sent);
+    return 0;
+}
+
+/* Sends the writes corked by the callback that has just returned: what
+ * the kernel does not take waits for writability, as after write(). */
+static int
+stream_uncork(TransportObj *t)
+{
+    StreamObj *s = (StreamObj *)t;
+    t->corked = 0;
+    if (t->conn_lost || s->wq_len == 0) {
+        return 0;
+    }
+    int failed = 0;
+    int rc = send_queue(s, &failed);
+    if (rc < 0 || failed || s->wsize == 0) {
+        return rc;
+    }
+    return cio_transport_watch(t, CIO_WRITE, 1);
+}
+
+/* The fd is writable: flush what we can. */
+static int
+write_ready(StreamObj *s)
+{
+    TransportObj *t = &s->base;
+    if (t->conn_lost || s->wq_len == 0) {
+        return 0;
+    }
+    int failed = 0;
+    int rc = send_queue(s, &failed);
+    if (rc < 0 || failed) {
+        return rc;
+    }
     if (cio_transport_maybe_resume(t, s->wsize) < 0) { /* may write more */
         return -1;
     }
@@ -548,6 +638,9 @@ Stream_write_eof(StreamObj *s, PyObject *Py_UNUSED(ignored))
 {
     if (s->base.closing || s->eof) {
         Py_RETURN_NONE;
+    }
+    if (s->base.corked && (stream_uncork(&s->base) < 0 || s->base.closing)) {
+        return s->base.closing ? Py_NewRef(Py_None) : NULL;
     }
     s->eof = 1;
     if (s->wsize == 0 && shutdown_write(s) < 0) {
@@ -834,6 +927,9 @@ Stream_make_empty_waiter(StreamObj *s, PyObject *Py_UNUSED(ignored))
     }
     if (s->base.loop == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "transport is closed");
+        return NULL;
+    }
+    if (s->base.corked && stream_uncork(&s->base) < 0) {
         return NULL;
     }
     s->empty_waiter = cio_future_new(s->base.st, (PyObject *)s->base.loop);

@@ -798,6 +798,7 @@ def test_pause_and_resume_reading(loop):
             c.server_t.pause_reading()  # twice: no error
             assert not c.server_t.is_reading()
             c.client_t.write(b"held back")
+            await asyncio.sleep(0)  # casyncio sends a write when its callback returns
             assert kernel_has_data(c.server_t.get_extra_info("socket"))
             for _ in range(5):
                 await asyncio.sleep(0)
@@ -1808,6 +1809,7 @@ def test_connect_accepted_socket(loop):
                 client.sendall(b"in")
                 assert await p.wait_bytes(2) == b"in"
                 t.write(b"out")
+                await asyncio.sleep(0)  # casyncio sends a write when its callback returns
                 assert client.recv(3) == b"out"
                 await close_transport(t, p)
                 assert client.recv(10) == b""
