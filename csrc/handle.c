@@ -622,10 +622,9 @@ static PyObject *
 Handle_get_class(PyObject *self, void *Py_UNUSED(closure))
 {
     PyTypeObject *tp = Py_TYPE(self);
-    cio_state *st = PyType_GetModuleState(tp);
+    cio_state *st = cio_state_from_type(tp); /* a subclass finds it too */
     if (st == NULL) {
-        PyErr_Clear(); /* a subclass: not the type that has the state */
-        return Py_NewRef(tp);
+        return NULL;
     }
     if (tp != st->HandleType && tp != st->TimerHandleType) {
         return Py_NewRef(tp);
