@@ -639,8 +639,13 @@ Stream_write_eof(StreamObj *s, PyObject *Py_UNUSED(ignored))
     if (s->base.closing || s->eof) {
         Py_RETURN_NONE;
     }
-    if (s->base.corked && (stream_uncork(&s->base) < 0 || s->base.closing)) {
-        return s->base.closing ? Py_NewRef(Py_None) : NULL;
+    if (s->base.corked) {
+        if (stream_uncork(&s->base) < 0) {
+            return NULL;
+        }
+        if (s->base.closing) {
+            Py_RETURN_NONE; /* the send failed: the connection is over */
+        }
     }
     s->eof = 1;
     if (s->wsize == 0 && shutdown_write(s) < 0) {
