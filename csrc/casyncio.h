@@ -450,8 +450,11 @@ void cio_loop_log_slow(LoopObj *loop, PyObject *what, const char *io, double sec
 int cio_loop_cork(LoopObj *loop, PyObject *transport);
 /* Sends every corked transport's writes.  `rc` is the callback's result:
  * an exception it left set is kept, and the first of its and the sends' is
- * what the -1 returned carries. */
-int cio_loop_uncork(LoopObj *loop, int rc);
+ * what the -1 returned carries.  `it` is the ready entry that ran (NULL for
+ * a transport's event run during dispatch): the sends are made in its
+ * context, so that a send that fails reports the error and schedules
+ * connection_lost() where asyncio would, at write(). */
+int cio_loop_uncork(LoopObj *loop, int rc, const cio_ring_item *it);
 /* transport.c: sends a transport's corked writes.  Returns 0 or -1. */
 int cio_transport_uncork(PyObject *transport);
 
@@ -468,10 +471,10 @@ cio_loop_cork_begin(LoopObj *loop)
 }
 
 static inline int
-cio_loop_cork_end(LoopObj *loop, char was, int rc)
+cio_loop_cork_end(LoopObj *loop, char was, int rc, const cio_ring_item *it)
 {
     loop->corking = was;
-    return loop->ncorked > 0 ? cio_loop_uncork(loop, rc) : rc;
+    return loop->ncorked > 0 ? cio_loop_uncork(loop, rc, it) : rc;
 }
 
 /* loop_fd.c: readiness of file descriptors. */

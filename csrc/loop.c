@@ -256,10 +256,36 @@ cio_loop_cork(LoopObj *self, PyObject *transport)
     return 0;
 }
 
+/* The context a ready entry ran its callback in; NULL where it entered
+ * none of its own (a transport's event). */
+static PyObject * /* borrowed */
+item_context(const cio_ring_item *it)
+{
+    switch (it->kind) {
+    case CIO_READY_HANDLE:
+        return ((HandleObj *)it->a)->context;
+    case CIO_READY_CALL1:
+        return (PyObject *)it->c;
+    case CIO_READY_TASK_STEP:
+    case CIO_READY_TASK_WAKEUP:
+        return ((TaskObj *)it->a)->context;
+    case CIO_READY_FD_EVENT:
+        break;
+    }
+    return NULL;
+}
+
 int
-cio_loop_uncork(LoopObj *self, int rc)
+cio_loop_uncork(LoopObj *self, int rc, const cio_ring_item *it)
 {
     PyObject *exc = rc < 0 ? cio_err_take() : NULL;
+    /* The callback has left its context, so entering it again succeeds; if
+     * it cannot be entered, the sends are made in the current one. */
+    PyObject *ctx = it != NULL ? item_context(it) : NULL;
+    if (ctx != NULL && PyContext_Enter(ctx) < 0) {
+        PyErr_Clear();
+        ctx = NULL;
+    }
     /* A send that fails runs the exception handler, which may write (sent
      * at once: corking is off here) or cork again in a nested iteration, so
      * the count is read anew each time round. */
@@ -283,6 +309,9 @@ cio_loop_uncork(LoopObj *self, int rc)
     }
     self->ncorked = 0;
     self->corking = was;
+    if (ctx != NULL && PyContext_Exit(ctx) < 0) {
+        PyErr_Clear(); /* cannot fail: entered above, in this thread */
+    }
     if (exc != NULL) {
         cio_err_restore(exc);
         return -1;
@@ -394,7 +423,7 @@ run_once(LoopObj *self)
         }
         char was = cio_loop_cork_begin(self);
         int rc = self->debug ? run_item_debug(self, &it) : run_item(self, &it);
-        rc = cio_loop_cork_end(self, was, rc);
+        rc = cio_loop_cork_end(self, was, rc, &it);
         cio_loop_item_release(&it);
         if (rc < 0) {
             return -1;

@@ -528,7 +528,7 @@ notify_watcher(LoopObj *self, int fd, cio_fd_entry *e, int which)
     }
     if (self->io_inline) {
         char was = cio_loop_cork_begin(self);
-        return cio_loop_cork_end(self, was, run_watcher(self, w, tag, which));
+        return cio_loop_cork_end(self, was, run_watcher(self, w, tag, which), NULL);
     }
     if (cio_loop_push(self, CIO_READY_FD_EVENT, w, (void *)(intptr_t)fd, (void *)(intptr_t)which) <
         0) {

@@ -10,7 +10,9 @@ tell that the system call came later."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import socket
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -225,3 +227,40 @@ def test_a_write_to_a_closed_peer_ends_the_connection_with_the_send_error(loop):
             assert t.is_closing()
 
         run(loop, main())
+
+
+@pytest.mark.parametrize("writer", ["callback", "task"])
+def test_a_failed_sends_connection_lost_sees_the_writers_context(loop, writer):
+    """A send that fails schedules connection_lost() in a copy of the
+    current context: asyncio's is the writer's, at write(), and a corked
+    send is made back in that context.  From 3.15 a transport runs its
+    protocol's callbacks in its own context instead."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="loop")
+    seen: list[str] = []
+
+    class Seeing(Recorder):
+        def connection_lost(self, exc: Exception | None) -> None:
+            seen.append(var.get())
+            super().connection_lost(exc)
+
+    def write(t: asyncio.Transport) -> None:
+        var.set("writer")
+        t.write(b"x")
+
+    async def write_in_task(t: asyncio.Transport) -> None:
+        write(t)
+
+    a, b = socket.socketpair()
+    with a:
+
+        async def main() -> None:
+            t, p = await loop.create_connection(lambda: Seeing(loop), sock=a)
+            b.close()
+            if writer == "task":
+                await loop.create_task(write_in_task(t), context=contextvars.copy_context())
+            else:
+                loop.call_soon(write, t, context=contextvars.copy_context())
+            assert isinstance(await p.lost, BrokenPipeError)
+
+        run(loop, main())
+    assert seen == (["loop"] if sys.version_info >= (3, 15) else ["writer"])
