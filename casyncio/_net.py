@@ -503,7 +503,14 @@ class NetworkMixin:
                     if mine:
                         raise mine.pop()
                     raise OSError(f"no matching local address with family={family} found")
-            await self.sock_connect(sock, address)
+            # The address is getaddrinfo()'s already: sock_connect() would
+            # only resolve it again.  One replaced on the instance or in a
+            # subclass is called, as asyncio calls it.
+            connect = self.sock_connect
+            if getattr(connect, "__func__", None) is NetworkMixin.sock_connect:
+                await self._sock_connect(sock, address)
+            else:
+                await connect(sock, address)
             return sock
         except OSError as exc:
             mine.append(exc)

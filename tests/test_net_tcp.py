@@ -211,6 +211,26 @@ def test_create_connection_makes_a_non_blocking_socket(loop):
     run(loop, main())
 
 
+def test_create_connection_calls_a_replaced_sock_connect(loop, monkeypatch):
+    """create_connection() connects through loop.sock_connect(): one
+    replaced on the instance sees each attempt with the resolved address
+    (casyncio skips the call only for its own method)."""
+    seen: list[Any] = []
+    original = loop.sock_connect
+
+    async def spy(sock: socket.socket, address: Any) -> None:
+        seen.append(address)
+        await original(sock, address)
+
+    monkeypatch.setattr(loop, "sock_connect", spy)
+
+    async def main() -> None:
+        async with tcp_connection(loop) as c:
+            assert seen == [c.client_t.get_extra_info("peername")]
+
+    run(loop, main())
+
+
 def test_create_connection_sock(loop):
     async def main() -> None:
         server = await loop.create_server(lambda: Recorder(loop), HOST, 0)
