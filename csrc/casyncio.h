@@ -450,13 +450,16 @@ void cio_loop_log_slow(LoopObj *loop, PyObject *what, const char *io, double sec
 int cio_loop_cork(LoopObj *loop, PyObject *transport);
 /* Sends every corked transport's writes.  `rc` is the callback's result:
  * an exception it left set is kept, and the first of its and the sends' is
- * what the -1 returned carries.  `it` is the ready entry that ran (NULL for
- * a transport's event run during dispatch): the sends are made in its
- * context, so that a send that fails reports the error and schedules
- * connection_lost() where asyncio would, at write(). */
+ * what the -1 returned carries.  `it` is the ready entry that ran (a
+ * transport's event run during dispatch passes one made for it): the sends
+ * are made in its callback's context, so that a send that fails reports the
+ * error and schedules connection_lost() where asyncio would, at write(). */
 int cio_loop_uncork(LoopObj *loop, int rc, const cio_ring_item *it);
 /* transport.c: sends a transport's corked writes.  Returns 0 or -1. */
 int cio_transport_uncork(PyObject *transport);
+/* transport.c: the context watcher w's events in direction `which` ran in,
+ * if w is a transport (see cio_transport_run_io), else NULL.  Borrowed. */
+PyObject *cio_transport_event_context(cio_state *st, PyObject *w, int which);
 
 /* Around one callback: corking on before it, its corked writes sent
  * after.  cio_loop_cork_begin() returns what cio_loop_cork_end() restores

@@ -256,10 +256,9 @@ cio_loop_cork(LoopObj *self, PyObject *transport)
     return 0;
 }
 
-/* The context a ready entry ran its callback in; NULL where it entered
- * none of its own (a transport's event). */
+/* The context a ready entry ran its callback in, or NULL. */
 static PyObject * /* borrowed */
-item_context(const cio_ring_item *it)
+item_context(LoopObj *self, const cio_ring_item *it)
 {
     switch (it->kind) {
     case CIO_READY_HANDLE:
@@ -270,7 +269,7 @@ item_context(const cio_ring_item *it)
     case CIO_READY_TASK_WAKEUP:
         return ((TaskObj *)it->a)->context;
     case CIO_READY_FD_EVENT:
-        break;
+        return cio_transport_event_context(self->st, it->a, (int)(intptr_t)it->c);
     }
     return NULL;
 }
@@ -281,7 +280,7 @@ cio_loop_uncork(LoopObj *self, int rc, const cio_ring_item *it)
     PyObject *exc = rc < 0 ? cio_err_take() : NULL;
     /* The callback has left its context, so entering it again succeeds; if
      * it cannot be entered, the sends are made in the current one. */
-    PyObject *ctx = it != NULL ? item_context(it) : NULL;
+    PyObject *ctx = item_context(self, it);
     if (ctx != NULL && PyContext_Enter(ctx) < 0) {
         PyErr_Clear();
         ctx = NULL;

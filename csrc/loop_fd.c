@@ -527,8 +527,12 @@ notify_watcher(LoopObj *self, int fd, cio_fd_entry *e, int which)
         return 0;
     }
     if (self->io_inline) {
+        cio_ring_item it = {.kind = CIO_READY_FD_EVENT,
+                            .a = w,
+                            .b = (void *)(intptr_t)fd,
+                            .c = (void *)(intptr_t)which};
         char was = cio_loop_cork_begin(self);
-        return cio_loop_cork_end(self, was, run_watcher(self, w, tag, which), NULL);
+        return cio_loop_cork_end(self, was, run_watcher(self, w, tag, which), &it);
     }
     if (cio_loop_push(self, CIO_READY_FD_EVENT, w, (void *)(intptr_t)fd, (void *)(intptr_t)which) <
         0) {

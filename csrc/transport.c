@@ -365,6 +365,15 @@ cio_transport_run_io(TransportObj *t, int which, int (*io)(TransportObj *, int))
     return rc;
 }
 
+PyObject *
+cio_transport_event_context(cio_state *st, PyObject *w, int which)
+{
+    if (!PyObject_TypeCheck(w, st->StreamType) && !PyObject_TypeCheck(w, st->DgramType)) {
+        return NULL; /* a sock_*() operation's: no callback of its own runs */
+    }
+    return ((TransportObj *)w)->ctx[which];
+}
+
 /* ---- flow control ---- */
 
 static int

@@ -264,3 +264,33 @@ def test_a_failed_sends_connection_lost_sees_the_writers_context(loop, writer):
 
         run(loop, main())
     assert seen == (["loop"] if sys.version_info >= (3, 15) else ["writer"])
+
+
+def test_a_failed_send_from_data_received_sees_its_context(loop):
+    """The same for a write from data_received(), which runs in the context
+    the transport's read events run in: connection_lost() sees what
+    data_received() set there, on both loops and every Python."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="loop")
+    seen: list[str] = []
+
+    class WritesBack(Recorder):
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            var.set("reader")
+            self.transport.write(b"x")
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            seen.append(var.get())
+            super().connection_lost(exc)
+
+    a, b = socket.socketpair()
+    with a, b:
+
+        async def main() -> None:
+            _, p = await loop.create_connection(lambda: WritesBack(loop), sock=a)
+            b.send(b"ping")
+            b.shutdown(socket.SHUT_RD)  # a's sends fail with EPIPE; no EOF
+            assert isinstance(await p.lost, BrokenPipeError)
+
+        run(loop, main())
+    assert seen == ["reader"]
