@@ -31,6 +31,7 @@ import io
 import os
 import re
 import sys
+import threading
 import time
 import traceback
 import unittest
@@ -313,10 +314,20 @@ class ConformanceResult(unittest.TextTestResult):
     test created, and the tracebacks of the bad outcomes."""
 
     def __init__(
-        self, stream, descriptions, verbosity, *, suite: Suite, marks: Marks, census, progress
+        self,
+        stream,
+        descriptions,
+        verbosity,
+        *,
+        suite: Suite,
+        marks: Marks,
+        census,
+        progress,
+        watchdog: Watchdog,
     ):
         super().__init__(stream, descriptions, verbosity)
         self.progress = progress
+        self.watchdog = watchdog
         self.suite = suite
         self.marks = marks
         self.census = census
@@ -351,14 +362,12 @@ class ConformanceResult(unittest.TextTestResult):
             self.progress.write(self._key(test))
             self.progress.truncate()
             self.progress.flush()
-        # A test hanging this long prints every thread's stack and ends the
-        # process; the parent then reruns the suite without it.
-        faulthandler.dump_traceback_later(TEST_TIMEOUT, exit=True)
+        self.watchdog.arm()
         self._snap = self.census.snapshot()
         self._started = time.monotonic()
 
     def stopTest(self, test) -> None:
-        faulthandler.cancel_dump_traceback_later()
+        self.watchdog.disarm()
         if self._snap is None:
             # Python 3.12.1 calls stopTest() without startTest() for a
             # skipped test (CPython gh-113267, mended in 3.12.2): it ran
@@ -417,6 +426,48 @@ class ConformanceResult(unittest.TextTestResult):
         )
 
 
+# ---- the hung-test watchdog -----------------------------------------------------
+
+
+class Watchdog:
+    """Prints every thread's stack and ends the process when a test runs
+    past TEST_TIMEOUT; the parent then reruns the suite without it.
+
+    One thread for the whole run, which looks at the running test's deadline
+    once a second and does nothing else: faulthandler's
+    dump_traceback_later() would start a thread for every test, and a test
+    that forks while that thread is starting can hand the child a lock the
+    thread holds.  AddressSanitizer's allocator, which has no fork handler,
+    did that to test_get_event_loop_new_process: its worker waited for ever
+    on the allocator lock the new thread had taken.  A hang that keeps the
+    GIL stops this thread too; run.py's limit for the whole suite ends it."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._deadline: float | None = None
+        threading.Thread(target=self._watch, name="conformance-watchdog", daemon=True).start()
+
+    def arm(self) -> None:
+        self._deadline = time.monotonic() + self.timeout
+
+    def disarm(self) -> None:
+        self._deadline = None
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(1.0)
+            deadline = self._deadline
+            if deadline is not None and time.monotonic() > deadline:
+                break
+        sys.stderr.write(f"\nTimeout: a test ran past {self.timeout:g} s\n")
+        sys.stderr.flush()
+        faulthandler.dump_traceback(all_threads=True)
+        os._exit(1)
+
+
+_watchdog: Watchdog | None = None  # made by the first run_suite() in a process
+
+
 # ---- running a suite ------------------------------------------------------------
 
 
@@ -448,8 +499,12 @@ def run_suite(
 
     progress_file = open(progress, "w") if progress else None  # noqa: SIM115
     runner = unittest.TextTestRunner(stream=stream, verbosity=verbosity)
+    global _watchdog
+    if _watchdog is None:
+        _watchdog = Watchdog(TEST_TIMEOUT)
+    watchdog = _watchdog
     runner.resultclass = lambda *a: ConformanceResult(
-        *a, suite=suite, marks=marks, census=census, progress=progress_file
+        *a, suite=suite, marks=marks, census=census, progress=progress_file, watchdog=watchdog
     )
     try:
         result = runner.run(unittest.TestSuite(tests))

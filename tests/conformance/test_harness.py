@@ -21,6 +21,12 @@ PASSING = "test_context.DecimalContextTest.test_asyncio_task_decimal_context"
 def run_harness(tmp_path, body: str) -> dict:
     """Run ``body`` (which sets ``suite``, and may edit the tables) in a
     child, then the suite; return the report."""
+    proc = run_harness_child(tmp_path, body)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def run_harness_child(tmp_path, body: str) -> subprocess.CompletedProcess:
     script = (
         textwrap.dedent(
             """
@@ -38,7 +44,7 @@ def run_harness(tmp_path, body: str) -> dict:
         """
         )
     )
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-P", "-c", script],
         cwd=tmp_path,
         env=child_env("normal"),
@@ -47,8 +53,6 @@ def run_harness(tmp_path, body: str) -> dict:
         timeout=120,
         check=False,
     )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.splitlines()[-1])
 
 
 def test_clean_suite_has_no_problem(tmp_path):
@@ -169,6 +173,25 @@ def test_selection_rule_names_unimplemented_loop_methods(tmp_path):
     reasons = set(report["excluded"].values())
     assert reasons == {"needs loop.create_server(), not implemented in casyncio yet"}
     assert all("unix" not in key for key in report["excluded"])
+
+
+def test_a_hung_test_ends_the_child_with_every_threads_stack(tmp_path):
+    # run.py takes exit code 1 (and the progress file) as "this test hung"
+    # and reruns the suite without it.
+    proc = run_harness_child(
+        tmp_path,
+        """
+        import time
+        from test.test_asyncio import test_context
+        def hangs(self):
+            time.sleep(600)
+        test_context.DecimalContextTest.test_asyncio_task_decimal_context = hangs
+        harness.TEST_TIMEOUT = 2
+        """,
+    )
+    assert proc.returncode == 1
+    assert "a test ran past 2 s" in proc.stderr
+    assert "in hangs" in proc.stderr  # the hung test's frame, from faulthandler
 
 
 def test_child_env_sets_the_mode():
