@@ -2,7 +2,7 @@
 
 A child runs one suite in one mode (``--child``) and writes its report as
 JSON; a crash or a hang there fails that suite only (a hang is cut short by
-faulthandler, which prints every thread's stack first).  The parent prints
+the harness's watchdog, which prints every thread's stack first).  The parent prints
 one line of counts per suite and mode, a total, and every problem; it exits
 non-zero if any suite has one.
 """
