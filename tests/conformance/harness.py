@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import faulthandler
 import fnmatch
+import functools
 import inspect
 import io
 import os
@@ -465,7 +466,10 @@ class Watchdog:
         os._exit(1)
 
 
-_watchdog: Watchdog | None = None  # made by the first run_suite() in a process
+@functools.cache
+def process_watchdog() -> Watchdog:
+    """The process's one watchdog, started by the first suite run in it."""
+    return Watchdog(TEST_TIMEOUT)
 
 
 # ---- running a suite ------------------------------------------------------------
@@ -499,10 +503,7 @@ def run_suite(
 
     progress_file = open(progress, "w") if progress else None  # noqa: SIM115
     runner = unittest.TextTestRunner(stream=stream, verbosity=verbosity)
-    global _watchdog
-    if _watchdog is None:
-        _watchdog = Watchdog(TEST_TIMEOUT)
-    watchdog = _watchdog
+    watchdog = process_watchdog()
     runner.resultclass = lambda *a: ConformanceResult(
         *a, suite=suite, marks=marks, census=census, progress=progress_file, watchdog=watchdog
     )
