@@ -1,15 +1,17 @@
 """The command line: run suites, each in its own child process, and report.
 
 A child runs one suite in one mode (``--child``) and writes its report as
-JSON; a crash or a hang there fails that suite only (a hang is cut short by
-the harness's watchdog, which prints every thread's stack first).  The parent prints
-one line of counts per suite and mode, a total, and every problem; it exits
-non-zero if any suite has one.
+JSON; a crash or a hang there fails that suite only (a hung test is cut short
+by the harness's watchdog, which prints every thread's stack first; a suite
+that runs out of its time is sent STACKS_SIGNAL for the same print before it
+is killed).  The parent prints one line of counts per suite and mode, a
+total, and every problem; it exits non-zero if any suite has one.
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import signal
@@ -29,6 +31,10 @@ from .suites import BY_NAME, SUITES
 TESTS_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_TIMEOUT = float(os.environ.get("CASYNCIO_CONFORMANCE_TIMEOUT", "240"))
 TEST_TIMEOUT = float(os.environ.get("CASYNCIO_CONFORMANCE_TEST_TIMEOUT", "60"))
+# faulthandler prints every thread's stack on this signal in a child, from
+# its C handler: it needs no GIL, so it works where the harness's watchdog
+# thread cannot run (a hang that holds the GIL).  No test_asyncio test uses it.
+STACKS_SIGNAL = signal.SIGUSR2
 COLUMNS = ("ran", "passed", "failed", "error", "crashed", "skipped", "xfail", "xpass", "excluded")
 
 
@@ -67,6 +73,20 @@ def _empty_report(suite: str, mode: str) -> dict:
 MAX_CRASHES = 5
 
 
+def stacks_then_kill(proc: subprocess.Popen) -> str:
+    """Kill a hung child and return its output, which ends with every
+    thread's stack if the child printed them on STACKS_SIGNAL."""
+    proc.send_signal(STACKS_SIGNAL)
+    # The child prints and hangs on (the signal kills it only if a test took
+    # the handler away): give it a moment to print, then kill it.
+    try:
+        output, _ = proc.communicate(timeout=3)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output, _ = proc.communicate()
+    return output
+
+
 def run_child(
     suite: str, mode: str, *, timeout: float = DEFAULT_TIMEOUT, verbosity: int = 1
 ) -> tuple[dict, str]:
@@ -93,24 +113,20 @@ def run_child(
             remaining = max(1.0, deadline - time.monotonic())
             for path in (report_path, progress_path):
                 path.unlink(missing_ok=True)
-            try:
-                proc = subprocess.run(
-                    cmd,
-                    check=False,
-                    cwd=tmp,
-                    env=child_env(mode),
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                    errors="replace",
-                    timeout=remaining,
-                )
-                output, code = proc.stdout, proc.returncode
-            except subprocess.TimeoutExpired as exc:
-                output = exc.stdout or ""
-                if isinstance(output, bytes):
-                    output = output.decode(errors="replace")
-                code = None
+            with subprocess.Popen(
+                cmd,
+                cwd=tmp,
+                env=child_env(mode),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+            ) as proc:
+                try:
+                    output, _ = proc.communicate(timeout=remaining)
+                    code = proc.returncode
+                except subprocess.TimeoutExpired:
+                    output, code = stacks_then_kill(proc), None
             outputs.append(output)
             if report_path.exists():
                 report = json.loads(report_path.read_text())
@@ -197,6 +213,7 @@ def _child_main(args: argparse.Namespace) -> int:
     # (as tests/conftest.py does for pytest).
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    faulthandler.register(STACKS_SIGNAL, all_threads=True)
     debug_env = bool(os.environ.get("PYTHONASYNCIODEBUG"))
     if debug_env != (args.mode == "debug"):
         print(f"mode {args.mode} but PYTHONASYNCIODEBUG={os.environ.get('PYTHONASYNCIODEBUG')!r}")

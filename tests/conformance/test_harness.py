@@ -9,11 +9,12 @@ the harness patches asyncio's globals, which must not leak into pytest.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
 
-from .run import TESTS_DIR, child_env
+from .run import TESTS_DIR, child_env, stacks_then_kill
 
 PASSING = "test_context.DecimalContextTest.test_asyncio_task_decimal_context"
 
@@ -192,6 +193,34 @@ def test_a_hung_test_ends_the_child_with_every_threads_stack(tmp_path):
     assert proc.returncode == 1
     assert "a test ran past 2 s" in proc.stderr
     assert "in hangs" in proc.stderr  # the hung test's frame, from faulthandler
+
+
+def test_a_suite_out_of_time_prints_every_threads_stack_before_it_is_killed():
+    # A hang that holds the GIL (here a C sleep called with it held) stops the
+    # harness's watchdog thread too; faulthandler's C handler still prints.
+    script = textwrap.dedent(
+        """
+        import ctypes, faulthandler, sys
+        from conformance.run import STACKS_SIGNAL
+        faulthandler.register(STACKS_SIGNAL, all_threads=True)
+        def holds_the_gil():
+            print("hanging", flush=True)
+            while True:  # a signal ends sleep() early
+                ctypes.PyDLL(None).sleep(600)
+        holds_the_gil()
+        """
+    )
+    with subprocess.Popen(
+        [sys.executable, "-P", "-c", script],
+        env=child_env("normal"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc:
+        assert proc.stdout.readline() == "hanging\n"
+        output = stacks_then_kill(proc)
+    assert proc.returncode == -signal.SIGKILL
+    assert "in holds_the_gil" in output
 
 
 def test_child_env_sets_the_mode():
