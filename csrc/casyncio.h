@@ -157,6 +157,7 @@ typedef struct {
     PyObject *str_source_traceback;
     PyObject *str_log_slow_callback;
     PyObject *str_time;
+    PyObject *str_call_at;
     PyObject *str_fileno;
     PyObject *str_timer_handle_cancelled;
     PyObject *str_get_debug;
@@ -343,6 +344,7 @@ typedef struct {
     char debug;
     char running;
     char time_replaced;         /* loop.time is not LoopBase.time: see cio_loop_now() */
+    char call_at_replaced;      /* nor loop.call_at LoopBase's: call_later() calls it */
     char corking;               /* a callback is running: writes may be corked */
     unsigned long thread_ident; /* valid while running */
     double clock_resolution;

@@ -625,6 +625,45 @@ get_seconds(PyObject *obj, const char *none_message, double *out)
     return 0;
 }
 
+/* call_later() on a loop whose call_at is replaced (by a subclass, or on
+ * the instance): asyncio's call_later() is self.call_at(self.time() + delay,
+ * callback, *args, context=context), so a loop that records its timers in
+ * call_at sees asyncio.sleep()'s too. */
+static PyObject *
+call_later_through_call_at(LoopObj *self, double when, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
+{
+    PyObject *rest, *context;
+    if (parse_call_args(self->st, "call_later", args, nargs, kwnames, 2, &rest, &context) < 0) {
+        return NULL;
+    }
+    Py_XDECREF(rest); /* only checked: args[] is passed on as it is */
+    PyObject *result = NULL;
+    PyObject *kwargs = NULL;
+    PyObject *call_args = PyTuple_New(nargs);
+    if (call_args == NULL) {
+        return NULL;
+    }
+    PyObject *deadline = PyFloat_FromDouble(when);
+    if (deadline == NULL) {
+        goto done;
+    }
+    PyTuple_SET_ITEM(call_args, 0, deadline);
+    for (Py_ssize_t i = 1; i < nargs; i++) {
+        PyTuple_SET_ITEM(call_args, i, Py_NewRef(args[i]));
+    }
+    kwargs = Py_BuildValue("{OO}", self->st->str_context, context ? context : Py_None);
+    PyObject *call_at = kwargs ? PyObject_GetAttr((PyObject *)self, self->st->str_call_at) : NULL;
+    if (call_at != NULL) {
+        result = PyObject_Call(call_at, call_args, kwargs);
+        Py_DECREF(call_at);
+    }
+done:
+    Py_XDECREF(kwargs);
+    Py_DECREF(call_args);
+    return result;
+}
+
 static PyObject *
 Loop_call_later(LoopObj *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -638,6 +677,9 @@ Loop_call_later(LoopObj *self, PyObject *const *args, Py_ssize_t nargs, PyObject
             return NULL;
         }
         when += delay;
+        if (self->call_at_replaced) {
+            return call_later_through_call_at(self, when, args, nargs, kwnames);
+        }
     }
     return schedule_at(self, "call_later", when, args, nargs, kwnames);
 }
@@ -705,46 +747,52 @@ cio_loop_now_replaced(LoopObj *self, double *now)
     return *now == -1.0 && PyErr_Occurred() ? -1 : 0;
 }
 
-/* Whether loop.time is something else than LoopBase.time: an attribute of
- * the instance, or the class's own.  1, 0, or -1 with an error set. */
+/* Whether the method `name` is something else than LoopBase's: an attribute
+ * of the instance, or the class's own.  1, 0, or -1 with an error set. */
 static int
-time_is_replaced(LoopObj *self)
+is_replaced(LoopObj *self, PyObject *name)
 {
     if (self->dict != NULL) {
-        int in_dict = PyDict_Contains(self->dict, self->st->str_time);
+        int in_dict = PyDict_Contains(self->dict, name);
         if (in_dict != 0) {
             return in_dict;
         }
     }
-    PyObject *ours = PyObject_GetAttr((PyObject *)self->st->LoopType, self->st->str_time);
-    PyObject *theirs = PyObject_GetAttr((PyObject *)Py_TYPE(self), self->st->str_time);
+    PyObject *ours = PyObject_GetAttr((PyObject *)self->st->LoopType, name);
+    PyObject *theirs = PyObject_GetAttr((PyObject *)Py_TYPE(self), name);
     int replaced = ours == NULL || theirs == NULL ? -1 : ours != theirs;
     Py_XDECREF(ours);
     Py_XDECREF(theirs);
     return replaced;
 }
 
+/* Notes whether loop.time and loop.call_at are replaced, which asyncio's
+ * loop calls through self (see cio_loop_now() and Loop_call_later()). */
 static int
-update_time_replaced(LoopObj *self)
+update_replaced(LoopObj *self)
 {
-    int replaced = time_is_replaced(self);
-    if (replaced < 0) {
+    int time = is_replaced(self, self->st->str_time);
+    int call_at = time < 0 ? -1 : is_replaced(self, self->st->str_call_at);
+    if (call_at < 0) {
         return -1;
     }
-    self->time_replaced = (char)replaced;
+    self->time_replaced = (char)time;
+    self->call_at_replaced = (char)call_at;
     return 0;
 }
 
-/* Setting or deleting loop.time switches the loop's own clock reads to the
- * attribute and back (a class replaced afterwards is seen when run starts). */
+/* Setting or deleting loop.time or loop.call_at switches the loop's own
+ * calls to the attribute and back (a class replaced afterwards is seen when
+ * run starts). */
 static int
 Loop_setattro(LoopObj *self, PyObject *name, PyObject *value)
 {
     if (PyObject_GenericSetAttr((PyObject *)self, name, value) < 0) {
         return -1;
     }
-    if (name == self->st->str_time || PyUnicode_CompareWithASCIIString(name, "time") == 0) {
-        return update_time_replaced(self);
+    if (PyUnicode_Check(name) && (PyUnicode_CompareWithASCIIString(name, "time") == 0 ||
+                                  PyUnicode_CompareWithASCIIString(name, "call_at") == 0)) {
+        return update_replaced(self);
     }
     return 0;
 }
@@ -950,7 +998,7 @@ Loop__run(LoopObj *self, PyObject *Py_UNUSED(ignored))
         PyErr_SetString(PyExc_RuntimeError, "This event loop is already running");
         return NULL;
     }
-    if (update_time_replaced(self) < 0) {
+    if (update_replaced(self) < 0) {
         return NULL;
     }
     /* Keep ourselves alive whatever the callbacks drop. */
@@ -977,7 +1025,7 @@ Loop__run_once(LoopObj *self, PyObject *Py_UNUSED(ignored))
     if (cio_loop_check_closed(self) < 0) {
         return NULL;
     }
-    if (update_time_replaced(self) < 0) {
+    if (update_replaced(self) < 0) {
         return NULL;
     }
     Py_INCREF(self);
@@ -1081,7 +1129,7 @@ Loop_init(LoopObj *self, PyObject *args, PyObject *kwds)
     e->events = CIO_POLL_IN;
     e->reader_tag = CIO_W_WAKEUP;
     self->closed = 0;
-    return update_time_replaced(self);
+    return update_replaced(self);
 }
 
 static PyObject *

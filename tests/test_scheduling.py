@@ -4,6 +4,7 @@ threads waking the loop.  Every test runs on casyncio and on stock asyncio."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import random
 import sys
@@ -520,6 +521,65 @@ def test_a_replaced_time_that_raises(loop):
     assert not loop.is_running()
     del loop.time
     h.cancel()
+    assert_loop_usable(loop)
+
+
+# ---- a replaced loop.call_at -------------------------------------------------
+# asyncio's call_later() is self.call_at(self.time() + delay, callback, *args,
+# context=context): a test loop that records its timers in call_at (aiostream's)
+# sees asyncio.sleep()'s and every other call_later()'s there.
+
+
+def test_a_subclass_call_at_sees_call_later_and_sleep(loop):
+    seen: list[tuple] = []
+
+    class RecordingLoop(type(loop)):
+        def call_at(self, when, callback, *args, **kwargs):
+            seen.append((when, callback, args, kwargs))
+            return super().call_at(when, callback, *args, **kwargs)
+
+    lp = RecordingLoop()
+    try:
+        ctx = contextvars.copy_context()
+        t0 = lp.time()
+        h = lp.call_later(10, print, "a", "b", context=ctx)
+        when, callback, args, kwargs = seen.pop()
+        assert t0 + 10 <= when == h.when() <= lp.time() + 10
+        assert (callback, args, kwargs) == (print, ("a", "b"), {"context": ctx})
+        h.cancel()
+        lp.call_later(10, print).cancel()
+        assert seen.pop()[2:] == ((), {"context": None})  # as asyncio passes it
+        lp.run_until_complete(asyncio.sleep(0.001))
+        assert len(seen) == 1 and seen[0][1] is not print  # the sleep's timer
+    finally:
+        lp.close()
+
+
+def test_an_instance_call_at_sees_call_later_until_it_is_removed(loop):
+    with mock.patch.object(loop, "call_at", wraps=loop.call_at) as call_at:
+        h = loop.call_later(5, print)
+        assert call_at.call_count == 1
+        assert call_at.call_args.args[1:] == (print,)
+        assert h.when() == call_at.call_args.args[0]
+        h.cancel()
+    loop.call_later(5, print).cancel()
+    assert call_at.call_count == 1  # the patch is gone: call_later() alone
+
+
+def test_a_replaced_call_at_that_raises(loop):
+    """call_later() raises what call_at() raised and schedules nothing."""
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError
+
+    loop.call_at = broken
+    with pytest.raises(ZeroDivisionError):
+        loop.call_later(1, print)
+    with pytest.raises(TypeError):  # call_later()'s own checks come first
+        loop.call_later(1, print, spam=1)
+    del loop.call_at
+    loop.call_later(0, loop.stop)
+    loop.run_forever()
     assert_loop_usable(loop)
 
 
