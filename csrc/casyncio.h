@@ -158,6 +158,7 @@ typedef struct {
     PyObject *str_log_slow_callback;
     PyObject *str_time;
     PyObject *str_call_at;
+    PyObject *str_run_once;
     PyObject *str_fileno;
     PyObject *str_timer_handle_cancelled;
     PyObject *str_get_debug;
@@ -345,6 +346,7 @@ typedef struct {
     char running;
     char time_replaced;         /* loop.time is not LoopBase.time: see cio_loop_now() */
     char call_at_replaced;      /* nor loop.call_at LoopBase's: call_later() calls it */
+    char run_once_replaced;     /* nor loop._run_once: each iteration calls it */
     char corking;               /* a callback is running: writes may be corked */
     unsigned long thread_ident; /* valid while running */
     double clock_resolution;

@@ -766,24 +766,27 @@ is_replaced(LoopObj *self, PyObject *name)
     return replaced;
 }
 
-/* Notes whether loop.time and loop.call_at are replaced, which asyncio's
- * loop calls through self (see cio_loop_now() and Loop_call_later()). */
+/* Notes which of the methods asyncio's loop calls through self are
+ * replaced: time (see cio_loop_now()), call_at (Loop_call_later()) and
+ * _run_once (Loop__run()). */
 static int
 update_replaced(LoopObj *self)
 {
     int time = is_replaced(self, self->st->str_time);
     int call_at = time < 0 ? -1 : is_replaced(self, self->st->str_call_at);
-    if (call_at < 0) {
+    int run_once = call_at < 0 ? -1 : is_replaced(self, self->st->str_run_once);
+    if (run_once < 0) {
         return -1;
     }
     self->time_replaced = (char)time;
     self->call_at_replaced = (char)call_at;
+    self->run_once_replaced = (char)run_once;
     return 0;
 }
 
-/* Setting or deleting loop.time or loop.call_at switches the loop's own
- * calls to the attribute and back (a class replaced afterwards is seen when
- * run starts). */
+/* Setting or deleting one of those methods on the loop switches the loop's
+ * own calls to the attribute and back (a class replaced afterwards is seen
+ * when run starts). */
 static int
 Loop_setattro(LoopObj *self, PyObject *name, PyObject *value)
 {
@@ -791,7 +794,8 @@ Loop_setattro(LoopObj *self, PyObject *name, PyObject *value)
         return -1;
     }
     if (PyUnicode_Check(name) && (PyUnicode_CompareWithASCIIString(name, "time") == 0 ||
-                                  PyUnicode_CompareWithASCIIString(name, "call_at") == 0)) {
+                                  PyUnicode_CompareWithASCIIString(name, "call_at") == 0 ||
+                                  PyUnicode_CompareWithASCIIString(name, "_run_once") == 0)) {
         return update_replaced(self);
     }
     return 0;
@@ -988,6 +992,20 @@ Loop_get_task_factory(LoopObj *self, PyObject *Py_UNUSED(ignored))
     return Py_NewRef(self->task_factory ? self->task_factory : Py_None);
 }
 
+/* An iteration through a replaced loop._run_once (a test loop that counts
+ * iterations, or moves a fake clock, there), as asyncio's run_forever() calls
+ * self._run_once(). */
+static int
+run_replaced_once(LoopObj *self)
+{
+    PyObject *r = PyObject_CallMethodNoArgs((PyObject *)self, self->st->str_run_once);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
 static PyObject *
 Loop__run(LoopObj *self, PyObject *Py_UNUSED(ignored))
 {
@@ -1007,7 +1025,7 @@ Loop__run(LoopObj *self, PyObject *Py_UNUSED(ignored))
     self->thread_ident = PyThread_get_thread_ident();
     int rc;
     do {
-        rc = run_once(self);
+        rc = self->run_once_replaced ? run_replaced_once(self) : run_once(self);
     } while (rc == 0 && !self->stopping);
     self->stopping = 0;
     self->running = 0;

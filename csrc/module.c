@@ -378,6 +378,7 @@ module_exec(PyObject *module)
     INTERN(str_log_slow_callback, "_log_slow_callback");
     INTERN(str_time, "time");
     INTERN(str_call_at, "call_at");
+    INTERN(str_run_once, "_run_once");
     INTERN(str_fileno, "fileno");
     INTERN(str_timer_handle_cancelled, "_timer_handle_cancelled");
     INTERN(str_get_debug, "get_debug");
@@ -582,6 +583,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->str_log_slow_callback);
     Py_CLEAR(st->str_time);
     Py_CLEAR(st->str_call_at);
+    Py_CLEAR(st->str_run_once);
     Py_CLEAR(st->str_fileno);
     Py_CLEAR(st->str_timer_handle_cancelled);
     Py_CLEAR(st->str_get_debug);

@@ -583,6 +583,73 @@ def test_a_replaced_call_at_that_raises(loop):
     assert_loop_usable(loop)
 
 
+# ---- a replaced loop._run_once -----------------------------------------------
+# asyncio's run_forever() calls self._run_once() for each iteration: test loops
+# count iterations there (test_events' test_timeout_rounding) or move a fake
+# clock after each (asyncio's own test_utils.TestLoop).
+
+
+def test_an_instance_run_once_runs_each_iteration_until_it_is_removed(loop):
+    real = loop._run_once
+    calls = [0]
+
+    def counting() -> None:
+        calls[0] += 1
+        real()
+
+    async def sleeps() -> None:
+        for delay in (1e-2, 1e-4, 1e-6):
+            await asyncio.sleep(delay)
+
+    loop._run_once = counting
+    loop.run_until_complete(sleeps())
+    assert 6 <= calls[0] <= 12  # two iterations a sleep, and the task's first step
+    counted = calls[0]
+    del loop._run_once
+    loop.run_until_complete(sleeps())
+    assert calls[0] == counted
+
+
+def test_a_subclass_run_once_can_move_a_fake_clock(loop):
+    """A loop whose clock jumps to the next timer after each iteration, as
+    asyncio's TestLoop does: an hour's sleep ends without waiting."""
+
+    class FakeClockLoop(type(loop)):
+        now = 0.0
+
+        def time(self) -> float:
+            return self.now
+
+        def _run_once(self) -> None:
+            super()._run_once()
+            pending = [h.when() for h in self._scheduled if not h.cancelled()]
+            if pending:
+                self.now = max(self.now, min(pending))
+
+    lp = FakeClockLoop()
+    try:
+        t0 = time.monotonic()
+        assert lp.run_until_complete(asyncio.sleep(3600, "woke")) == "woke"
+        assert time.monotonic() - t0 < 1.0 and lp.now == 3600.0
+    finally:
+        lp.close()
+
+
+def test_a_replaced_run_once_that_raises(loop):
+    """run_forever() raises what _run_once() raised; the loop runs again
+    once it is restored."""
+
+    def broken() -> None:
+        raise ZeroDivisionError
+
+    loop._run_once = broken
+    with pytest.raises(ZeroDivisionError):
+        loop.run_forever()
+    assert not loop.is_running()
+    del loop._run_once
+    assert_loop_usable(loop)
+
+
 # ---- threads ---------------------------------------------------------------
 
 
