@@ -1328,6 +1328,27 @@ Loop_get_ready_count(LoopObj *self, void *Py_UNUSED(closure))
 }
 
 static PyObject *
+Loop_get_clock_resolution(LoopObj *self, void *Py_UNUSED(closure))
+{
+    return PyFloat_FromDouble(self->clock_resolution);
+}
+
+/* Timers due within this of now fire (collect_due_timers()).  Settable, as
+ * on asyncio's loop, where fake-clock test tools patch it; deleting it (what
+ * mock.patch.object does on exit to an attribute not in the instance's dict)
+ * brings back the clock's own. */
+static int
+Loop_set_clock_resolution(LoopObj *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    double resolution = value == NULL ? cio_clock_resolution() : PyFloat_AsDouble(value);
+    if (resolution == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    self->clock_resolution = resolution;
+    return 0;
+}
+
+static PyObject *
 Loop_get_timer_count(LoopObj *self, void *Py_UNUSED(closure))
 {
     return PyLong_FromSize_t(cio_heap_len(&self->timers));
@@ -1392,6 +1413,8 @@ static PyGetSetDef Loop_getset[] = {
     {"_poller", (getter)Loop_get_poller, NULL, "Name of the I/O poller backend.", NULL},
     {"_ready_count", (getter)Loop_get_ready_count, NULL, NULL, NULL},
     {"_timer_count", (getter)Loop_get_timer_count, NULL, NULL, NULL},
+    {"_clock_resolution", (getter)Loop_get_clock_resolution, (setter)Loop_set_clock_resolution,
+     NULL, NULL},
     {"_scheduled", (getter)Loop_get_scheduled, NULL,
      "The pending TimerHandles, in the order they will fire (a new list on each read).", NULL},
     {"_current_handle", (getter)Loop_get_current_handle, NULL, NULL, NULL},
@@ -1401,7 +1424,6 @@ static PyGetSetDef Loop_getset[] = {
 
 static PyMemberDef Loop_members[] = {
     {"slow_callback_duration", T_DOUBLE, offsetof(LoopObj, slow_callback_duration), 0, NULL},
-    {"_clock_resolution", T_DOUBLE, offsetof(LoopObj, clock_resolution), READONLY, NULL},
     {"__dictoffset__", T_PYSSIZET, offsetof(LoopObj, dict), READONLY},
     {"__weaklistoffset__", T_PYSSIZET, offsetof(LoopObj, weakreflist), READONLY},
     {NULL},

@@ -650,6 +650,25 @@ def test_a_replaced_run_once_that_raises(loop):
     assert_loop_usable(loop)
 
 
+# ---- a patched loop._clock_resolution ------------------------------------------
+# Timers due within the clock's resolution of now fire; fake-clock test tools
+# (aiotools' VirtualClock) patch it with mock.patch.object.
+
+
+def test_a_patched_clock_resolution_is_the_timers_and_is_restored(loop):
+    real = loop._clock_resolution
+    fired: list[str] = []
+    with mock.patch.object(loop, "_clock_resolution", 10.0):
+        assert loop._clock_resolution == 10.0
+        loop.call_later(5, fired.append, "timer")  # due within 10 s of now
+        loop.call_later(20, fired.append, "later").cancel()
+        loop.call_soon(fired.append, "soon")
+        loop.call_soon(loop.stop)
+        loop.run_forever()  # one iteration: nothing waits
+    assert fired == ["soon", "timer"]
+    assert loop._clock_resolution == real
+
+
 # ---- threads ---------------------------------------------------------------
 
 
