@@ -105,6 +105,7 @@ typedef struct {
     PyTypeObject *StreamType;
     PyTypeObject *DgramType;
     PyTypeObject *SockOpType;
+    PyTypeObject *SelectorType;
 
     /* From asyncio, imported when the module is (cio_state_import_asyncio). */
     PyObject *format_callback_source; /* asyncio.format_helpers._format_callback_source */
@@ -159,6 +160,7 @@ typedef struct {
     PyObject *str_time;
     PyObject *str_call_at;
     PyObject *str_run_once;
+    PyObject *str_select;
     PyObject *str_fileno;
     PyObject *str_timer_handle_cancelled;
     PyObject *str_get_debug;
@@ -347,13 +349,15 @@ typedef struct {
     char time_replaced;         /* loop.time is not LoopBase.time: see cio_loop_now() */
     char call_at_replaced;      /* nor loop.call_at LoopBase's: call_later() calls it */
     char run_once_replaced;     /* nor loop._run_once: each iteration calls it */
+    char select_replaced;       /* loop._selector.select is replaced (selector.c) */
     char corking;               /* a callback is running: writes may be corked */
     unsigned long thread_ident; /* valid while running */
     double clock_resolution;
     double slow_callback_duration;
     PyObject *current_handle; /* debug mode only */
     PyObject *task_factory;
-    char *rbuf; /* read buffer shared by the transports */
+    PyObject *selector; /* loop._selector, made when first asked for */
+    char *rbuf;         /* read buffer shared by the transports */
     /* The stream transports holding writes of the running callback, to
      * send when it returns (see cio_loop_uncork()). */
     PyObject **corked;
@@ -361,6 +365,30 @@ typedef struct {
     PyObject *dict;
     PyObject *weakreflist;
 } LoopObj;
+
+/* asyncio.base_events.MAXIMUM_SELECT_TIMEOUT: 24 hours. */
+#define CIO_MAX_POLL_MS (24 * 3600 * 1000)
+/* The most events one poll reports. */
+#define CIO_FIRED_CAP 1024
+
+/* Waits up to timeout_ms (-1: forever) for fd events, filling fired[] (room
+ * for CIO_FIRED_CAP), then runs Python's signal handlers.  `own`: this is
+ * the loop thread's iteration, which call_soon_threadsafe() wakes while it
+ * sleeps.  Returns how many events, or -1 with an exception set. */
+int cio_loop_wait(LoopObj *loop, cio_poll_event *fired, int timeout_ms, int own);
+
+/* selector.c: loop._selector, the loop's poller as asyncio's selector. */
+int cio_selector_init_type(PyObject *module, cio_state *st);
+/* loop._selector: made on first use, None once the loop is closed. */
+PyObject *cio_selector_get(LoopObj *loop, void *closure);
+/* Notes whether the selector's select() is replaced (select_replaced). */
+int cio_selector_update(LoopObj *loop);
+/* An iteration's poll through the replaced select(), as asyncio's
+ * _run_once() calls it: the timeout asyncio passes, and the events it
+ * returns handed to the watchers.  Returns 0 or -1. */
+int cio_selector_poll(LoopObj *loop);
+/* Cuts the selector off the loop (close, dealloc) and drops it. */
+void cio_selector_detach(LoopObj *loop);
 
 /* What watches an fd direction (cio_fd_entry reader_tag/writer_tag). */
 enum {

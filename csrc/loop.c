@@ -25,10 +25,6 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-/* asyncio.base_events.MAXIMUM_SELECT_TIMEOUT: 24 hours. */
-#define MAX_POLL_MS (24 * 3600 * 1000)
-#define FIRED_CAP   1024
-
 /* ---- ready-queue entries ---- */
 
 void
@@ -320,24 +316,23 @@ cio_loop_uncork(LoopObj *self, int rc, const cio_ring_item *it)
 
 /* ---- one iteration ---- */
 
-static int
-poll_io(LoopObj *self, int timeout_ms)
+int
+cio_loop_wait(LoopObj *self, cio_poll_event *fired, int timeout_ms, int own)
 {
     int n;
     if (timeout_ms == 0) {
-        if (self->fds.count == 0 && !self->wake_pending) {
-            /* Nothing but the wakeup fd is watched and nobody has written it:
-             * the syscall could only report nothing. */
-            return 0;
-        }
-        n = self->backend->wait(self->poller, self->fired, FIRED_CAP, 0);
+        n = self->backend->wait(self->poller, fired, CIO_FIRED_CAP, 0);
     }
     else {
-        self->sleeping = 1;
+        if (own) {
+            self->sleeping = 1;
+        }
         Py_BEGIN_ALLOW_THREADS
-        n = self->backend->wait(self->poller, self->fired, FIRED_CAP, timeout_ms);
+        n = self->backend->wait(self->poller, fired, CIO_FIRED_CAP, timeout_ms);
         Py_END_ALLOW_THREADS
-        self->sleeping = 0;
+        if (own) {
+            self->sleeping = 0;
+        }
     }
     if (n < 0) {
         if (n != -EINTR) {
@@ -352,6 +347,36 @@ poll_io(LoopObj *self, int timeout_ms)
     if (PyErr_CheckSignals() < 0) {
         return -1;
     }
+    return n;
+}
+
+/* The first step of an iteration: polls without blocking if anything is
+ * ready or stop() was called, else until the earliest timer (or forever),
+ * and hands what fired to the watchers. */
+static int
+poll_io(LoopObj *self)
+{
+    int timeout_ms;
+    if (cio_ring_len(&self->ready) > 0 || self->stopping) {
+        timeout_ms = 0;
+    }
+    else if (cio_heap_len(&self->timers) > 0) {
+        double now;
+        if (cio_loop_now(self, &now) < 0) {
+            return -1;
+        }
+        timeout_ms =
+            cio_clock_delay_to_ms(cio_heap_peek_when(&self->timers) - now, CIO_MAX_POLL_MS);
+    }
+    else {
+        timeout_ms = -1;
+    }
+    if (timeout_ms == 0 && self->fds.count == 0 && !self->wake_pending) {
+        /* Nothing but the wakeup fd is watched and nobody has written it:
+         * the syscall could only report nothing. */
+        return 0;
+    }
+    int n = cio_loop_wait(self, self->fired, timeout_ms, 1);
     if (n > 0) {
         /* Decided now, not before the poll: a thread (call_soon_threadsafe)
          * or a Python-level signal.signal() handler may have queued a
@@ -359,7 +384,7 @@ poll_io(LoopObj *self, int timeout_ms)
         self->io_inline = cio_ring_len(&self->ready) == 0;
         return cio_loop_dispatch_fd_events(self, n);
     }
-    return 0;
+    return n;
 }
 
 static int
@@ -393,21 +418,9 @@ collect_due_timers(LoopObj *self)
 static int
 run_once(LoopObj *self)
 {
-    int timeout_ms;
-    if (cio_ring_len(&self->ready) > 0 || self->stopping) {
-        timeout_ms = 0;
-    }
-    else if (cio_heap_len(&self->timers) > 0) {
-        double now;
-        if (cio_loop_now(self, &now) < 0) {
-            return -1;
-        }
-        timeout_ms = cio_clock_delay_to_ms(cio_heap_peek_when(&self->timers) - now, MAX_POLL_MS);
-    }
-    else {
-        timeout_ms = -1;
-    }
-    if (poll_io(self, timeout_ms) < 0 || collect_due_timers(self) < 0) {
+    /* A fake-clock tool may have replaced loop._selector.select (selector.c). */
+    if ((self->select_replaced ? cio_selector_poll(self) : poll_io(self)) < 0 ||
+        collect_due_timers(self) < 0) {
         return -1;
     }
     /* Only what is queued now: callbacks scheduled by these callbacks wait
@@ -767,8 +780,8 @@ is_replaced(LoopObj *self, PyObject *name)
 }
 
 /* Notes which of the methods asyncio's loop calls through self are
- * replaced: time (see cio_loop_now()), call_at (Loop_call_later()) and
- * _run_once (Loop__run()). */
+ * replaced: time (see cio_loop_now()), call_at (Loop_call_later()),
+ * _run_once (Loop__run()) and _selector.select (run_once()). */
 static int
 update_replaced(LoopObj *self)
 {
@@ -781,7 +794,7 @@ update_replaced(LoopObj *self)
     self->time_replaced = (char)time;
     self->call_at_replaced = (char)call_at;
     self->run_once_replaced = (char)run_once;
-    return 0;
+    return cio_selector_update(self);
 }
 
 /* Setting or deleting one of those methods on the loop switches the loop's
@@ -1067,6 +1080,7 @@ release_resources(LoopObj *self)
     }
     timers_clear(self);
     cio_loop_fd_clear(self);
+    cio_selector_detach(self);
     if (self->poller != NULL) {
         self->backend->close(self->poller);
         self->poller = NULL;
@@ -1124,7 +1138,7 @@ Loop_init(LoopObj *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     self->backend = backend;
-    self->fired = PyMem_Calloc(FIRED_CAP, sizeof(cio_poll_event));
+    self->fired = PyMem_Calloc(CIO_FIRED_CAP, sizeof(cio_poll_event));
     if (self->fired == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -1181,6 +1195,7 @@ Loop_traverse(LoopObj *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->current_handle);
     Py_VISIT(self->task_factory);
+    Py_VISIT(self->selector);
     Py_VISIT(self->dict);
     for (Py_ssize_t i = 0; i < self->ncorked; i++) {
         Py_VISIT(self->corked[i]);
@@ -1210,6 +1225,7 @@ Loop_clear(LoopObj *self)
 {
     Py_CLEAR(self->current_handle);
     Py_CLEAR(self->task_factory);
+    cio_selector_detach(self);
     Py_CLEAR(self->dict);
     while (self->ncorked > 0) {
         Py_CLEAR(self->corked[--self->ncorked]);
@@ -1419,6 +1435,10 @@ static PyGetSetDef Loop_getset[] = {
      "The pending TimerHandles, in the order they will fire (a new list on each read).", NULL},
     {"_current_handle", (getter)Loop_get_current_handle, NULL, NULL, NULL},
     {"_task_factory", (getter)Loop_get_task_factory_attr, NULL, NULL, NULL},
+    {"_selector", (getter)cio_selector_get, NULL,
+     "The poller as asyncio's selector, for tools that replace its select() (None once "
+     "closed).",
+     NULL},
     {NULL},
 };
 

@@ -379,6 +379,7 @@ module_exec(PyObject *module)
     INTERN(str_time, "time");
     INTERN(str_call_at, "call_at");
     INTERN(str_run_once, "_run_once");
+    INTERN(str_select, "select");
     INTERN(str_fileno, "fileno");
     INTERN(str_timer_handle_cancelled, "_timer_handle_cancelled");
     INTERN(str_get_debug, "get_debug");
@@ -445,7 +446,7 @@ module_exec(PyObject *module)
     }
     if (cio_future_init_types(module, st) < 0 || cio_task_init_type(module, st) < 0 ||
         cio_transport_init_types(module, st) < 0 || cio_sockops_init(module, st) < 0 ||
-        cio_tls_init(module, st) < 0) {
+        cio_selector_init_type(module, st) < 0 || cio_tls_init(module, st) < 0) {
         return -1;
     }
     /* asyncio never imports casyncio, so importing it here cannot cycle;
@@ -477,6 +478,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->socket_fields);
     Py_VISIT(st->TransportSocket);
     Py_VISIT(st->SockOpType);
+    Py_VISIT(st->SelectorType);
     Py_VISIT(st->DgramType);
     Py_VISIT(st->StreamType);
     Py_VISIT(st->format_callback_source);
@@ -546,6 +548,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->socket_fields);
     Py_CLEAR(st->TransportSocket);
     Py_CLEAR(st->SockOpType);
+    Py_CLEAR(st->SelectorType);
     Py_CLEAR(st->DgramType);
     Py_CLEAR(st->StreamType);
     Py_CLEAR(st->format_callback_source);
@@ -584,6 +587,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->str_time);
     Py_CLEAR(st->str_call_at);
     Py_CLEAR(st->str_run_once);
+    Py_CLEAR(st->str_select);
     Py_CLEAR(st->str_fileno);
     Py_CLEAR(st->str_timer_handle_cancelled);
     Py_CLEAR(st->str_get_debug);

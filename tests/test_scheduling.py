@@ -4,9 +4,13 @@ threads waking the loop.  Every test runs on casyncio and on stock asyncio."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import functools
 import math
 import random
+import selectors
+import socket
 import sys
 import threading
 import time
@@ -667,6 +671,167 @@ def test_a_patched_clock_resolution_is_the_timers_and_is_restored(loop):
         loop.run_forever()  # one iteration: nothing waits
     assert fired == ["soon", "timer"]
     assert loop._clock_resolution == real
+
+
+# ---- a replaced loop._selector.select -------------------------------------------
+# asyncio's _run_once() calls self._selector.select(timeout) once an iteration;
+# fake-clock test tools (aiotools' VirtualClock, looptime) replace it on the
+# instance with one that moves their clock on by the timeout and polls with 0.
+
+
+class VirtualClock:
+    """The pattern of aiotools' VirtualClock, written for these tests."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.timeouts: list[float | None] = []
+
+    def select(self, original, timeout=None):
+        self.timeouts.append(timeout)
+        if timeout is not None:
+            self.now += timeout
+        return original(0)
+
+    def patch(self, lp):
+        stack = contextlib.ExitStack()
+        sel = lp._selector
+        stack.enter_context(
+            mock.patch.object(sel, "select", functools.partial(self.select, sel.select))
+        )
+        stack.enter_context(mock.patch.object(lp, "time", lambda: self.now))
+        stack.enter_context(mock.patch.object(lp, "_clock_resolution", 0.001))
+        return stack
+
+
+def test_a_virtual_clock_through_select_ends_an_hours_sleep_at_once(loop):
+    clock = VirtualClock()
+
+    async def main() -> str:
+        with clock.patch(loop):
+            await asyncio.sleep(3600)
+            return await asyncio.wait_for(asyncio.sleep(10, "woke"), 20)
+
+    t0 = time.monotonic()
+    assert loop.run_until_complete(main()) == "woke"
+    assert time.monotonic() - t0 < 1.0
+    assert clock.now == pytest.approx(3610.0)
+    assert pytest.approx(3600.0) in clock.timeouts
+    # Once the patch is gone the loop polls on its own again.
+    calls = len(clock.timeouts)
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert len(clock.timeouts) == calls
+
+
+def test_select_gets_asyncio_s_timeout(loop):
+    """0 with a callback ready, the delay to the next timer, None with
+    nothing scheduled (a thread's call_soon_threadsafe() wakes it)."""
+    timeouts: list[float | None] = []
+    sel = loop._selector
+    real = sel.select
+
+    def recording(timeout=None):
+        timeouts.append(timeout)
+        return real(timeout)
+
+    with mock.patch.object(sel, "select", recording):
+        loop.call_soon(lambda: None)
+        loop.call_later(0.05, lambda: None)
+        loop.call_later(0.06, loop.stop)
+        loop.run_forever()
+        assert timeouts[0] == 0
+        assert 0.0 < timeouts[1] <= 0.05
+        timeouts.clear()
+        threading.Timer(0.05, loop.call_soon_threadsafe, (loop.stop,)).start()
+        loop.run_forever()
+    assert timeouts[0] is None
+
+
+def test_the_events_select_returns_are_the_ones_dispatched(loop):
+    rsock, wsock = socket.socketpair()
+    got: list[bytes] = []
+    seen: list = []
+    sel = loop._selector
+    real = sel.select
+    hidden = [2]
+
+    def filtering(timeout=None):
+        events = real(0)
+        seen.extend(events)
+        if hidden[0] > 0:  # the first polls' events are withheld
+            hidden[0] -= 1
+            return []
+        return events
+
+    try:
+        loop.add_reader(rsock, lambda: got.append(rsock.recv(100)))
+        wsock.send(b"ping")
+        with mock.patch.object(sel, "select", filtering):
+            run_briefly(loop)
+            run_briefly(loop)
+            assert got == []  # ready, but select() did not say so
+            run_briefly(loop)
+            assert got == [b"ping"]
+        key, events = next((k, ev) for k, ev in seen if k.fd == rsock.fileno())
+        assert events == selectors.EVENT_READ
+        assert key.fileobj is rsock and key.events == selectors.EVENT_READ
+        assert key.data[0] is not None and key.data[1] is None  # the reader's Handle
+    finally:
+        loop.remove_reader(rsock)
+        rsock.close()
+        wsock.close()
+
+
+def test_the_selector_tells_what_the_loop_watches(loop):
+    rsock, wsock = socket.socketpair()
+    sel = loop._selector
+    try:
+        assert loop._selector is sel
+        loop.add_reader(rsock, lambda: None)
+        loop.add_writer(rsock.fileno(), lambda: None)
+        key = sel.get_key(rsock)
+        assert key.fd == rsock.fileno()
+        assert key.events == selectors.EVENT_READ | selectors.EVENT_WRITE
+        assert sel.get_map()[rsock.fileno()] == key
+        with pytest.raises(KeyError):
+            sel.get_key(wsock)
+        loop.remove_reader(rsock)
+        loop.remove_writer(rsock.fileno())
+        with pytest.raises(KeyError):
+            sel.get_key(rsock)
+        assert rsock.fileno() not in sel.get_map()
+        with pytest.raises(TypeError):
+            sel.select("soon")
+        with pytest.raises(ValueError):
+            sel.get_key(-1)
+    finally:
+        rsock.close()
+        wsock.close()
+    loop.close()
+    assert loop._selector is None
+    assert sel.get_map() is None
+
+
+def test_a_replaced_select_that_raises(loop):
+    def broken(timeout=None):
+        raise ZeroDivisionError
+
+    with mock.patch.object(loop._selector, "select", broken), pytest.raises(ZeroDivisionError):
+        loop.run_until_complete(asyncio.sleep(0))
+    assert not loop.is_running()
+    assert_loop_usable(loop)
+
+
+@pytest.mark.parametrize(
+    ("returned", "error"),
+    [(None, TypeError), ([("not a key", 1)], AttributeError), ([(None,)], ValueError)],
+)
+def test_a_replaced_select_returning_nonsense(loop, returned, error):
+    """What asyncio's _process_events() makes of it: the error leaves
+    run_forever(), and the loop runs again once select() is restored."""
+    nonsense = mock.patch.object(loop._selector, "select", lambda timeout=None: returned)
+    with nonsense, pytest.raises(error):
+        loop.run_until_complete(asyncio.sleep(0))
+    assert_loop_usable(loop)
 
 
 # ---- threads ---------------------------------------------------------------

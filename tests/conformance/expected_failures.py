@@ -46,14 +46,6 @@ class Backported:
 
 
 EXCLUDED: dict[str, str | Only | Backported] = {
-    "test_events.Casyncio*EventLoopTests.test_timeout_rounding": (
-        "builds its assertion's message from loop._selector, a BaseSelectorEventLoop "
-        "private, before the assertion runs; casyncio's loop has no selector object "
-        "(its poller is C).  The count it checks holds: casyncio calls a "
-        "loop._run_once replaced on the instance each iteration, as asyncio's "
-        "run_forever does, and runs the test's sleeps in 12 of them (the ideal count; "
-        "the test allows 20), as tests/test_scheduling.py checks with fewer sleeps."
-    ),
     "test_events.Casyncio*EventLoopTests.test_create_server_multiple_hosts_ipv*": (
         "mock-patches asyncio.base_events.socket, the socket module of stock "
         "BaseEventLoop.create_server, plus loop._start_serving/_stop_serving, so that "
