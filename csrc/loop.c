@@ -502,12 +502,14 @@ check_thread(LoopObj *self)
 
 /* Splits (first..., *rest, context=None) vectorcall arguments.  `nfixed`
  * leading positionals are required; the rest become a tuple (NULL when
- * empty).  *context is NULL for None. */
+ * empty), unless `rest` is NULL (only checked).  *context is NULL for None. */
 static int
 parse_call_args(cio_state *st, const char *fname, PyObject *const *args, Py_ssize_t nargs,
                 PyObject *kwnames, Py_ssize_t nfixed, PyObject **rest, PyObject **context)
 {
-    *rest = NULL;
+    if (rest != NULL) {
+        *rest = NULL;
+    }
     *context = NULL;
     if (kwnames != NULL) {
         Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
@@ -532,7 +534,7 @@ parse_call_args(cio_state *st, const char *fname, PyObject *const *args, Py_ssiz
     if (*context != NULL && cio_check_context(*context) < 0) {
         return -1;
     }
-    if (nargs > nfixed) {
+    if (rest != NULL && nargs > nfixed) {
         PyObject *tuple = PyTuple_New(nargs - nfixed);
         if (tuple == NULL) {
             return -1;
@@ -646,11 +648,11 @@ static PyObject *
 call_later_through_call_at(LoopObj *self, double when, PyObject *const *args, Py_ssize_t nargs,
                            PyObject *kwnames)
 {
-    PyObject *rest, *context;
-    if (parse_call_args(self->st, "call_later", args, nargs, kwnames, 2, &rest, &context) < 0) {
+    PyObject *context;
+    /* Only checked: args[] is passed on as it is. */
+    if (parse_call_args(self->st, "call_later", args, nargs, kwnames, 2, NULL, &context) < 0) {
         return NULL;
     }
-    Py_XDECREF(rest); /* only checked: args[] is passed on as it is */
     PyObject *result = NULL;
     PyObject *kwargs = NULL;
     PyObject *call_args = PyTuple_New(nargs);
