@@ -166,15 +166,24 @@ call_step_soon(TaskObj *task, PyObject *exc)
 static int task_cancel_impl(TaskObj *task, PyObject *msg);
 
 /* cancel(msg) on whatever the task waits for; returns 1 if it was
- * cancelled, 0 if not, -1 on error. */
+ * cancelled, 0 if not, -1 on error.  A method call, as asyncio's is: our own
+ * types are cancelled directly unless cancel was set on the instance
+ * (aiotools' ShieldScope replaces it there to defer cancellation). */
 static int
 cancel_waiter(cio_state *st, PyObject *waiter, PyObject *msg)
 {
-    if (Py_IS_TYPE(waiter, st->FutureType)) {
-        return cio_future_cancel((FutureObj *)waiter, msg);
+    int exact = Py_IS_TYPE(waiter, st->FutureType) || Py_IS_TYPE(waiter, st->TaskType);
+    PyObject *dict = exact ? ((FutureObj *)waiter)->dict : NULL;
+    if (exact && dict != NULL) {
+        int replaced = PyDict_Contains(dict, st->str_cancel);
+        if (replaced < 0) {
+            return -1;
+        }
+        exact = !replaced;
     }
-    if (Py_IS_TYPE(waiter, st->TaskType)) {
-        return task_cancel_impl((TaskObj *)waiter, msg);
+    if (exact) {
+        return Py_IS_TYPE(waiter, st->TaskType) ? task_cancel_impl((TaskObj *)waiter, msg)
+                                                : cio_future_cancel((FutureObj *)waiter, msg);
     }
     PyObject *args[2] = {waiter, msg};
     PyObject *res = PyObject_VectorcallMethod(st->str_cancel, args, 1, st->kwnames_msg);

@@ -108,6 +108,44 @@ def test_attributes_can_be_set(loop):
     loop.run_until_complete(main())
 
 
+@pytest.mark.parametrize("awaited", ["task", "future"])
+def test_cancel_set_on_the_awaited_instance_is_what_cancel_forwards_to(loop, awaited):
+    """Task.cancel() cancels what the task awaits through its cancel
+    attribute, so a replacement set on that instance decides (aiotools'
+    ShieldScope defers cancellation this way)."""
+    calls: list[object] = []
+
+    async def main() -> None:
+        async def inner() -> str:
+            await asyncio.sleep(0.01)
+            return "done"
+
+        if awaited == "task":
+            target = asyncio.ensure_future(inner())
+        else:
+            target = loop.create_future()
+            loop.call_later(0.01, target.set_result, "done")
+
+        def deferring(msg=None) -> bool:
+            calls.append(msg)
+            return True  # accepted, but not cancelled now
+
+        target.cancel = deferring
+        outer = asyncio.ensure_future(_await(target))
+        await asyncio.sleep(0)
+        assert outer.cancel("stop") is True
+        assert await outer == "done"
+        assert not outer.cancelled() and not target.cancelled()
+        del target.cancel
+
+    loop.run_until_complete(main())
+    assert calls == ["stop"]
+
+
+async def _await(awaitable):
+    return await awaitable
+
+
 # CPython gh-112182, in 3.12.6: a StopIteration set on a future is stored as
 # a RuntimeError caused by it; before, StopIteration itself was refused.
 STOPITERATION_WRAPPED = sys.version_info >= (3, 12, 6)
