@@ -549,6 +549,18 @@ parse_call_args(cio_state *st, const char *fname, PyObject *const *args, Py_ssiz
 
 /* ---- scheduling methods ---- */
 
+/* Writes the eventfd, which makes the poll return; the dispatch drains it. */
+static void
+wake(LoopObj *self)
+{
+    uint64_t one = 1;
+    self->wake_pending = 1;
+    if (write(self->wakeup_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+        /* EAGAIN: the counter is full, the loop is awake anyway. */
+        self->wake_pending = 0;
+    }
+}
+
 static PyObject *
 schedule_soon(LoopObj *self, const char *fname, PyObject *const *args, Py_ssize_t nargs,
               PyObject *kwnames, int threadsafe)
@@ -576,12 +588,7 @@ schedule_soon(LoopObj *self, const char *fname, PyObject *const *args, Py_ssize_
         goto done;
     }
     if (threadsafe && self->sleeping && !self->wake_pending) {
-        uint64_t one = 1;
-        self->wake_pending = 1;
-        if (write(self->wakeup_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
-            /* EAGAIN: the counter is full, the loop is awake anyway. */
-            self->wake_pending = 0;
-        }
+        wake(self);
     }
 done:
     Py_XDECREF(rest);
@@ -711,6 +718,19 @@ Loop_call_at(LoopObj *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
         t->when_is_int = 1;
     }
     return (PyObject *)t;
+}
+
+/* asyncio's self-pipe write, which code that schedules from another thread
+ * without call_soon_threadsafe() calls to wake the loop (a common recipe:
+ * queue.put_nowait(item) then queue._loop._write_to_self()).  Nothing once
+ * the loop is closed, as on stock's. */
+static PyObject *
+Loop__write_to_self(LoopObj *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->wakeup_fd >= 0 && !self->wake_pending) {
+        wake(self);
+    }
+    Py_RETURN_NONE;
 }
 
 static PyObject *
@@ -1479,6 +1499,8 @@ static PyMethodDef Loop_methods[] = {
     {"_run_once", (PyCFunction)Loop__run_once, METH_NOARGS, "Run one iteration."},
     {"_close", (PyCFunction)Loop__close, METH_NOARGS,
      "Drop queued callbacks, timers and watchers; release the poller."},
+    {"_write_to_self", (PyCFunction)Loop__write_to_self, METH_NOARGS,
+     "_write_to_self(): wakes the loop from its poll (asyncio's self-pipe write)."},
     {"_add_handle", (PyCFunction)Loop__add_handle, METH_O,
      "Queue an existing Handle to run in the next iteration."},
     {"_timer_handle_cancelled", (PyCFunction)Loop__timer_handle_cancelled, METH_O, NULL},

@@ -901,6 +901,38 @@ def test_call_soon_threadsafe_wakes_a_sleeping_loop_promptly(loop):
     assert max(latencies) < 1.0, latencies
 
 
+def test_write_to_self_wakes_a_sleeping_loop(loop):
+    """asyncio's self-pipe write, which code that hands work over from a
+    thread without call_soon_threadsafe() calls to wake the loop: the poll
+    returns (here the iteration that follows sees the thread's item)."""
+    box: list[int] = []
+    real = loop._run_once
+
+    def run_once() -> None:
+        real()
+        if box:
+            loop.stop()
+
+    def hand_over() -> None:
+        time.sleep(0.05)  # the loop is asleep by now: its only timer is far
+        box.append(1)
+        loop._write_to_self()
+
+    loop._run_once = run_once
+    far = loop.call_later(30, loop.stop)
+    th = threading.Thread(target=hand_over)
+    t0 = time.monotonic()
+    th.start()
+    loop.run_forever()
+    th.join()
+    far.cancel()
+    del loop._run_once
+    assert box == [1] and time.monotonic() - t0 < 5.0
+    assert_loop_usable(loop)
+    loop.close()
+    assert loop._write_to_self() is None  # nothing to wake, no error
+
+
 def test_call_soon_threadsafe_before_run_is_kept(loop):
     ran: list[str] = []
     th = threading.Thread(target=loop.call_soon_threadsafe, args=(ran.append, "x"))
