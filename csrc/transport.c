@@ -830,6 +830,7 @@ int
 cio_transport_clear(TransportObj *t)
 {
     release_fd(t);
+    t->fd = -1; /* the socket may go with it (see cio_transport_finalize) */
     Py_CLEAR(t->extra);
     Py_CLEAR(t->loop);
     Py_CLEAR(t->sock);
@@ -862,6 +863,9 @@ cio_transport_finalize(TransportObj *t)
     }
     Py_XDECREF(res);
     Py_CLEAR(t->sock);
+    /* The number may be another socket's by the time anything uses it: a
+     * write from a `finally` the GC runs next gets EBADF, as on stock. */
+    t->fd = -1;
     if (saved != NULL) {
         cio_err_restore(saved);
     }

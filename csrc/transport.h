@@ -19,6 +19,8 @@
 
 #include "casyncio.h"
 
+#include <errno.h>
+
 typedef struct {
     PyObject_HEAD
     PyObject *extra; /* asyncio.BaseTransport's `_extra` slot: keep first */
@@ -66,6 +68,20 @@ typedef struct cio_transport_ops {
      * transport that never corks.  Returns 0 or -1. */
     int (*uncork)(TransportObj *t);
 } cio_transport_ops;
+
+/* The socket object, to call its methods (borrowed), or NULL with
+ * OSError(EBADF) once it is gone: closed by connection_lost(), or by the
+ * finalizer the GC may run before a coroutine's `finally` that still uses
+ * the transport (stock's closed socket raises the same). */
+static inline PyObject *
+cio_transport_sock(TransportObj *t)
+{
+    if (t->sock == NULL) {
+        errno = EBADF;
+        PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return t->sock;
+}
 
 /* Sets up the common fields: extra info (socket, sockname, peername), fd
  * ownership, protocol, server attachment.  Returns 0 or -1. */

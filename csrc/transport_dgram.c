@@ -169,7 +169,8 @@ send_one(DgramObj *d, PyObject *data, PyObject *addr)
     const struct sockaddr *to = NULL;
     socklen_t tolen = 0;
     if (d->via_methods && d->connected) {
-        PyObject *res = PyObject_CallMethodOneArg(d->base.sock, d->base.st->str_send, data);
+        PyObject *sock = cio_transport_sock(&d->base);
+        PyObject *res = sock ? PyObject_CallMethodOneArg(sock, d->base.st->str_send, data) : NULL;
         if (res == NULL) {
             return cio_err_would_block();
         }
@@ -179,6 +180,9 @@ send_one(DgramObj *d, PyObject *data, PyObject *addr)
     if (!d->connected) {
         to = addr && !d->via_methods ? plain_address(d, addr, &scratch, &tolen) : NULL;
         if (to == NULL) {
+            if (cio_transport_sock(&d->base) == NULL) {
+                return -1;
+            }
             PyObject *args[] = {d->base.sock, data, addr ? addr : Py_None};
             PyObject *res = PyObject_VectorcallMethod(d->base.st->str_sendto, args,
                                                       3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
@@ -387,8 +391,9 @@ recv_one(DgramObj *d, PyObject **data, PyObject **addr)
     TransportObj *t = &d->base;
     if (d->via_methods || !own_addresses(d->family)) {
         PyObject *size = PyLong_FromLong(CIO_READ_BUFFER_SIZE);
-        PyObject *pair =
-            size ? PyObject_CallMethodOneArg(t->sock, t->st->str_recvfrom, size) : NULL;
+        PyObject *pair = size && cio_transport_sock(t)
+                             ? PyObject_CallMethodOneArg(t->sock, t->st->str_recvfrom, size)
+                             : NULL;
         Py_XDECREF(size);
         if (pair == NULL) {
             return -1;

@@ -268,7 +268,8 @@ static Py_ssize_t
 send_iov(StreamObj *s, struct iovec *iov, int n, int gather)
 {
     if (s->via_methods) {
-        return send_iov_by_method(s->base.st, s->base.sock, iov, n, gather);
+        PyObject *sock = cio_transport_sock(&s->base);
+        return sock ? send_iov_by_method(s->base.st, sock, iov, n, gather) : -1;
     }
     int fd = s->base.fd;
     struct msghdr msg = {0};
@@ -542,9 +543,9 @@ Stream_writelines(StreamObj *s, PyObject *list_of_data)
 static int
 shutdown_write(StreamObj *s)
 {
-    PyObject *how = PyLong_FromLong(SHUT_WR);
-    PyObject *res =
-        how ? PyObject_CallMethodOneArg(s->base.sock, s->base.st->str_shutdown, how) : NULL;
+    PyObject *sock = cio_transport_sock(&s->base);
+    PyObject *how = sock ? PyLong_FromLong(SHUT_WR) : NULL;
+    PyObject *res = how ? PyObject_CallMethodOneArg(sock, s->base.st->str_shutdown, how) : NULL;
     Py_XDECREF(how);
     Py_XDECREF(res);
     return res ? 0 : -1;
@@ -791,8 +792,13 @@ read_ready_buffered(StreamObj *s)
     if (rc < 0) {
         return cio_transport_fatal_error(t, "Fatal read error on socket transport");
     }
-    Py_ssize_t n = s->via_methods ? recv_into_by_method(t->st, t->sock, view.obj)
-                                  : recv_once(t->fd, view.buf, (size_t)view.len);
+    Py_ssize_t n;
+    if (s->via_methods) {
+        n = cio_transport_sock(t) ? recv_into_by_method(t->st, t->sock, view.obj) : -1;
+    }
+    else {
+        n = recv_once(t->fd, view.buf, (size_t)view.len);
+    }
     PyBuffer_Release(&view);
     if (n == -2) {
         return 0;
@@ -836,9 +842,13 @@ read_ready(StreamObj *s)
      * bytes object, sized by FIONREAD: for 100 KiB messages the copy out of
      * the loop's buffer cost more than the call (echo_protocol_100k +7%). */
     PyObject *data = NULL;
-    Py_ssize_t n = s->via_methods
-                       ? recv_by_method(t->st, t->sock, &data)
-                       : cio_recv_bytes(t->loop, t->fd, CIO_READ_BUFFER_SIZE, s->big_reads, &data);
+    Py_ssize_t n;
+    if (s->via_methods) {
+        n = cio_transport_sock(t) ? recv_by_method(t->st, t->sock, &data) : -1;
+    }
+    else {
+        n = cio_recv_bytes(t->loop, t->fd, CIO_READ_BUFFER_SIZE, s->big_reads, &data);
+    }
     if (n == -2) {
         return 0;
     }

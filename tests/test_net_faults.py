@@ -17,6 +17,7 @@ import os
 import socket
 import sys
 import textwrap
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -863,6 +864,138 @@ def test_transport_calls_after_connection_lost_are_no_ops(loop, request, flushed
 
     run(loop, main())
     assert_loop_usable(loop)
+
+
+class MethodSocket(socket.socket):
+    """A socket class with its own send(): casyncio's transports call the
+    socket's methods then, where they use the fd for a plain socket."""
+
+    def send(self, *args: Any) -> int:
+        return super().send(*args)
+
+
+@pytest.mark.parametrize("op", ["write_eof", "write"])
+@pytest.mark.parametrize("sock_class", [socket.socket, MethodSocket], ids=["fd", "methods"])
+def test_stream_transport_used_after_its_finalizer(loop, sock_class, op):
+    """The GC finalizes an unreachable transport before it closes a pending
+    coroutine whose `finally` may still use it (aiormq's writer calls
+    write_eof() there): write_eof() raises OSError(EBADF) and a write ends
+    the connection, as stock's closed socket makes them.  (casyncio crashed
+    in write_eof(), and wrote to the fd's number, maybe another socket's.)"""
+
+    async def main() -> None:
+        accepted: list[Recorder] = []
+
+        def server_protocol() -> Recorder:
+            accepted.append(Recorder(loop))
+            return accepted[-1]
+
+        server = await loop.create_server(server_protocol, HOST, 0)
+        sock = sock_class()
+        sock.connect(server.sockets[0].getsockname())  # blocking: the server listens
+        t, p = await loop.create_connection(lambda: Recorder(loop), sock=sock)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            t.__del__()  # what the GC runs first
+        if op == "write_eof":
+            with pytest.raises(OSError) as info:
+                t.write_eof()
+            assert info.value.errno == errno.EBADF
+            t.close()
+            assert await p.lost is None
+        else:
+            a, b = socket.socketpair()  # likely to get the freed fd's number
+            with a, b:
+                t.write(b"lost")
+                lost = await p.lost
+                assert isinstance(lost, OSError) and lost.errno == errno.EBADF
+                assert not kernel_has_data(b, timeout=0.05)
+        await wait_for_condition(loop, lambda: bool(accepted) and accepted[0].transport is not None)
+        await close_transport(accepted[0].transport, accepted[0])
+        assert accepted[0].data == b""
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+    assert_loop_usable(loop)
+
+
+class MethodDatagramSocket(socket.socket):
+    def sendto(self, *args: Any) -> int:
+        return super().sendto(*args)
+
+
+@pytest.mark.parametrize("sock_class", [socket.socket, MethodDatagramSocket], ids=["fd", "methods"])
+def test_datagram_transport_used_after_its_finalizer(loop, sock_class):
+    """sendto() after the finalizer reports EBADF to error_received(), as
+    stock's closed socket makes it.  (casyncio crashed with the methods.)"""
+    errors: list[Exception] = []
+
+    class Protocol(asyncio.DatagramProtocol):
+        def error_received(self, exc: Exception) -> None:
+            errors.append(exc)
+
+    async def main() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            peer.bind((HOST, 0))
+            sock = sock_class(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            t, _ = await loop.create_datagram_endpoint(Protocol, sock=sock)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                t.__del__()
+            t.sendto(b"lost", peer.getsockname())
+            await wait_for_condition(loop, lambda: bool(errors))
+            t.close()
+            await asyncio.sleep(0)
+        assert [getattr(e, "errno", None) for e in errors] == [errno.EBADF]
+
+    run(loop, main())
+    assert_loop_usable(loop)
+
+
+GC_FINALLY_CHILD = textwrap.dedent(
+    """
+    import asyncio, gc, sys, warnings
+
+    import casyncio
+
+    warnings.simplefilter("ignore", ResourceWarning)
+
+    async def writer(w):
+        try:
+            await asyncio.Future()  # never done
+        finally:
+            try:
+                w.write_eof()
+            except OSError as exc:
+                print("write_eof:", exc.errno)
+
+    async def main():
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        r, w = await asyncio.open_connection(*server.sockets[0].getsockname())
+        asyncio.ensure_future(writer(w))  # nothing keeps the task
+        await asyncio.sleep(0.01)
+        server.close()
+
+    kind = sys.argv[1]
+    loop = casyncio.new_event_loop() if kind == "casyncio" else asyncio.SelectorEventLoop()
+    loop.run_until_complete(main())
+    loop.close()
+    del loop
+    gc.collect()
+    print("collected")
+    """
+)
+
+
+def test_transport_used_by_a_finally_the_gc_runs(loop_kind):
+    """aio-pika's tests crashed casyncio so: the task, its stream writer and
+    the transport are garbage, and the coroutine's `finally`, run by the GC
+    after the transport's finalizer, calls write_eof()."""
+    out = run_python(GC_FINALLY_CHILD, loop_kind).split()
+    assert out[-1] == "collected"
+    assert out[:-1] in ([], ["write_eof:", str(errno.EBADF)])
 
 
 def test_transport_write_wrong_types(loop):
