@@ -1078,7 +1078,10 @@ Loop__run_once(LoopObj *self, PyObject *Py_UNUSED(ignored))
     if (cio_loop_check_closed(self) < 0) {
         return NULL;
     }
-    if (update_replaced(self) < 0) {
+    /* A run keeps the flags itself: its start read them, and setattr
+     * refreshes them.  A _run_once() of a replaced _run_once calling up here
+     * on every iteration need not look again. */
+    if (!self->running && update_replaced(self) < 0) {
         return NULL;
     }
     Py_INCREF(self);
