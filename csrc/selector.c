@@ -229,6 +229,7 @@ Selector_select(SelectorObj *self, PyObject *args, PyObject *kwds)
         return NULL;
     }
     int timeout_ms = -1;
+    double deadline = 0.0;
     if (timeout != Py_None) {
         double t = PyFloat_AsDouble(timeout);
         if (t == -1.0 && PyErr_Occurred()) {
@@ -244,6 +245,7 @@ Selector_select(SelectorObj *self, PyObject *args, PyObject *kwds)
             return NULL;
         }
         timeout_ms = cio_clock_delay_to_ms(t, CIO_MAX_POLL_MS);
+        deadline = cio_clock_now() + t;
     }
     LoopObj *loop = open_loop(self);
     if (loop == NULL) {
@@ -258,6 +260,21 @@ Selector_select(SelectorObj *self, PyObject *args, PyObject *kwds)
     Py_INCREF(loop);
     int own = loop->running && loop->thread_ident == PyThread_get_thread_ident();
     int n = cio_loop_wait(loop, fired, timeout_ms, own);
+    /* Nothing before the timeout means a signal came (and its handlers ran):
+     * wait out the rest, as Python's own selectors do (PEP 475). */
+    while (n == 0 && timeout_ms != 0) {
+        if (timeout_ms > 0) {
+            timeout_ms = cio_clock_delay_to_ms(deadline - cio_clock_now(), CIO_MAX_POLL_MS);
+            if (timeout_ms == 0) {
+                break;
+            }
+        }
+        if (open_loop(self) == NULL) { /* a handler closed it */
+            n = -1;
+            break;
+        }
+        n = cio_loop_wait(loop, fired, timeout_ms, own);
+    }
     if (n < 0 || (type = key_type()) == NULL || (result = PyList_New(n)) == NULL) {
         goto error;
     }

@@ -10,6 +10,7 @@ import functools
 import math
 import random
 import selectors
+import signal
 import socket
 import sys
 import threading
@@ -831,6 +832,42 @@ def test_a_replaced_select_returning_nonsense(loop, returned, error):
     nonsense = mock.patch.object(loop._selector, "select", lambda timeout=None: returned)
     with nonsense, pytest.raises(error):
         loop.run_until_complete(asyncio.sleep(0))
+    assert_loop_usable(loop)
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer()")
+def test_select_waits_out_its_timeout_through_a_signal(loop):
+    """A signal whose handler returns does not end select() early: it waits
+    for the rest of the timeout, as Python's selectors do (PEP 475)."""
+    handled: list[int] = []
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: handled.append(signum))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        t0 = time.monotonic()
+        assert loop._selector.select(0.3) == []
+        waited = time.monotonic() - t0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert handled == [signal.SIGALRM]
+    assert waited >= 0.29
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer()")
+def test_a_signal_handler_that_raises_ends_select(loop):
+    def handler(signum, frame):
+        raise ZeroDivisionError
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        t0 = time.monotonic()
+        with pytest.raises(ZeroDivisionError):
+            loop._selector.select(None)
+        assert time.monotonic() - t0 < 5
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
     assert_loop_usable(loop)
 
 
