@@ -342,6 +342,7 @@ typedef struct {
     char sleeping;     /* in the poller with a non-zero timeout */
     char wake_pending; /* wakeup_fd was written and not yet drained */
     char io_inline;    /* this iteration's transports run during dispatch */
+    char due_end_read; /* due_end holds this iteration's end of "now" */
     char closed;
     char stopping;
     char debug;
@@ -353,6 +354,7 @@ typedef struct {
     char corking;               /* a callback is running: writes may be corked */
     unsigned long thread_ident; /* valid while running */
     double clock_resolution;
+    double due_end; /* read once the poll returned (cio_loop_decide_inline) */
     double slow_callback_duration;
     PyObject *current_handle; /* debug mode only */
     PyObject *task_factory;
@@ -510,6 +512,28 @@ cio_loop_cork_end(LoopObj *loop, char was, int rc, const cio_ring_item *it)
 {
     loop->corking = was;
     return loop->ncorked > 0 ? cio_loop_uncork(loop, rc, it) : rc;
+}
+
+/* loop.c: whether a timer is due now (1, 0, or -1 with an error set). */
+int cio_loop_timer_due(LoopObj *loop);
+
+/* Decided once the poll has returned, before dispatch (a thread's
+ * call_soon_threadsafe() or a signal.signal() handler may have queued a
+ * callback meanwhile): transports run during dispatch (io_inline, see
+ * notify_watcher() in loop_fd.c) only if nothing is queued and no timer is
+ * due.  In asyncio's order those come before the events, and so before what
+ * the transports' callbacks schedule: a wait_for() whose deadline passed as
+ * the data came still times out. */
+static inline int
+cio_loop_decide_inline(LoopObj *loop)
+{
+    int due = 0;
+    if (cio_ring_len(&loop->ready) == 0 && cio_heap_len(&loop->timers) > 0 &&
+        (due = cio_loop_timer_due(loop)) < 0) {
+        return -1;
+    }
+    loop->io_inline = cio_ring_len(&loop->ready) == 0 && !due;
+    return 0;
 }
 
 /* loop_fd.c: readiness of file descriptors. */

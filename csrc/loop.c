@@ -378,13 +378,45 @@ poll_io(LoopObj *self)
     }
     int n = cio_loop_wait(self, self->fired, timeout_ms, 1);
     if (n > 0) {
-        /* Decided now, not before the poll: a thread (call_soon_threadsafe)
-         * or a Python-level signal.signal() handler may have queued a
-         * callback meanwhile, and that callback came before these events. */
-        self->io_inline = cio_ring_len(&self->ready) == 0;
+        if (cio_loop_decide_inline(self) < 0) {
+            return -1;
+        }
         return cio_loop_dispatch_fd_events(self, n);
     }
     return n;
+}
+
+/* The end of "now" for timers, read once the poll has returned: a timer
+ * due before it runs in this iteration.  That is within the clock's
+ * resolution, or the float's own step where that is coarser (a large clock,
+ * as a replaced loop.time() may give), so that a timer due now is never left
+ * for the next tick (gh-145703).  Read once an iteration: a timer falling due
+ * while the transports run during dispatch waits for the next, as in asyncio,
+ * where it falls due while their callbacks run. */
+static int
+due_end(LoopObj *self, double *end)
+{
+    if (self->due_end_read) {
+        *end = self->due_end;
+        return 0;
+    }
+    if (cio_loop_now(self, end) < 0) {
+        return -1;
+    }
+    *end += fmax(self->clock_resolution, nextafter(*end, INFINITY) - *end);
+    self->due_end = *end;
+    self->due_end_read = 1;
+    return 0;
+}
+
+int
+cio_loop_timer_due(LoopObj *self)
+{
+    double end;
+    if (due_end(self, &end) < 0) {
+        return -1;
+    }
+    return cio_heap_peek_when(&self->timers) < end;
 }
 
 static int
@@ -394,13 +426,9 @@ collect_due_timers(LoopObj *self)
         return 0;
     }
     double end;
-    if (cio_loop_now(self, &end) < 0) {
+    if (due_end(self, &end) < 0) {
         return -1;
     }
-    /* Due: within the clock's resolution, or the float's own step where
-     * that is coarser (a large clock, as a replaced loop.time() may give),
-     * so that a timer due now is never left for the next tick (gh-145703). */
-    end += fmax(self->clock_resolution, nextafter(end, INFINITY) - end);
     cio_heap_node *node;
     while (cio_heap_len(&self->timers) > 0 && cio_heap_peek_when(&self->timers) < end) {
         node = cio_heap_pop(&self->timers);
@@ -418,6 +446,7 @@ collect_due_timers(LoopObj *self)
 static int
 run_once(LoopObj *self)
 {
+    self->due_end_read = 0;
     /* A fake-clock tool may have replaced loop._selector.select (selector.c). */
     if ((self->select_replaced ? cio_selector_poll(self) : poll_io(self)) < 0 ||
         collect_due_timers(self) < 0) {

@@ -122,7 +122,10 @@ dispatch_events(LoopObj *loop, PyObject *events)
         return -1;
     }
     /* As poll_io() decides it, once the poll has returned. */
-    loop->io_inline = cio_ring_len(&loop->ready) == 0;
+    if (cio_loop_decide_inline(loop) < 0) {
+        Py_DECREF(iter);
+        return -1;
+    }
     int n = 0, rc = 0;
     PyObject *item;
     while (rc == 0 && (item = PyIter_Next(iter)) != NULL) {

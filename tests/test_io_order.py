@@ -64,6 +64,37 @@ def test_callback_queued_before_data_runs_first(fd_loop):
         assert order == ["callback", "data b'x'"]
 
 
+def test_timer_due_as_data_arrives_runs_before_what_the_data_schedules(fd_loop):
+    """Data and a due timer at one poll: asyncio runs data_received(), then
+    the timer, then (an iteration later) what data_received() scheduled.  So
+    a wait_for() whose deadline passed as the data came still times out."""
+    order: list[str] = []
+    done = fd_loop.create_future()
+    done.add_done_callback(lambda _: order.append("future's callback"))
+
+    class Completing(Recorder):
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            done.set_result(data)
+
+    a, b = socket.socketpair()
+    with b:
+        tr, _ = run(fd_loop, fd_loop.create_connection(lambda: Completing(order), sock=a))
+        run_briefly(fd_loop)
+
+        def send_and_block() -> None:
+            b.send(b"x")
+            time.sleep(0.03)  # the timer below is due by the next poll
+
+        # With nothing else ready at that poll (no run_briefly() chain).
+        fd_loop.call_later(0.005, send_and_block)
+        fd_loop.call_later(0.01, order.append, "timer")
+        fd_loop.run_until_complete(asyncio.sleep(0.06))
+        tr.close()
+        run_briefly(fd_loop)
+    assert order == ["data b'x'", "timer", "future's callback"]
+
+
 def test_callback_from_a_thread_during_the_poll_runs_before_the_data(fd_loop):
     """A thread queues a callback while the loop sleeps in its poller, and that
     poll reports data too: the callback was queued first, so it runs first.
