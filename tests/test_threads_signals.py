@@ -138,6 +138,29 @@ def test_signal_wakes_a_sleeping_loop(restore_signals, loop):
     loop.remove_signal_handler(signal.SIGUSR1)
 
 
+@pytest.mark.parametrize("loop_kind", ["casyncio"], indirect=True)
+def test_call_soon_from_a_plain_signal_handler_runs_at_once(restore_signals, loop):
+    """A signal.signal() handler (not add_signal_handler()) that calls
+    call_soon() while the loop sleeps: casyncio's poll returns after the
+    signal, runs the handler and then the callback.  Stock asyncio's selector
+    goes back to sleep after the handler (PEP 475), so the callback waits for
+    the poll's timeout (README, known gaps; ipykernel's interrupt of a cell
+    does this through tornado's add_callback())."""
+    fut = loop.create_future()
+    previous = signal.signal(signal.SIGUSR1, lambda *_: loop.call_soon(fut.set_result, "woken"))
+    far = loop.call_later(30, loop.stop)
+    th = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGUSR1))
+    t0 = time.monotonic()
+    th.start()
+    try:
+        assert loop.run_until_complete(fut) == "woken"
+    finally:
+        th.join()
+        signal.signal(signal.SIGUSR1, previous)  # it holds the loop
+    assert time.monotonic() - t0 < 5
+    far.cancel()
+
+
 @pytest.mark.loop_errors
 def test_signal_handler_exception_is_reported(restore_signals, loop):
     fut = loop.create_future()
