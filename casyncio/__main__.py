@@ -2,6 +2,7 @@
 
     python -m casyncio script.py [args...]
     python -m casyncio -m package.module [args...]
+    python -m casyncio -c command [args...]
     python -m casyncio                      # the demo
 
 The program runs as it would under plain ``python``: the same sys.argv,
@@ -20,7 +21,7 @@ import sys
 import types
 
 USAGE = """\
-usage: python -m casyncio [script.py | -m module] [args...]
+usage: python -m casyncio [script.py | - | -m module | -c command] [args...]
 
 Run an unchanged asyncio program with casyncio's C event loop: asyncio.run(),
 asyncio.new_event_loop() and asyncio.get_event_loop() all make casyncio loops.
@@ -30,6 +31,7 @@ The program sees the same sys.argv, __main__ and sys.path[0] as under plain
   script.py [args...]   run a script, as `python script.py [args...]`
   - [args...]           run the program read from stdin, as `python - [args...]`
   -m module [args...]   run a module, as `python -m module [args...]`
+  -c command [args...]  run the command, as `python -c command [args...]`
   (no arguments)        demo: the chess exhibition of the asyncio walkthrough,
                         timed on stock asyncio and on casyncio side by side
   -h, --help            show this help
@@ -119,6 +121,14 @@ def _run_stdin(args: list[str]) -> None:
     )
 
 
+def _run_command(command: str, args: list[str]) -> None:
+    # `python -m casyncio -c command args`, as `python -c command args`.
+    sys.argv = ["-c", *args]
+    sys.path[0] = ""
+    code = compile(command, "<string>", "exec", dont_inherit=True)
+    _exec_main(code, _fresh_main(__loader__=importlib.machinery.BuiltinImporter, __spec__=None))
+
+
 def _run_path(path: str, args: list[str]) -> None:
     if not os.path.exists(path):
         print(
@@ -191,6 +201,17 @@ def main(argv: list[str]) -> None:
         return
     if argv[0] == "-":
         _run_stdin(argv[1:])
+        return
+    if argv[0].startswith("-c"):
+        # As python takes it: `-c command` or `-ccommand`.
+        if argv[0] == "-c" and len(argv) < 2:
+            print("Argument expected for the -c option", file=sys.stderr)
+            print(USAGE, end="", file=sys.stderr)
+            sys.exit(2)
+        if argv[0] == "-c":
+            _run_command(argv[1], argv[2:])
+        else:
+            _run_command(argv[0][2:], argv[1:])
         return
     if argv[0].startswith("-"):
         print(f"python -m casyncio: unknown option {argv[0]}\n", file=sys.stderr)

@@ -205,6 +205,28 @@ def test_directory_or_zipapp_runs_as_main(tmp_path: Path, kind: str) -> None:
     assert_same_facts(plain, cas)
 
 
+# `python -c` sets no __file__.
+COMMAND_PROBE = PROBE.replace('"file": __file__', '"file": globals().get("__file__", "<none>")')
+
+
+@pytest.mark.parametrize("args", [[], ["a", "-x", "-c", "--"]])
+@pytest.mark.parametrize("attached", [False, True])
+def test_command(tmp_path: Path, args: list[str], attached: bool) -> None:
+    """``python -c command args``, and ``-ccommand`` as python takes it."""
+    option = ["-c" + COMMAND_PROBE] if attached else ["-c", COMMAND_PROBE]
+    plain, cas = run_both([*option, *args], tmp_path)
+    seen = assert_same_facts(plain, cas)
+    assert seen["argv"] == ["-c", *args]
+    assert facts(cas, namespace=True) == facts(plain, namespace=True)
+
+
+def test_command_option_without_a_command(tmp_path: Path) -> None:
+    plain, cas = run_both(["-c"], tmp_path)
+    assert plain.returncode == 2, plain
+    assert cas.returncode == 2 and cas.stdout == "", cas
+    assert "Argument expected for the -c option" in cas.stderr, cas
+
+
 def test_script_from_stdin(tmp_path: Path) -> None:
     """``python - args`` runs the program read from stdin."""
     plain, cas = run_both(["-", "arg"], tmp_path, stdin=PROBE)
@@ -314,12 +336,12 @@ PROGRAMS: dict[str, tuple[str, int]] = {
 }
 
 
-@pytest.mark.parametrize("mode", ["script", "module"])
+@pytest.mark.parametrize("mode", ["script", "module", "command"])
 @pytest.mark.parametrize("name", PROGRAMS)
 def test_exit_status_and_traceback(tmp_path: Path, name: str, mode: str) -> None:
     source, status = PROGRAMS[name]
     (tmp_path / "prog.py").write_text(source)
-    args = ["prog.py"] if mode == "script" else ["-m", "prog"]
+    args = {"script": ["prog.py"], "module": ["-m", "prog"], "command": ["-c", source]}[mode]
     plain, cas = run_both(args, tmp_path)
     assert plain.returncode == status, plain
     assert (cas.returncode, cas.stdout, cas.stderr) == (
