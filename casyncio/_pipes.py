@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import selectors
 import stat
 import sys
 import warnings
@@ -84,15 +85,26 @@ class _PipeTransportBase:
             self._protocol = None
             self._loop = None
 
-    def _describe(self, state: str) -> str:
+    def _describe(self, event: int, *more: str) -> str:
+        """What asyncio's pipe transports show: open or closed, whether the
+        loop watches the fd for `event` ("polling") or not ("idle")."""
         info = [type(self).__name__]
         if self._pipe is None:
             info.append("closed")
         elif self._closing:
             info.append("closing")
         info.append(f"fd={self._fileno}")
-        if self._pipe is not None:
-            info += ["open", state]
+        selector = getattr(self._loop, "_selector", None)
+        if self._pipe is None:
+            info.append("closed")
+        elif selector is None:  # the loop is closed
+            info.append("open")
+        else:
+            try:
+                watched = selector.get_key(self._fileno).events & event
+            except (KeyError, ValueError):
+                watched = 0
+            info += ["polling" if watched else "idle", *more]
         return "<{}>".format(" ".join(info))
 
 
@@ -116,7 +128,7 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
 
     def __repr__(self) -> str:
-        return self._describe("idle" if self._paused else "polling")
+        return self._describe(selectors.EVENT_READ)
 
     def _start_reading(self) -> None:
         if not self._closing and not self._paused:
@@ -198,7 +210,7 @@ class WritePipeTransport(_PipeTransportBase, asyncio.Transport):
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
 
     def __repr__(self) -> str:
-        return self._describe(f"bufsize={len(self._buffer)}")
+        return self._describe(selectors.EVENT_WRITE, f"bufsize={self.get_write_buffer_size()}")
 
     def _watch_peer(self) -> None:
         if self._pipe is not None and not self._closing:

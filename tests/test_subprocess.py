@@ -216,6 +216,47 @@ def test_read_pipe_reads_at_most_max_size(loop):
     assert run(loop, main()) == [b"0123", b"4567", b"89"]
 
 
+def test_pipe_transport_reprs(loop):
+    """What asyncio's pipe transports show (class names and fds left out):
+    whether the loop watches the fd ("polling") or not ("idle"), the write
+    buffer, closing and closed."""
+
+    def shown(transport) -> str:
+        words = repr(transport).strip("<>").split()[1:]
+        return " ".join("fd" if word.startswith("fd=") else word for word in words)
+
+    async def main() -> list[str]:
+        seen = []
+        r, w = os.pipe()
+        rt, _ = await loop.connect_read_pipe(asyncio.Protocol, os.fdopen(r, "rb"))
+        seen.append(shown(rt))
+        rt.pause_reading()
+        seen.append(shown(rt))
+        wt, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, os.fdopen(w, "wb"))
+        seen.append(shown(wt))
+        wt.set_write_buffer_limits(high=1 << 30)
+        chunk = b"x" * 65536
+        while wt.get_write_buffer_size() == 0:  # until the pipe is full
+            wt.write(chunk)
+        seen.append(shown(wt).replace(f"bufsize={wt.get_write_buffer_size()}", "bufsize=N"))
+        wt.abort()
+        rt.close()
+        seen.append(shown(rt))
+        await asyncio.sleep(0)
+        seen += [shown(rt), shown(wt)]
+        return seen
+
+    assert run(loop, main()) == [
+        "fd polling",
+        "fd idle",
+        "fd idle bufsize=0",
+        "fd polling bufsize=N",
+        "closing fd idle",
+        "closed fd closed",
+        "closed fd closed",
+    ]
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
