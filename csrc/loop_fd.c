@@ -498,14 +498,16 @@ run_watcher(LoopObj *self, PyObject *w, uint16_t tag, int which)
 /* Hands one direction of a fired fd to its watcher.  An add_reader/writer
  * Handle is queued, as asyncio does.  A transport or sock_*() operation
  * runs right here when nothing is queued and no timer is due as the poll
- * returns (io_inline, cio_loop_decide_inline()), as libuv does: a task woken by data_received()
- * then writes its reply in this iteration's batch, before the next poll, which sees the peer's
- * answer at once -- on an echo round trip that is one loop iteration (and one epoll_wait) fewer.
- * When callbacks were already queued, the event is queued behind them instead: asyncio promises
- * that those run first (a task scheduled before the data arrived sets up the future data_received()
- * completes), and so do timers due then.  What stays different from
- * asyncio: when run here, what the transport's callbacks schedule runs in
- * this iteration, not the next. */
+ * returns (io_inline, see cio_loop_decide_inline()), as libuv does: a task
+ * woken by data_received() then writes its reply in this iteration's batch,
+ * before the next poll, which sees the peer's answer at once -- on an echo
+ * round trip that is one loop iteration (and one epoll_wait) fewer.  When
+ * callbacks were already queued, or a timer is due, the event is queued
+ * behind them instead: asyncio promises that those run first (a task
+ * scheduled before the data arrived sets up the future data_received()
+ * completes; a wait_for() past its deadline times out).  What stays
+ * different from asyncio: when run here, what the transport's callbacks
+ * schedule runs in this iteration, not the next. */
 static int
 notify_watcher(LoopObj *self, int fd, cio_fd_entry *e, int which)
 {
