@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import importlib.machinery
+import linecache
 import os
 import runpy
 import sys
@@ -121,11 +122,23 @@ def _run_stdin(args: list[str]) -> None:
     )
 
 
+def _keep_command_source(code, command: str) -> None:
+    """From 3.13, python -c keeps the command for its traceback to quote:
+    in linecache under the command's code objects (3.13.x later, 3.14+), or
+    under the name "<string>" (3.13.0)."""
+    if hasattr(linecache, "_interactive_cache"):
+        linecache._register_code(code, command, "<string>")
+    elif sys.version_info >= (3, 13):
+        lines = [line + "\n" for line in command.splitlines()]
+        linecache.cache["<string>"] = (len(command), None, lines, "<string>")
+
+
 def _run_command(command: str, args: list[str]) -> None:
     # `python -m casyncio -c command args`, as `python -c command args`.
     sys.argv = ["-c", *args]
     sys.path[0] = ""
     code = compile(command, "<string>", "exec", dont_inherit=True)
+    _keep_command_source(code, command)
     _exec_main(code, _fresh_main(__loader__=importlib.machinery.BuiltinImporter, __spec__=None))
 
 
