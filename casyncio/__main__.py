@@ -103,23 +103,17 @@ def _exec_main(code, main: types.ModuleType) -> None:
         raise
 
 
-def _run_stdin(args: list[str]) -> None:
-    # `python -m casyncio - args`: the program comes from stdin, as with
-    # `python - args`.
-    sys.argv = ["-", *args]
+def _run_source(argv0: str, source, filename: str, args: list[str], **main_attrs) -> None:
+    """Run a program given as source, as `python -` and `python -c` do: with
+    the current directory first on sys.path, in a __main__ whose loader is
+    BuiltinImporter (the interpreter's own __main__'s)."""
+    sys.argv = [argv0, *args]
     sys.path[0] = ""
-    code = compile(sys.stdin.buffer.read(), "<stdin>", "exec", dont_inherit=True)
-    # The interpreter's own __main__ (what `python -` uses) has
-    # BuiltinImporter as its loader.
-    _exec_main(
-        code,
-        _fresh_main(
-            __file__="<stdin>",
-            __cached__=None,
-            __loader__=importlib.machinery.BuiltinImporter,
-            __spec__=None,
-        ),
-    )
+    code = compile(source, filename, "exec", dont_inherit=True)
+    if argv0 == "-c":
+        _keep_command_source(code, source)
+    main = _fresh_main(**main_attrs, __loader__=importlib.machinery.BuiltinImporter, __spec__=None)
+    _exec_main(code, main)
 
 
 def _keep_command_source(code, command: str) -> None:
@@ -131,15 +125,6 @@ def _keep_command_source(code, command: str) -> None:
     elif sys.version_info >= (3, 13):
         lines = [line + "\n" for line in command.splitlines()]
         linecache.cache["<string>"] = (len(command), None, lines, "<string>")
-
-
-def _run_command(command: str, args: list[str]) -> None:
-    # `python -m casyncio -c command args`, as `python -c command args`.
-    sys.argv = ["-c", *args]
-    sys.path[0] = ""
-    code = compile(command, "<string>", "exec", dont_inherit=True)
-    _keep_command_source(code, command)
-    _exec_main(code, _fresh_main(__loader__=importlib.machinery.BuiltinImporter, __spec__=None))
 
 
 def _run_path(path: str, args: list[str]) -> None:
@@ -213,18 +198,17 @@ def main(argv: list[str]) -> None:
         _run_module(argv[1], argv[2:])
         return
     if argv[0] == "-":
-        _run_stdin(argv[1:])
+        stdin = sys.stdin.buffer.read()
+        _run_source("-", stdin, "<stdin>", argv[1:], __file__="<stdin>", __cached__=None)
         return
     if argv[0].startswith("-c"):
         # As python takes it: `-c command` or `-ccommand`.
-        if argv[0] == "-c" and len(argv) < 2:
+        rest = argv[1:] if argv[0] == "-c" else [argv[0][2:], *argv[1:]]
+        if not rest:
             print("Argument expected for the -c option", file=sys.stderr)
             print(USAGE, end="", file=sys.stderr)
             sys.exit(2)
-        if argv[0] == "-c":
-            _run_command(argv[1], argv[2:])
-        else:
-            _run_command(argv[0][2:], argv[1:])
+        _run_source("-c", rest[0], "<string>", rest[1:])
         return
     if argv[0].startswith("-"):
         print(f"python -m casyncio: unknown option {argv[0]}\n", file=sys.stderr)

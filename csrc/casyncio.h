@@ -527,13 +527,13 @@ int cio_loop_timer_due(LoopObj *loop);
 static inline int
 cio_loop_decide_inline(LoopObj *loop)
 {
-    int due = 0;
-    if (cio_ring_len(&loop->ready) == 0 && cio_heap_len(&loop->timers) > 0 &&
-        (due = cio_loop_timer_due(loop)) < 0) {
-        return -1;
+    loop->io_inline = 0;
+    if (cio_ring_len(&loop->ready) > 0) {
+        return 0;
     }
-    loop->io_inline = cio_ring_len(&loop->ready) == 0 && !due;
-    return 0;
+    int due = cio_heap_len(&loop->timers) > 0 ? cio_loop_timer_due(loop) : 0;
+    loop->io_inline = due == 0;
+    return due < 0 ? -1 : 0;
 }
 
 /* loop_fd.c: readiness of file descriptors. */
